@@ -1,0 +1,239 @@
+// Python bindings of the engine (mambalite._core). Thin glue: argument conversion, exception
+// translation, and the GIL released around every computation.
+#include <pybind11/numpy.h>
+#include <pybind11/pybind11.h>
+#include <pybind11/stl.h>
+
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "errors.h"
+#include "gguf.h"
+#include "model.h"
+#include "sampler.h"
+#include "state.h"
+
+namespace py = pybind11;
+using namespace mambalite;
+
+namespace {
+
+py::object to_python_string(std::string_view s) {
+  PyObject* o = PyUnicode_DecodeUTF8(s.data(), static_cast<Py_ssize_t>(s.size()), "strict");
+  if (o == nullptr) {  // not UTF-8: give the raw bytes rather than fail
+    PyErr_Clear();
+    return py::bytes(s.data(), s.size());
+  }
+  return py::reinterpret_steal<py::object>(o);
+}
+
+template <typename T>
+py::array copy_array(const uint8_t* raw, uint64_t count) {
+  py::array_t<T> a(static_cast<py::ssize_t>(count));
+  if (count) std::memcpy(a.mutable_data(), raw, count * sizeof(T));
+  return std::move(a);
+}
+
+py::object to_python(const GgufValue& v) {
+  switch (v.type) {
+    case GgufType::BOOL: return py::bool_(v.u != 0);
+    case GgufType::FLOAT32: case GgufType::FLOAT64: return py::float_(v.f);
+    case GgufType::STRING: return to_python_string(v.str);
+    case GgufType::UINT8: case GgufType::UINT16: case GgufType::UINT32: case GgufType::UINT64:
+      return py::int_(v.u);
+    case GgufType::ARRAY:
+      switch (v.elem_type) {
+        case GgufType::STRING: {
+          py::list out(v.strings.size());
+          for (size_t i = 0; i < v.strings.size(); ++i) out[i] = to_python_string(v.strings[i]);
+          return std::move(out);
+        }
+        case GgufType::UINT8: return copy_array<uint8_t>(v.raw, v.count);
+        case GgufType::INT8: return copy_array<int8_t>(v.raw, v.count);
+        case GgufType::UINT16: return copy_array<uint16_t>(v.raw, v.count);
+        case GgufType::INT16: return copy_array<int16_t>(v.raw, v.count);
+        case GgufType::UINT32: return copy_array<uint32_t>(v.raw, v.count);
+        case GgufType::INT32: return copy_array<int32_t>(v.raw, v.count);
+        case GgufType::UINT64: return copy_array<uint64_t>(v.raw, v.count);
+        case GgufType::INT64: return copy_array<int64_t>(v.raw, v.count);
+        case GgufType::FLOAT32: return copy_array<float>(v.raw, v.count);
+        case GgufType::FLOAT64: return copy_array<double>(v.raw, v.count);
+        case GgufType::BOOL: {
+          py::list out(v.count);
+          for (uint64_t i = 0; i < v.count; ++i) out[i] = py::bool_(v.raw[i] != 0);
+          return std::move(out);
+        }
+        default: return py::none();
+      }
+    default: return py::int_(v.i);
+  }
+}
+
+py::dict metadata_dict(const GgufFile& f) {
+  py::dict d;
+  for (const std::string& key : f.keys()) d[py::str(key)] = to_python(*f.find(key));
+  return d;
+}
+
+py::list tensor_list(const GgufFile& f) {
+  py::list out;
+  for (const GgufTensor& t : f.tensors()) {
+    py::list shape;
+    for (int d = 0; d < t.n_dims; ++d) shape.append(t.ne[d]);
+    py::dict info;
+    info["name"] = t.name;
+    info["type"] = ggml_type_name(t.type);
+    info["shape"] = py::tuple(shape);  // ggml order: contiguous dimension first
+    info["offset"] = f.data_offset() + t.offset;
+    info["nbytes"] = t.nbytes;
+    out.append(info);
+  }
+  return out;
+}
+
+using IdArray = py::array_t<int32_t, py::array::c_style>;
+
+// Logits scratch travels with the sampler: one per generation, so concurrent generations on
+// one model never share it.
+struct SamplerHandle {
+  Sampler sampler;
+  std::vector<float> logits;  // (n_vocab)
+  SamplerHandle(const SamplerParams& p, int64_t n_vocab, const std::vector<int32_t>& banned)
+      : sampler(p, n_vocab, banned), logits(static_cast<size_t>(n_vocab)) {}
+};
+
+int32_t eval_and_sample(Model& m, State& s, const int32_t* ids, int64_t n, SamplerHandle& h) {
+  if (static_cast<int64_t>(h.logits.size()) != m.config().n_vocab) {
+    throw InvalidArgument("this sampler was made for a vocabulary of " +
+                          std::to_string(h.logits.size()) + " ids, but the model has " +
+                          std::to_string(m.config().n_vocab));
+  }
+  m.eval(s, ids, n, LogitsMode::kLast, h.logits.data());
+  return h.sampler.sample(h.logits.data());
+}
+
+}  // namespace
+
+PYBIND11_MODULE(_core, mod) {
+  mod.doc() = "mambalite C++ engine";
+
+  py::register_exception_translator([](std::exception_ptr p) {
+    try {
+      if (p) std::rethrow_exception(p);
+    } catch (const FileError& e) {
+      PyErr_SetString(e.not_found() ? PyExc_FileNotFoundError : PyExc_OSError, e.what());
+    } catch (const FormatError& e) {
+      PyErr_SetString(PyExc_ValueError, e.what());
+    } catch (const InvalidArgument& e) {
+      PyErr_SetString(PyExc_ValueError, e.what());
+    }
+  });
+
+  py::class_<GgufFile, std::shared_ptr<GgufFile>>(mod, "GgufFile")
+      .def(py::init<const std::string&>(), py::arg("path"))
+      .def_property_readonly("path", &GgufFile::path)
+      .def_property_readonly("version", &GgufFile::version)
+      .def_property_readonly("alignment", &GgufFile::alignment)
+      .def_property_readonly("file_size", &GgufFile::file_size)
+      .def_property_readonly("data_offset", &GgufFile::data_offset)
+      .def("metadata", &metadata_dict)
+      .def("tensors", &tensor_list);
+
+  py::class_<State>(mod, "State")
+      .def_property_readonly("n_tokens", &State::n_tokens)
+      .def_property_readonly("nbytes", &State::n_bytes)
+      .def("copy", [](const State& s) { return State(s); })
+      .def("to_bytes", [](const State& s) { return py::bytes(s.to_bytes()); })
+      .def_static("from_bytes", [](const py::bytes& b) {
+        std::string_view v(b);
+        return State::from_bytes(v);
+      });
+
+  py::class_<SamplerHandle>(mod, "Sampler")
+      .def(py::init([](double temperature, int64_t top_k, double top_p, double min_p,
+                       double repetition_penalty, uint64_t seed, int64_t n_vocab,
+                       const std::vector<int32_t>& banned) {
+             SamplerParams p;
+             p.temperature = temperature;
+             p.top_k = top_k;
+             p.top_p = top_p;
+             p.min_p = min_p;
+             p.repetition_penalty = repetition_penalty;
+             p.seed = seed;
+             return std::make_unique<SamplerHandle>(p, n_vocab, banned);
+           }),
+           py::arg("temperature"), py::arg("top_k"), py::arg("top_p"), py::arg("min_p"),
+           py::arg("repetition_penalty"), py::arg("seed"), py::arg("n_vocab"),
+           py::arg("banned"))
+      .def("accept", [](SamplerHandle& h, int32_t id) { h.sampler.accept(id); })
+      .def("sample", [](SamplerHandle& h, py::array_t<float, py::array::c_style |
+                                                                py::array::forcecast> logits) {
+        if (logits.ndim() != 1 || logits.shape(0) != static_cast<py::ssize_t>(h.logits.size())) {
+          throw InvalidArgument("logits must be a 1-D array of " +
+                                std::to_string(h.logits.size()) + " values");
+        }
+        return h.sampler.sample(logits.data());
+      });
+
+  py::class_<Model>(mod, "Model")
+      .def(py::init([](const std::string& path, int threads) {
+             py::gil_scoped_release nogil;
+             return std::make_unique<Model>(path, threads);
+           }),
+           py::arg("path"), py::arg("threads") = 0)
+      .def_property_readonly("n_threads", &Model::n_threads)
+      .def_property_readonly("kernels", [](const Model& m) { return m.kernel_table().name; })
+      .def("config", [](const Model& m) {
+        const MambaConfig& c = m.config();
+        py::dict d;
+        d["architecture"] = c.architecture;
+        d["d_model"] = c.d_model;
+        d["n_layer"] = c.n_layer;
+        d["d_inner"] = c.d_inner;
+        d["d_state"] = c.d_state;
+        d["d_conv"] = c.d_conv;
+        d["dt_rank"] = c.dt_rank;
+        d["n_vocab"] = c.n_vocab;
+        d["norm_eps"] = c.norm_eps;  // float32, as stored in the file
+        d["tied_embeddings"] = c.tied_embeddings;
+        return d;
+      })
+      .def("metadata", [](const Model& m) { return metadata_dict(m.file()); })
+      .def("tensors", [](const Model& m) { return tensor_list(m.file()); })
+      .def("new_state", [](const Model& m) { return State(m.state_shape()); })
+      .def("check_state", &Model::check_state)
+      .def("forward", [](Model& m, const IdArray& ids) {
+        const int64_t n = ids.size();
+        const int64_t V = m.config().n_vocab;
+        py::array_t<float> out({static_cast<py::ssize_t>(n), static_cast<py::ssize_t>(V)});
+        float* dst = out.mutable_data();
+        State s(m.state_shape());
+        {
+          py::gil_scoped_release nogil;
+          m.eval(s, ids.data(), n, LogitsMode::kAll, dst);
+        }
+        return out;
+      })
+      .def("prefill", [](Model& m, State& s, const IdArray& ids) {
+        py::array_t<float> out(static_cast<py::ssize_t>(m.config().n_vocab));
+        float* dst = out.mutable_data();
+        {
+          py::gil_scoped_release nogil;
+          m.eval(s, ids.data(), ids.size(), LogitsMode::kLast, dst);
+        }
+        return out;
+      })
+      .def("advance", [](Model& m, State& s, const IdArray& ids) {
+        py::gil_scoped_release nogil;
+        m.eval(s, ids.data(), ids.size(), LogitsMode::kNone, nullptr);
+      })
+      .def("prefill_and_sample", [](Model& m, State& s, const IdArray& ids, SamplerHandle& h) {
+        py::gil_scoped_release nogil;
+        return eval_and_sample(m, s, ids.data(), ids.size(), h);
+      })
+      .def("step_and_sample", [](Model& m, State& s, int32_t id, SamplerHandle& h) {
+        py::gil_scoped_release nogil;
+        return eval_and_sample(m, s, &id, 1, h);
+      });
+}

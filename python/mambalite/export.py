@@ -1,0 +1,289 @@
+"""Export a PyTorch Mamba checkpoint to a GGUF file that llama.cpp and mambalite both load.
+
+Names, metadata and the choice of F32 tensors follow llama.cpp's converter (DESIGN.md §3).
+Tensors are streamed: header and tensor table first, then one tensor at a time.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import re
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import gguf
+import numpy as np
+
+from ._checkpoint import Checkpoint
+from ._tokenizer_export import add_tokenizer
+
+EXPORT_TYPES = {
+    "f32": (gguf.GGMLQuantizationType.F32, gguf.LlamaFileType.ALL_F32),
+    "f16": (gguf.GGMLQuantizationType.F16, gguf.LlamaFileType.MOSTLY_F16),
+    "bf16": (gguf.GGMLQuantizationType.BF16, gguf.LlamaFileType.MOSTLY_BF16),
+}
+
+
+@dataclass
+class MambaHParams:
+    """Hyper-parameters of a Mamba-1 checkpoint, whatever its config format."""
+
+    source_format: str  # "transformers" or "mamba_ssm"
+    d_model: int
+    n_layer: int
+    d_inner: int
+    d_state: int
+    d_conv: int
+    dt_rank: int
+    norm_eps: float
+    tie_embeddings: bool
+    embedding_key: str
+    has_conv_bias: bool
+
+
+def _int(cfg: dict, key: str, default: int | None = None) -> int:
+    v = cfg.get(key, default)
+    if isinstance(v, bool) or not isinstance(v, int) or v <= 0:
+        raise ValueError(f"config.json: {key!r} should be a positive integer, found {v!r}")
+    return v
+
+
+def read_hparams(ckpt: Checkpoint) -> MambaHParams:
+    """Reads a transformers or mamba_ssm Mamba-1 config; raises ValueError for anything else."""
+    cfg = ckpt.config
+    model_type = cfg.get("model_type")
+    archs = cfg.get("architectures") or []
+    if "ssm_cfg" in cfg or ("d_model" in cfg and "hidden_size" not in cfg):
+        ssm = cfg.get("ssm_cfg") or {}
+        layer = ssm.get("layer", "Mamba1")
+        if layer != "Mamba1":
+            raise ValueError(f"{ckpt.dir}: ssm_cfg.layer is {layer!r}; this version exports "
+                             "Mamba-1 checkpoints only")
+        if not cfg.get("rms_norm", True):
+            raise ValueError(f"{ckpt.dir}: rms_norm is false (LayerNorm); Mamba models in "
+                             "llama.cpp's format use RMSNorm")
+        d_model = _int(cfg, "d_model")
+        expand = ssm.get("expand", 2)
+        dt_rank = ssm.get("dt_rank", "auto")
+        return MambaHParams(
+            source_format="mamba_ssm",
+            d_model=d_model,
+            n_layer=_int(cfg, "n_layer"),
+            d_inner=int(expand * d_model),
+            d_state=_int(ssm, "d_state", 16),
+            d_conv=_int(ssm, "d_conv", 4),
+            dt_rank=math.ceil(d_model / 16) if dt_rank == "auto" else _int(ssm, "dt_rank"),
+            norm_eps=float(cfg.get("norm_epsilon", 1e-5)),
+            tie_embeddings=bool(cfg.get("tie_embeddings", True)),
+            embedding_key="backbone.embedding.weight",
+            has_conv_bias=bool(ssm.get("conv_bias", True)),
+        )
+    if model_type == "mamba" or "MambaForCausalLM" in archs:
+        if cfg.get("use_bias", False):
+            raise ValueError(f"{ckpt.dir}: use_bias is true (in_proj/out_proj biases), which "
+                             "llama.cpp's Mamba format cannot hold")
+        d_model = _int(cfg, "hidden_size")
+        dt_rank = cfg.get("time_step_rank", "auto")
+        d_inner = cfg.get("intermediate_size") or int(cfg.get("expand", 2) * d_model)
+        return MambaHParams(
+            source_format="transformers",
+            d_model=d_model,
+            n_layer=_int(cfg, "num_hidden_layers"),
+            d_inner=int(d_inner),
+            d_state=_int(cfg, "state_size", 16),
+            d_conv=_int(cfg, "conv_kernel", 4),
+            dt_rank=math.ceil(d_model / 16) if dt_rank == "auto" else _int(cfg, "time_step_rank"),
+            norm_eps=float(cfg.get("layer_norm_epsilon", 1e-5)),
+            tie_embeddings=bool(cfg.get("tie_word_embeddings", True)),
+            embedding_key="backbone.embeddings.weight",
+            has_conv_bias=bool(cfg.get("use_conv_bias", True)),
+        )
+    if model_type in ("mamba2", "falcon_mamba") or any(
+        a in archs for a in ("Mamba2ForCausalLM", "FalconMambaForCausalLM")
+    ):
+        raise ValueError(f"{ckpt.dir} is a {model_type or archs[0]} checkpoint; this version "
+                         "exports Mamba-1 checkpoints only")
+    raise ValueError(
+        f"{ckpt.dir} is not a Mamba checkpoint (model_type {model_type!r}, architectures "
+        f"{archs}); expected a transformers MambaForCausalLM or a mamba_ssm config.json"
+    )
+
+
+@dataclass
+class _PlannedTensor:
+    name: str  # GGUF name
+    shape: tuple[int, ...]  # numpy order
+    qtype: gguf.GGMLQuantizationType
+    load: Callable[[], np.ndarray]  # float32 values, numpy order
+
+
+def _plan(ckpt: Checkpoint, hp: MambaHParams, wtype: gguf.GGMLQuantizationType):
+    D, E, N, K, R = hp.d_model, hp.d_inner, hp.d_state, hp.d_conv, hp.dt_rank
+    errors: list[str] = []
+    plan: list[_PlannedTensor] = []
+    used: set[str] = set()
+
+    def f32(name: str) -> Callable[[], np.ndarray]:
+        return lambda: np.asarray(ckpt.load(name), dtype=np.float32)
+
+    def add(src: str, dst: str, shape: tuple[int, ...], *, accept=None, transform=None) -> None:
+        if src not in ckpt:
+            errors.append(f"missing tensor {src!r}")
+            return
+        used.add(src)
+        got = ckpt.shape(src)
+        if got not in (accept or [shape]):
+            errors.append(f"tensor {src!r} has shape {list(got)}, expected {list(shape)}")
+            return
+        load = f32(src)
+        if transform is not None:
+            load = (lambda ld, tf: lambda: tf(ld()))(load, transform)
+        elif got != shape:
+            load = (lambda ld: lambda: ld().reshape(shape))(load)
+        # llama.cpp's rule: 2-D ".weight" tensors take the file type, except the conv kernel.
+        is_matrix = len(shape) == 2 and dst.endswith(".weight") and "conv1d" not in dst
+        plan.append(_PlannedTensor(dst, shape, wtype if is_matrix else
+                                   gguf.GGMLQuantizationType.F32, load))
+
+    if hp.embedding_key not in ckpt:
+        raise ValueError(f"{ckpt.dir}: missing the embedding {hp.embedding_key!r}")
+    V = ckpt.shape(hp.embedding_key)[0]
+    add(hp.embedding_key, "token_embd.weight", (V, D))
+    for i in range(hp.n_layer):
+        p = f"backbone.layers.{i}."
+        b = f"blk.{i}."
+        add(p + "norm.weight", b + "attn_norm.weight", (D,))
+        add(p + "mixer.in_proj.weight", b + "ssm_in.weight", (2 * E, D))
+        add(p + "mixer.conv1d.weight", b + "ssm_conv1d.weight", (E, K), accept=[(E, 1, K)])
+        if hp.has_conv_bias:
+            add(p + "mixer.conv1d.bias", b + "ssm_conv1d.bias", (E,))
+        else:  # llama.cpp's graph always adds a bias: a zero one is the same model
+            plan.append(_PlannedTensor(b + "ssm_conv1d.bias", (E,), gguf.GGMLQuantizationType.F32,
+                                       lambda: np.zeros(E, dtype=np.float32)))
+        add(p + "mixer.x_proj.weight", b + "ssm_x.weight", (R + 2 * N, E))
+        add(p + "mixer.dt_proj.weight", b + "ssm_dt.weight", (E, R))
+        add(p + "mixer.dt_proj.bias", b + "ssm_dt.bias", (E,))
+        add(p + "mixer.A_log", b + "ssm_a", (E, N), transform=lambda a: -np.exp(a))
+        add(p + "mixer.D", b + "ssm_d", (E,))
+        add(p + "mixer.out_proj.weight", b + "ssm_out.weight", (D, E))
+    add("backbone.norm_f.weight", "output_norm.weight", (D,))
+
+    if "lm_head.weight" in ckpt:
+        used.add("lm_head.weight")
+        got = ckpt.shape("lm_head.weight")
+        if got != (V, D):
+            errors.append(f"tensor 'lm_head.weight' has shape {list(got)}, expected {[V, D]}")
+        elif not np.array_equal(ckpt.load("lm_head.weight"), ckpt.load(hp.embedding_key)):
+            # An untied head (llama.cpp also drops a head that equals the embedding).
+            add("lm_head.weight", "output.weight", (V, D))
+    elif not hp.tie_embeddings:
+        errors.append("config says the head is not tied, but 'lm_head.weight' is missing")
+
+    unknown = sorted(n for n in ckpt.names() if n not in used)
+    if unknown:
+        more = f" and {len(unknown) - 8} more" if len(unknown) > 8 else ""
+        errors.append(f"unexpected tensors {', '.join(unknown[:8])}{more}")
+    if errors:
+        listed = "\n  - ".join(errors[:20])
+        raise ValueError(f"{ckpt.dir} is not a Mamba-1 checkpoint this exporter understands:"
+                         f"\n  - {listed}")
+    return plan, V
+
+
+def _encode(t: _PlannedTensor) -> np.ndarray:
+    data = t.load()
+    if data.shape != t.shape:
+        raise ValueError(f"tensor {t.name}: loaded shape {data.shape}, expected {t.shape}")
+    if t.qtype == gguf.GGMLQuantizationType.F32:
+        return np.ascontiguousarray(data, dtype=np.float32)
+    if t.qtype == gguf.GGMLQuantizationType.F16:
+        out = data.astype(np.float16)
+        if not np.isfinite(out).all() and np.isfinite(data).all():
+            raise ValueError(f"tensor {t.name} has values beyond float16's range (65504); "
+                             "export with --type bf16 or f32")
+        return out
+    return gguf.quants.quantize(data, t.qtype)  # bf16: uint8 bytes
+
+
+def export(src: str | os.PathLike, dst: str | os.PathLike, type: str = "f16", *,
+           progress: bool = True) -> Path:
+    """Convert a Mamba checkpoint directory to a GGUF file.
+
+    Args:
+        src: directory with config.json and model.safetensors / pytorch_model.bin (sharded
+            checkpoints with an index json work too), in transformers or mamba_ssm format.
+        dst: path of the GGUF file to write (written to a temporary name, then renamed).
+        type: weight type of the matrices: "f32", "f16" or "bf16". Norms, A, D, biases and
+            the conv kernel stay F32, as in llama.cpp.
+        progress: show a progress bar on stderr.
+
+    Returns:
+        The path written.
+    """
+    wtype_name = str(type).lower()
+    if wtype_name not in EXPORT_TYPES:
+        raise ValueError(f"unsupported export type {type!r}; choose one of "
+                         f"{', '.join(EXPORT_TYPES)}")
+    wtype, ftype = EXPORT_TYPES[wtype_name]
+    ckpt = Checkpoint(src)
+    hp = read_hparams(ckpt)
+    plan, n_vocab = _plan(ckpt, hp, wtype)
+
+    dst = Path(dst)
+    if dst.is_dir():
+        raise ValueError(f"{dst} is a directory; give the path of the .gguf file to write")
+    tmp = dst.with_name(dst.name + ".part")
+    writer = gguf.GGUFWriter(tmp, "mamba")
+    try:
+        arch = "mamba"
+        name = re.sub(r"[^\w.\-]+", "-", ckpt.dir.resolve().name) or "mamba"
+        writer.add_name(name)
+        writer.add_file_type(int(ftype))
+        writer.add_context_length(2**20)
+        writer.add_embedding_length(hp.d_model)
+        writer.add_feed_forward_length(0)
+        writer.add_head_count(0)
+        writer.add_block_count(hp.n_layer)
+        writer.add_ssm_conv_kernel(hp.d_conv)
+        writer.add_ssm_inner_size(hp.d_inner)
+        writer.add_ssm_state_size(hp.d_state)
+        writer.add_ssm_time_step_rank(hp.dt_rank)
+        writer.add_layer_norm_rms_eps(hp.norm_eps)
+        writer.add_bool(f"{arch}.ssm.dt_b_c_rms", False)
+        writer.add_string("mambalite.source_format", hp.source_format)
+        add_tokenizer(writer, ckpt, n_vocab)
+
+        for t in plan:
+            nbytes = gguf.quants.quant_shape_to_byte_shape(t.shape, t.qtype)[-1] * int(
+                np.prod(t.shape[:-1], dtype=np.int64))
+            if t.qtype == gguf.GGMLQuantizationType.F32:
+                writer.add_tensor_info(t.name, t.shape, np.dtype(np.float32), nbytes)
+            elif t.qtype == gguf.GGMLQuantizationType.F16:
+                writer.add_tensor_info(t.name, t.shape, np.dtype(np.float16), nbytes)
+            else:
+                byte_shape = gguf.quants.quant_shape_to_byte_shape(t.shape, t.qtype)
+                writer.add_tensor_info(t.name, byte_shape, np.dtype(np.uint8), nbytes,
+                                       raw_dtype=t.qtype)
+        writer.write_header_to_file()
+        writer.write_kv_data_to_file()
+        writer.write_ti_data_to_file()
+        bar = None
+        if progress:
+            from tqdm import tqdm
+
+            bar = tqdm(total=len(plan), desc=f"export {dst.name}", unit="tensor")
+        for t in plan:
+            writer.write_tensor_data(_encode(t))
+            if bar is not None:
+                bar.update(1)
+        if bar is not None:
+            bar.close()
+        writer.close()
+        os.replace(tmp, dst)
+    except BaseException:
+        writer.close()
+        tmp.unlink(missing_ok=True)
+        raise
+    return dst

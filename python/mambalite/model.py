@@ -1,0 +1,324 @@
+"""The Python API: load a GGUF model, evaluate tokens, carry state, generate text."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Union
+
+import numpy as np
+
+from . import _core
+from ._streaming import IncrementalDecoder, StopStrings
+from .tokenizer import Tokenizer
+
+Prompt = Union[str, Sequence[int], np.ndarray]
+
+
+@dataclass(frozen=True)
+class Config:
+    """Hyper-parameters of a loaded model (see DESIGN.md for the notation)."""
+
+    architecture: str
+    d_model: int
+    n_layer: int
+    d_inner: int
+    d_state: int
+    d_conv: int
+    dt_rank: int
+    vocab_size: int  # rows of token_embd (= n_vocab), padding ids included
+    norm_eps: float
+    tied_embeddings: bool
+    extra: dict[str, Any] = field(default_factory=dict, repr=False)
+
+    @property
+    def n_vocab(self) -> int:
+        return self.vocab_size
+
+
+class State:
+    """The recurrent state of one sequence (constant size, whatever its length)."""
+
+    def __init__(self, core: _core.State, model: Model) -> None:
+        self._core = core
+        self._model = model
+
+    @property
+    def n_tokens(self) -> int:
+        """Number of tokens this state has consumed."""
+        return self._core.n_tokens
+
+    @property
+    def nbytes(self) -> int:
+        """Size of the state in bytes."""
+        return self._core.nbytes
+
+    def copy(self) -> State:
+        """An independent copy (evolving one does not change the other)."""
+        return State(self._core.copy(), self._model)
+
+    def to_bytes(self) -> bytes:
+        """Serialises the state; restore it with `Model.state_from_bytes`."""
+        return self._core.to_bytes()
+
+    def __repr__(self) -> str:
+        return f"State(n_tokens={self.n_tokens}, nbytes={self.nbytes})"
+
+
+def _as_ids(ids: Any, n_vocab: int, what: str = "ids") -> np.ndarray:
+    """Validates token ids into a contiguous int32 array."""
+    if isinstance(ids, str):
+        raise TypeError(f"{what} must be a sequence of token ids, not a str; use "
+                        "model.tokenizer.encode() first")
+    arr = np.asarray(ids)
+    if arr.ndim != 1:
+        raise ValueError(f"{what} must be a 1-D sequence of token ids, got shape {arr.shape}")
+    if arr.size == 0:
+        raise ValueError(f"{what} is empty: give at least one token id")
+    if arr.dtype.kind not in "iu":
+        if arr.dtype.kind == "f" and np.all(arr == np.round(arr)):
+            arr = arr.astype(np.int64)
+        else:
+            raise TypeError(f"{what} must be integers, got dtype {arr.dtype}")
+    bad = (arr < 0) | (arr >= n_vocab)
+    if bad.any():
+        i = int(np.argmax(bad))
+        raise ValueError(f"token id {int(arr[i])} at position {i} is out of range: this model's "
+                         f"ids are 0 to {n_vocab - 1}")
+    return np.ascontiguousarray(arr, dtype=np.int32)
+
+
+class Model:
+    """A Mamba model loaded from a GGUF file (memory-mapped; weights are used in place)."""
+
+    def __init__(self, core: _core.Model, path: Path) -> None:
+        self._core = core
+        self.path = path
+        self._metadata: dict[str, Any] | None = None
+        self._tokenizer: Tokenizer | None = None
+        c = core.config()
+        self.config = Config(
+            architecture=c["architecture"], d_model=c["d_model"], n_layer=c["n_layer"],
+            d_inner=c["d_inner"], d_state=c["d_state"], d_conv=c["d_conv"],
+            dt_rank=c["dt_rank"], vocab_size=c["n_vocab"], norm_eps=float(f"{c['norm_eps']:.7g}"),
+            tied_embeddings=c["tied_embeddings"],
+        )
+
+    @classmethod
+    def load(cls, path: str | os.PathLike, *, threads: int | None = None) -> Model:
+        """Loads a GGUF model. `threads`: compute threads (default: all cores)."""
+        p = Path(path)
+        if threads is not None:
+            if isinstance(threads, bool) or not isinstance(threads, int) or not 1 <= threads <= 256:
+                raise ValueError(f"threads must be an integer from 1 to 256, got {threads!r}")
+        if not p.exists():
+            raise FileNotFoundError(f"model file {p} does not exist")
+        if p.is_dir():
+            raise ValueError(f"{p} is a directory; to use a checkpoint folder, convert it first: "
+                             f"mambalite export {p} -o model.gguf")
+        return cls(_core.Model(str(p), threads or 0), p)
+
+    # ----------------------------------------------------------------------------- inspection
+    @property
+    def metadata(self) -> dict[str, Any]:
+        """All GGUF metadata (key -> value)."""
+        if self._metadata is None:
+            self._metadata = self._core.metadata()
+        return self._metadata
+
+    @property
+    def tensors(self) -> list[dict[str, Any]]:
+        """The GGUF tensor table: name, type, shape (ggml order), offset, nbytes."""
+        return self._core.tensors()
+
+    @property
+    def threads(self) -> int:
+        return self._core.n_threads
+
+    @property
+    def tokenizer(self) -> Tokenizer:
+        """The tokenizer embedded in the file (ValueError when it has none)."""
+        if self._tokenizer is None:
+            self._tokenizer = Tokenizer(self.metadata)
+        return self._tokenizer
+
+    def __repr__(self) -> str:
+        c = self.config
+        return (f"Model({str(self.path)!r}, {c.architecture}, {c.n_layer} layers, "
+                f"d_model {c.d_model}, vocab {c.vocab_size}, threads {self.threads})")
+
+    # ----------------------------------------------------------------------------- evaluation
+    def new_state(self) -> State:
+        """A fresh (empty) state for this model."""
+        return State(self._core.new_state(), self)
+
+    def state_from_bytes(self, data: bytes) -> State:
+        """Restores a state saved with `State.to_bytes()` (ValueError if it is not this model's)."""
+        if not isinstance(data, (bytes, bytearray, memoryview)):
+            raise TypeError(f"state_from_bytes() takes bytes, got {type(data).__name__}")
+        core = _core.State.from_bytes(bytes(data))
+        self._core.check_state(core)
+        return State(core, self)
+
+    def _state(self, state: Any) -> _core.State:
+        if not isinstance(state, State):
+            raise TypeError(f"expected a State from new_state(), got {type(state).__name__}")
+        return state._core
+
+    def forward(self, ids: Sequence[int] | np.ndarray) -> np.ndarray:
+        """Logits at every position from a fresh state: float32 array (len(ids), n_vocab)."""
+        return self._core.forward(_as_ids(ids, self.config.vocab_size))
+
+    def prefill(self, state: State, ids: Sequence[int] | np.ndarray) -> np.ndarray:
+        """Feeds ids into `state` (advancing it); returns the logits after the last (n_vocab,)."""
+        return self._core.prefill(self._state(state), _as_ids(ids, self.config.vocab_size))
+
+    def step(self, state: State, id: int) -> np.ndarray:
+        """Feeds one token into `state`; returns the next logits (n_vocab,)."""
+        return self.prefill(state, [id])
+
+    # ----------------------------------------------------------------------------- generation
+    def _prompt_ids(self, prompt: Prompt) -> np.ndarray:
+        if isinstance(prompt, str):
+            if prompt == "":
+                raise ValueError("the prompt is empty: give some text or token ids")
+            return _as_ids(self.tokenizer.encode(prompt), self.config.vocab_size, "prompt")
+        return _as_ids(prompt, self.config.vocab_size, "prompt")
+
+    def generate_tokens(
+        self,
+        prompt: Prompt,
+        *,
+        max_new_tokens: int = 128,
+        temperature: float = 0.8,
+        top_k: int = 40,
+        top_p: float = 0.95,
+        min_p: float = 0.0,
+        repetition_penalty: float = 1.0,
+        seed: int | None = None,
+        state: State | None = None,
+        stop_ids: Sequence[int] | None = None,
+    ) -> Iterator[int]:
+        """Yields generated token ids (the token-level core of `generate`).
+
+        Stops after `max_new_tokens`, or after yielding the end-of-sequence id (or any of
+        `stop_ids`). Every yielded token is fed into the state, so a `state` passed in ends up
+        holding the prompt and all generated tokens (also when the iteration stops early).
+        """
+        if isinstance(max_new_tokens, bool) or not isinstance(max_new_tokens, int) or \
+                max_new_tokens < 0:
+            raise ValueError(f"max_new_tokens must be an integer >= 0, got {max_new_tokens!r}")
+        if seed is None:
+            seed = int.from_bytes(os.urandom(8), "little")
+        elif isinstance(seed, bool) or not isinstance(seed, int) or not 0 <= seed < 2**64:
+            raise ValueError(f"seed must be an integer from 0 to 2**64-1, got {seed!r}")
+        ids = self._prompt_ids(prompt)
+        n_vocab = self.config.vocab_size
+        tok = self._tokenizer_or_none()
+        banned = tok.unsampleable_ids(n_vocab) if tok is not None else []
+        stops = set(int(i) for i in (stop_ids or ()))
+        if tok is not None and tok.eos_id is not None:
+            stops.add(tok.eos_id)
+        sampler = _core.Sampler(float(temperature), int(top_k), float(top_p), float(min_p),
+                                float(repetition_penalty), seed, n_vocab, banned)
+        st = self.new_state() if state is None else state
+        core_state = self._state(st)
+        self._core.check_state(core_state)
+        return self._generate(ids, max_new_tokens, sampler, core_state, stops)
+
+    def _generate(self, ids: np.ndarray, max_new_tokens: int, sampler: Any,
+                  core_state: _core.State, stops: set[int]) -> Iterator[int]:
+        if max_new_tokens == 0:
+            self._core.advance(core_state, ids)
+            return
+        for i in ids:
+            sampler.accept(int(i))
+        token = self._core.prefill_and_sample(core_state, ids, sampler)
+        produced = 0
+        try:
+            while True:
+                produced += 1
+                sampler.accept(token)
+                yield token
+                if produced >= max_new_tokens or token in stops:
+                    break
+                token = self._core.step_and_sample(core_state, token, sampler)
+                token = int(token)
+        finally:
+            # The last yielded token has not been fed yet: feed it, so the state holds
+            # everything that was generated.
+            self._core.advance(core_state, np.array([token], dtype=np.int32))
+
+    def _tokenizer_or_none(self) -> Tokenizer | None:
+        try:
+            return self.tokenizer
+        except ValueError:
+            return None
+
+    def generate(
+        self,
+        prompt: Prompt,
+        *,
+        max_new_tokens: int = 128,
+        temperature: float = 0.8,
+        top_k: int = 40,
+        top_p: float = 0.95,
+        min_p: float = 0.0,
+        repetition_penalty: float = 1.0,
+        seed: int | None = None,
+        stop: str | Sequence[str] | None = None,
+        state: State | None = None,
+        stream: bool = False,
+    ) -> str | Iterator[str]:
+        """Generates a continuation of `prompt` (text, or a list of token ids).
+
+        Returns the generated text without the prompt, or, with `stream=True`, an iterator of
+        text pieces as they are produced (split on UTF-8 character boundaries). Generation stops
+        at the end-of-sequence token, at the first `stop` string (not included in the output), or
+        after `max_new_tokens`. `temperature=0` is greedy; `top_k=0`, `top_p=1`, `min_p=0` and
+        `repetition_penalty=1` disable those filters. `seed` makes sampling reproducible. With
+        `state`, generation continues that state and leaves it advanced past every generated
+        token (multi-turn use).
+        """
+        tok = self.tokenizer
+        stops = [stop] if isinstance(stop, str) else list(stop or [])
+        if not all(isinstance(s, str) for s in stops):
+            raise TypeError("stop must be a string or a list of strings")
+        ids = self._prompt_ids(prompt)
+        tokens = self.generate_tokens(
+            ids, max_new_tokens=max_new_tokens, temperature=temperature, top_k=top_k,
+            top_p=top_p, min_p=min_p, repetition_penalty=repetition_penalty, seed=seed,
+            state=state)
+        pieces = self._pieces(tokens, tok, ids, stops)
+        return pieces if stream else "".join(pieces)
+
+    @staticmethod
+    def _pieces(tokens: Iterator[int], tok: Tokenizer, prompt_ids: np.ndarray,
+                stops: list[str]) -> Iterator[str]:
+        decoder = IncrementalDecoder(tok, [int(i) for i in prompt_ids])
+        stopper = StopStrings(stops)
+        try:
+            for t in tokens:
+                if t == tok.eos_id:
+                    break
+                text = stopper.push(decoder.push(t))
+                if text:
+                    yield text
+                if stopper.stopped:
+                    return
+            text = stopper.push(decoder.flush())
+            if text:
+                yield text
+            if not stopper.stopped:
+                text = stopper.flush()
+                if text:
+                    yield text
+        finally:
+            tokens.close()
+
+
+def load(path: str | os.PathLike, *, threads: int | None = None) -> Model:
+    """Loads a GGUF model file. `threads`: compute threads (default: all cores)."""
+    return Model.load(path, threads=threads)

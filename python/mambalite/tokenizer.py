@@ -1,0 +1,170 @@
+"""Tokenizers built from a GGUF file's metadata.
+
+In order of preference: the embedded `tokenizer.huggingface.json` (HF `tokenizers`), the
+embedded SentencePiece model (`sentencepiece`), or, for files written by llama.cpp, a tokenizer
+rebuilt from the `tokenizer.ggml.*` keys: byte-level BPE from tokens and merges (`gpt2`), or a
+SentencePiece model from tokens, scores and types (`llama`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+
+from ._tokenizer_export import SPM_MODEL_KEY
+
+# llama.cpp's token types (tokenizer.ggml.token_type)
+_NORMAL, _UNKNOWN, _CONTROL, _USER_DEFINED, _UNUSED, _BYTE = 1, 2, 3, 4, 5, 6
+
+
+class Tokenizer:
+    """Text <-> token ids for one model.
+
+    Attributes:
+        bos_id, eos_id, pad_id, unk_id: special ids, or None when the model has none.
+        add_bos: whether `encode` prepends bos_id by default.
+        vocab_size: number of ids the tokenizer knows (may be below the model's n_vocab).
+        kind: "huggingface", "sentencepiece", "gpt2 (rebuilt)" or "llama (rebuilt)".
+    """
+
+    def __init__(self, metadata: dict[str, Any]) -> None:
+        md = metadata
+        self._meta_tokens: list[str] = list(md.get("tokenizer.ggml.tokens") or [])
+        types = md.get("tokenizer.ggml.token_type")
+        self._types = np.asarray(types, dtype=np.int64) if types is not None else None
+        model = md.get("tokenizer.ggml.model")
+        self._hf = None
+        self._sp = None
+        if "tokenizer.huggingface.json" in md:
+            from tokenizers import Tokenizer as HFTokenizer
+
+            self._hf = HFTokenizer.from_str(md["tokenizer.huggingface.json"])
+            self.kind = "huggingface"
+        elif SPM_MODEL_KEY in md:
+            self._sp = _load_spm(bytes(np.asarray(md[SPM_MODEL_KEY], dtype=np.uint8)))
+            self.kind = "sentencepiece"
+        elif model == "gpt2":
+            self._hf = _rebuild_bpe(md)
+            self.kind = "gpt2 (rebuilt)"
+        elif model == "llama":
+            self._sp = _rebuild_spm(md)
+            self.kind = "llama (rebuilt)"
+        else:
+            raise ValueError(
+                "this model file has no tokenizer (no tokenizer.ggml.* keys); pass token ids "
+                "instead of text, or re-export the checkpoint with its tokenizer files present"
+            )
+
+        def special(kind: str) -> int | None:
+            v = md.get(f"tokenizer.ggml.{kind}_token_id")
+            return int(v) if v is not None else None
+
+        self.bos_id = special("bos")
+        self.eos_id = special("eos")
+        self.pad_id = special("pad")
+        self.unk_id = special("unknown")
+        default_bos = model == "llama" and self._hf is None
+        self.add_bos = bool(md.get("tokenizer.ggml.add_bos_token", default_bos)) and \
+            self.bos_id is not None
+        if self._hf is not None:
+            self.vocab_size = self._hf.get_vocab_size(with_added_tokens=True)
+        else:
+            self.vocab_size = self._sp.get_piece_size()
+
+    def encode(self, text: str, *, add_bos: bool | None = None) -> list[int]:
+        """Token ids of `text`; prepends bos_id when `add_bos` (default: the model's setting)."""
+        if not isinstance(text, str):
+            raise TypeError(f"encode() takes a str, got {type(text).__name__}")
+        if self._hf is not None:
+            ids = self._hf.encode(text, add_special_tokens=False).ids
+        else:
+            ids = self._sp.encode(text)
+        if (self.add_bos if add_bos is None else add_bos) and self.bos_id is not None:
+            ids = [self.bos_id, *ids]
+        return ids
+
+    def decode(self, ids: Sequence[int], *, skip_special_tokens: bool = True) -> str:
+        """Text of `ids` (invalid UTF-8 becomes U+FFFD)."""
+        ids = [int(i) for i in ids]
+        if self._hf is not None:
+            return self._hf.decode(ids, skip_special_tokens=skip_special_tokens)
+        n = self._sp.get_piece_size()
+        keep = [i for i in ids if 0 <= i < n and not (skip_special_tokens and
+                                                       self._sp.is_control(i))]
+        return self._sp.decode(keep)
+
+    def unsampleable_ids(self, n_vocab: int) -> list[int]:
+        """Ids that must never be generated: vocabulary padding and the pad token."""
+        banned: set[int] = set(range(self.vocab_size, n_vocab))
+        if self._types is not None:
+            banned.update(int(i) for i in np.nonzero(self._types == _UNUSED)[0])
+        banned.update(i for i, t in enumerate(self._meta_tokens[:n_vocab])
+                      if t.startswith("[PAD") and t.endswith("]"))
+        if self.pad_id is not None and self.pad_id not in (self.eos_id, self.bos_id):
+            banned.add(self.pad_id)
+        return sorted(i for i in banned if 0 <= i < n_vocab)
+
+
+def _load_spm(data: bytes):
+    import sentencepiece as spm
+
+    sp = spm.SentencePieceProcessor()
+    sp.LoadFromSerializedProto(data)
+    return sp
+
+
+def _rebuild_bpe(md: dict[str, Any]):
+    """A byte-level BPE tokenizer from llama.cpp's gpt2 keys (tokens, types, merges)."""
+    from tokenizers import AddedToken, Regex, decoders, models, normalizers, pre_tokenizers
+    from tokenizers import Tokenizer as HFTokenizer
+
+    tokens: list[str] = list(md["tokenizer.ggml.tokens"])
+    types = list(md.get("tokenizer.ggml.token_type") or [_NORMAL] * len(tokens))
+    merges = [tuple(m.split(" ", 1)) for m in md.get("tokenizer.ggml.merges") or []]
+    # Every used token keeps its file id; control and user-defined ones are then made atomic.
+    vocab = {t: i for i, t in enumerate(tokens) if types[i] != _UNUSED}
+    tok = HFTokenizer(models.BPE(vocab=vocab, merges=merges))
+    if md.get("tokenizer.ggml.pre") == "mpt":
+        tok.normalizer = normalizers.NFC()
+    # GPT-2's split rule, then the byte-to-unicode mapping of byte-level BPE.
+    tok.pre_tokenizer = pre_tokenizers.Sequence([
+        pre_tokenizers.Split(Regex(
+            r"'s|'t|'re|'ve|'m|'ll|'d| ?\p{L}+| ?\p{N}+| ?[^\s\p{L}\p{N}]+|\s+(?!\S)|\s+"),
+            behavior="isolated"),
+        pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=False),
+    ])
+    tok.decoder = decoders.ByteLevel()
+    tok.add_special_tokens([AddedToken(t, special=True, normalized=False)
+                            for i, t in enumerate(tokens) if types[i] == _CONTROL])
+    tok.add_tokens([AddedToken(t, special=False, normalized=False)
+                    for i, t in enumerate(tokens) if types[i] == _USER_DEFINED])
+    return tok
+
+
+def _rebuild_spm(md: dict[str, Any]):
+    """A SentencePiece model from llama.cpp's llama keys (pieces, scores, types)."""
+    from sentencepiece import sentencepiece_model_pb2 as pb
+
+    tokens = list(md["tokenizer.ggml.tokens"])
+    scores = list(md.get("tokenizer.ggml.scores") or [0.0] * len(tokens))
+    types = list(md.get("tokenizer.ggml.token_type") or [_NORMAL] * len(tokens))
+    proto = pb.ModelProto()
+    kind = {_NORMAL: 1, _UNKNOWN: 2, _CONTROL: 3, _USER_DEFINED: 4, _UNUSED: 5, _BYTE: 6}
+    for piece, score, t in zip(tokens, scores, types):
+        sp = proto.pieces.add()
+        sp.piece = piece
+        sp.score = float(score)
+        sp.type = kind.get(int(t), 1)
+    proto.trainer_spec.model_type = pb.TrainerSpec.BPE  # llama.cpp merges by score, like BPE
+    proto.trainer_spec.byte_fallback = any(int(t) == _BYTE for t in types)
+    proto.trainer_spec.vocab_size = len(tokens)
+    for kind_name, key in (("unk", "unknown"), ("bos", "bos"), ("eos", "eos"), ("pad", "padding")):
+        v = md.get(f"tokenizer.ggml.{key}_token_id")
+        setattr(proto.trainer_spec, f"{kind_name}_id", int(v) if v is not None else -1)
+    proto.normalizer_spec.name = "identity"
+    proto.normalizer_spec.add_dummy_prefix = True
+    proto.normalizer_spec.escape_whitespaces = True
+    proto.normalizer_spec.remove_extra_whitespaces = False
+    return _load_spm(proto.SerializeToString())

@@ -1,0 +1,253 @@
+#include "model.h"
+
+#include <algorithm>
+#include <cstring>
+#include <thread>
+
+#include "errors.h"
+#include "fp16.h"
+
+namespace mambalite {
+namespace {
+
+int resolve_threads(int n_threads) {
+  if (n_threads > 0) return std::min(n_threads, 256);
+  const unsigned hw = std::thread::hardware_concurrency();
+  return hw == 0 ? 1 : static_cast<int>(std::min(hw, 256u));
+}
+
+// Binds tensors by name, checking presence, shape and type, and collects every problem so that
+// one error lists them all.
+class Binder {
+ public:
+  explicit Binder(const GgufFile& f) : f_(f) {}
+
+  // A weight matrix of `rows` x `cols` (ggml shape {cols, rows}), used in place.
+  MatView matrix(const std::string& name, int64_t rows, int64_t cols) {
+    MatView m;
+    const GgufTensor* t = lookup(name, {cols, rows});
+    if (t == nullptr) return m;
+    if (!ggml_type_supported(t->type)) {
+      errors_.push_back("tensor '" + name + "' is " + ggml_type_name(t->type) +
+                        "; this version computes with F32, F16 and BF16 weights only");
+      return m;
+    }
+    m.type = t->type;
+    m.data = t->data;
+    m.rows = rows;
+    m.cols = cols;
+    m.row_bytes = ggml_row_size(t->type, cols);
+    return m;
+  }
+
+  // A small tensor converted to an owned fp32 copy, in the file's (ggml) element order.
+  std::vector<float> floats(const std::string& name, std::vector<int64_t> ne) {
+    const GgufTensor* t = lookup(name, ne);
+    if (t == nullptr) return {};
+    const int64_t n = t->n_elements();
+    std::vector<float> out(static_cast<size_t>(n));
+    const uint16_t* h = reinterpret_cast<const uint16_t*>(t->data);
+    switch (t->type) {
+      case GgmlType::F32: std::memcpy(out.data(), t->data, out.size() * sizeof(float)); break;
+      case GgmlType::F16: for (int64_t i = 0; i < n; ++i) out[i] = fp16_to_fp32(h[i]); break;
+      case GgmlType::BF16: for (int64_t i = 0; i < n; ++i) out[i] = bf16_to_fp32(h[i]); break;
+      default:
+        errors_.push_back("tensor '" + name + "' is " + ggml_type_name(t->type) +
+                          "; it must be F32 (or F16/BF16)");
+        return {};
+    }
+    return out;
+  }
+
+  void throw_if_errors() const {
+    if (errors_.empty()) return;
+    std::string msg = "'" + f_.path() + "' is not a usable Mamba model (" +
+                      std::to_string(errors_.size()) + " problem" +
+                      (errors_.size() > 1 ? "s" : "") + "):";
+    const size_t shown = std::min<size_t>(errors_.size(), 20);
+    for (size_t i = 0; i < shown; ++i) msg += "\n  - " + errors_[i];
+    if (errors_.size() > shown) msg += "\n  - ... and " + std::to_string(errors_.size() - shown) + " more";
+    msg += "\nRe-export the checkpoint with `mambalite export`.";
+    throw FormatError(msg);
+  }
+
+ private:
+  const GgufTensor* lookup(const std::string& name, std::vector<int64_t> ne) {
+    const GgufTensor* t = f_.find_tensor(name);
+    if (t == nullptr) {
+      errors_.push_back("missing tensor '" + name + "'");
+      return nullptr;
+    }
+    ne.resize(4, 1);
+    bool ok = true;
+    for (int d = 0; d < 4; ++d) ok = ok && t->ne[d] == ne[d];
+    if (!ok) {
+      std::string want = "{";
+      size_t nd = ne.size();
+      while (nd > 1 && ne[nd - 1] == 1) --nd;
+      for (size_t d = 0; d < nd; ++d) want += (d ? ", " : "") + std::to_string(ne[d]);
+      errors_.push_back("tensor '" + name + "' has shape " + t->shape_string() + ", expected " +
+                        want + "}");
+      return nullptr;
+    }
+    return t;
+  }
+
+  const GgufFile& f_;
+  std::vector<std::string> errors_;
+};
+
+}  // namespace
+
+Model::Model(const std::string& path, int n_threads)
+    : file_(path),
+      config_(MambaConfig::from_gguf(file_)),
+      k_(&kernels()),
+      pool_(resolve_threads(n_threads)) {
+  bind_weights();
+  const MambaConfig& c = config_;
+  const int64_t T = kBlock;
+  resid_.resize(T * c.d_model);
+  hn_.resize(T * c.d_model);
+  xz_.resize(T * 2 * c.d_inner);
+  xc_.resize(T * c.d_inner);
+  dbc_.resize(T * (c.dt_rank + 2 * c.d_state));
+  dt_.resize(T * c.d_inner);
+  y_.resize(T * c.d_inner);
+  out_.resize(T * c.d_model);
+  const int64_t max_cols = std::max({c.d_model, c.d_inner, c.dt_rank});
+  scratch_.resize(static_cast<size_t>(pool_.size() * max_cols));
+}
+
+void Model::bind_weights() {
+  const MambaConfig& c = config_;
+  const int64_t D = c.d_model, E = c.d_inner, N = c.d_state, K = c.d_conv, R = c.dt_rank;
+  const int64_t V = c.n_vocab;
+  Binder b(file_);
+  token_embd_ = b.matrix("token_embd.weight", V, D);
+  output_ = c.tied_embeddings ? token_embd_ : b.matrix("output.weight", V, D);
+  output_norm_ = b.floats("output_norm.weight", {D});
+  layers_.resize(static_cast<size_t>(c.n_layer));
+  for (int64_t l = 0; l < c.n_layer; ++l) {
+    const std::string p = "blk." + std::to_string(l) + ".";
+    LayerWeights& w = layers_[static_cast<size_t>(l)];
+    w.attn_norm = b.floats(p + "attn_norm.weight", {D});
+    w.in_proj = b.matrix(p + "ssm_in.weight", 2 * E, D);
+    const std::vector<float> conv = b.floats(p + "ssm_conv1d.weight", {K, E});  // (E, K)
+    if (!conv.empty()) {
+      w.conv_w.resize(static_cast<size_t>(K * E));
+      for (int64_t e = 0; e < E; ++e)
+        for (int64_t k = 0; k < K; ++k) w.conv_w[k * E + e] = conv[e * K + k];
+    }
+    w.conv_b = b.floats(p + "ssm_conv1d.bias", {E});
+    w.x_proj = b.matrix(p + "ssm_x.weight", R + 2 * N, E);
+    w.dt_proj = b.matrix(p + "ssm_dt.weight", E, R);
+    w.dt_b = b.floats(p + "ssm_dt.bias", {E});
+    w.A = b.floats(p + "ssm_a", {N, E});
+    w.D = b.floats(p + "ssm_d", {E});
+    w.out_proj = b.matrix(p + "ssm_out.weight", D, E);
+  }
+  b.throw_if_errors();
+}
+
+void Model::check_state(const State& state) const {
+  const StateShape mine = state_shape();
+  if (!(state.shape() == mine)) {
+    throw InvalidArgument("this state belongs to a model of another shape (" +
+                          state.shape().describe() + "), but this model is (" + mine.describe() +
+                          "). Create states with this model's new_state().");
+  }
+}
+
+void Model::check_ids(const int32_t* ids, int64_t n) const {
+  for (int64_t i = 0; i < n; ++i) {
+    if (ids[i] < 0 || ids[i] >= config_.n_vocab) {
+      throw InvalidArgument("token id " + std::to_string(ids[i]) + " at position " +
+                            std::to_string(i) + " is out of range: this model's ids are 0 to " +
+                            std::to_string(config_.n_vocab - 1));
+    }
+  }
+}
+
+void Model::parallel_matmul(const MatView& w, const float* x, int64_t ldx, int64_t n, float* y,
+                            int64_t ldy) {
+  const int64_t max_cols = static_cast<int64_t>(scratch_.size()) / pool_.size();
+  float* scratch = scratch_.data();
+  const KernelTable& k = *k_;
+  pool_.run([&](int i, int nt) {
+    int64_t r0, r1;
+    ThreadPool::split(w.rows, i, nt, 16, &r0, &r1);
+    if (r0 < r1) k.matmul(w, x, ldx, n, y, ldy, r0, r1, scratch + i * max_cols);
+  });
+}
+
+void Model::run_block(State& state, const int32_t* ids, int64_t n) {
+  const MambaConfig& c = config_;
+  const int64_t D = c.d_model, E = c.d_inner, N = c.d_state, K = c.d_conv, R = c.dt_rank;
+  const int64_t ldbc = R + 2 * N;
+  const KernelTable& k = *k_;
+  for (int64_t t = 0; t < n; ++t) k.row_to_f32(token_embd_, ids[t], resid_.data() + t * D);
+
+  for (int64_t l = 0; l < c.n_layer; ++l) {
+    const LayerWeights& w = layers_[static_cast<size_t>(l)];
+    for (int64_t t = 0; t < n; ++t) {
+      k.rms_norm(resid_.data() + t * D, w.attn_norm.data(), D, c.norm_eps, hn_.data() + t * D);
+    }
+    parallel_matmul(w.in_proj, hn_.data(), D, n, xz_.data(), 2 * E);  // xz: (n, 2E)
+    float* window = state.conv(l);
+    pool_.run([&](int i, int nt) {
+      int64_t c0, c1;
+      ThreadPool::split(E, i, nt, 16, &c0, &c1);
+      if (c0 < c1) {
+        k.conv_silu(n, K, E, window, xz_.data(), 2 * E, w.conv_w.data(), w.conv_b.data(),
+                    xc_.data(), c0, c1);
+      }
+    });
+    parallel_matmul(w.x_proj, xc_.data(), E, n, dbc_.data(), ldbc);  // dbc: (n, R + 2N)
+    parallel_matmul(w.dt_proj, dbc_.data(), ldbc, n, dt_.data(), E);  // dt: (n, E)
+    float* s = state.ssm(l);
+    pool_.run([&](int i, int nt) {
+      int64_t c0, c1;
+      ThreadPool::split(E, i, nt, 16, &c0, &c1);
+      for (int64_t t = 0; t < n; ++t) {
+        float* dt = dt_.data() + t * E;
+        for (int64_t ch = c0; ch < c1; ++ch) dt[ch] = softplus(dt[ch] + w.dt_b[ch]);
+      }
+      if (c0 < c1) {
+        k.selective_scan(n, E, N, xc_.data(), dt_.data(), w.A.data(), dbc_.data() + R,
+                         dbc_.data() + R + N, ldbc, w.D.data(), xz_.data() + E, 2 * E, s,
+                         y_.data(), c0, c1);
+      }
+    });
+    parallel_matmul(w.out_proj, y_.data(), E, n, out_.data(), D);  // out: (n, D)
+    for (int64_t i = 0; i < n * D; ++i) resid_[i] += out_[i];
+  }
+}
+
+void Model::compute_logits(const float* resid, int64_t n, float* logits) {
+  const int64_t D = config_.d_model;
+  for (int64_t t = 0; t < n; ++t) {
+    k_->rms_norm(resid + t * D, output_norm_.data(), D, config_.norm_eps, hn_.data() + t * D);
+  }
+  parallel_matmul(output_, hn_.data(), D, n, logits, config_.n_vocab);
+}
+
+void Model::eval(State& state, const int32_t* ids, int64_t n, LogitsMode mode, float* logits) {
+  if (n <= 0) throw InvalidArgument("no tokens to evaluate: give at least one token id");
+  check_state(state);
+  check_ids(ids, n);
+  std::lock_guard<std::mutex> lock(mutex_);
+  const int64_t D = config_.d_model, V = config_.n_vocab;
+  for (int64_t b = 0; b < n; b += kBlock) {
+    const int64_t m = std::min(kBlock, n - b);
+    run_block(state, ids + b, m);
+    if (mode == LogitsMode::kAll) {
+      compute_logits(resid_.data(), m, logits + b * V);
+    } else if (mode == LogitsMode::kLast && b + m == n) {
+      compute_logits(resid_.data() + (m - 1) * D, 1, logits);
+    }
+  }
+  state.add_tokens(n);
+}
+
+}  // namespace mambalite

@@ -1,0 +1,85 @@
+// A Mamba-1 model loaded from a GGUF file: weights are used in place from the memory mapping
+// (small per-channel tensors are converted to fp32 copies), and evaluation advances a State.
+#pragma once
+
+#include <cstdint>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <vector>
+
+#include "gguf.h"
+#include "kernels.h"
+#include "mamba_config.h"
+#include "state.h"
+#include "thread_pool.h"
+
+namespace mambalite {
+
+struct LayerWeights {
+  std::vector<float> attn_norm;  // (D)
+  MatView in_proj;               // (2E, D): rows [0, E) give x, [E, 2E) give z
+  std::vector<float> conv_w;     // (K, E), transposed from the file's (E, K)
+  std::vector<float> conv_b;     // (E)
+  MatView x_proj;                // (R + 2N, E): dt, B, C
+  MatView dt_proj;               // (E, R)
+  std::vector<float> dt_b;       // (E)
+  std::vector<float> A;          // (E, N) = -exp(A_log)
+  std::vector<float> D;          // (E)
+  MatView out_proj;              // (D, E)
+};
+
+enum class LogitsMode { kNone, kLast, kAll };
+
+class Model {
+ public:
+  // Opens, validates and binds `path`; n_threads <= 0 picks the number of cores.
+  Model(const std::string& path, int n_threads);
+
+  const MambaConfig& config() const { return config_; }
+  const GgufFile& file() const { return file_; }
+  StateShape state_shape() const { return StateShape::of(config_); }
+  int n_threads() const { return pool_.size(); }
+  const KernelTable& kernel_table() const { return *k_; }
+
+  // Throws InvalidArgument when `state` belongs to a model of another shape.
+  void check_state(const State& state) const;
+  // Throws InvalidArgument when an id is outside [0, n_vocab).
+  void check_ids(const int32_t* ids, int64_t n) const;
+
+  // Advances `state` by ids (n >= 1). logits: (n, n_vocab) for kAll, (n_vocab) for kLast, unused
+  // for kNone. Validates ids and state first: on error the state is unchanged.
+  void eval(State& state, const int32_t* ids, int64_t n, LogitsMode mode, float* logits);
+
+ private:
+  void bind_weights();
+  void run_block(State& state, const int32_t* ids, int64_t n);
+  void compute_logits(const float* resid, int64_t n, float* logits);
+  void parallel_matmul(const MatView& w, const float* x, int64_t ldx, int64_t n, float* y,
+                       int64_t ldy);
+
+  GgufFile file_;
+  MambaConfig config_;
+  const KernelTable* k_;
+  std::vector<LayerWeights> layers_;
+  MatView token_embd_;          // (V, D)
+  MatView output_;              // (V, D), token_embd_ when tied
+  std::vector<float> output_norm_;  // (D)
+
+  // Workspace for a block of up to kBlock tokens (constant size, whatever the input length).
+  static constexpr int64_t kBlock = 32;
+  std::vector<float> resid_;    // (T, D) residual stream, fp32
+  std::vector<float> hn_;       // (T, D) normalised input
+  std::vector<float> xz_;       // (T, 2E)
+  std::vector<float> xc_;       // (T, E) conv + SiLU output
+  std::vector<float> dbc_;      // (T, R + 2N)
+  std::vector<float> dt_;       // (T, E)
+  std::vector<float> y_;        // (T, E)
+  std::vector<float> out_;      // (T, D)
+  std::vector<float> scratch_;  // (threads, max cols) per-thread row buffers
+
+  ThreadPool pool_;
+  std::mutex mutex_;  // one evaluation at a time: the workspace and pool are shared
+};
+
+}  // namespace mambalite

@@ -1,0 +1,89 @@
+#include "thread_pool.h"
+
+#include <algorithm>
+
+#if defined(__x86_64__) || defined(__i386__)
+#include <immintrin.h>
+#define MAMBALITE_PAUSE() _mm_pause()
+#elif defined(__aarch64__)
+#define MAMBALITE_PAUSE() __asm__ __volatile__("yield")
+#else
+#define MAMBALITE_PAUSE() ((void)0)
+#endif
+
+namespace mambalite {
+namespace {
+constexpr int kSpinIterations = 1 << 15;  // tens of microseconds before a worker sleeps
+}
+
+ThreadPool::ThreadPool(int n_threads) : n_threads_(std::max(1, n_threads)) {
+  for (int i = 1; i < n_threads_; ++i) workers_.emplace_back([this, i] { worker(i); });
+}
+
+ThreadPool::~ThreadPool() {
+  {
+    std::lock_guard<std::mutex> lock(mutex_);
+    stop_.store(true);
+    generation_.fetch_add(1);
+  }
+  cv_.notify_all();
+  for (std::thread& t : workers_) t.join();
+}
+
+void ThreadPool::split(int64_t n, int i, int parts, int64_t align, int64_t* begin,
+                       int64_t* end) {
+  const int64_t units = (n + align - 1) / align;
+  const int64_t b = units * i / parts * align;
+  const int64_t e = units * (i + 1) / parts * align;
+  *begin = std::min(b, n);
+  *end = std::min(e, n);
+}
+
+void ThreadPool::run(const Job& job) {
+  if (n_threads_ == 1) {
+    job(0, 1);
+    return;
+  }
+  job_ = &job;
+  pending_.store(n_threads_ - 1);
+  generation_.fetch_add(1);  // publishes job_ to the workers
+  if (sleepers_.load() > 0) {
+    { std::lock_guard<std::mutex> lock(mutex_); }
+    cv_.notify_all();
+  }
+  job(0, n_threads_);
+  int spins = 0;
+  while (pending_.load(std::memory_order_acquire) != 0) {
+    if (++spins < kSpinIterations) {
+      MAMBALITE_PAUSE();
+    } else {
+      std::this_thread::yield();
+    }
+  }
+  job_ = nullptr;
+}
+
+void ThreadPool::worker(int index) {
+  uint64_t seen = 0;
+  for (;;) {
+    int spins = 0;
+    uint64_t gen;
+    while ((gen = generation_.load(std::memory_order_acquire)) == seen) {
+      if (++spins < kSpinIterations) {
+        MAMBALITE_PAUSE();
+        continue;
+      }
+      std::unique_lock<std::mutex> lock(mutex_);
+      sleepers_.fetch_add(1);
+      cv_.wait(lock, [&] { return generation_.load() != seen; });
+      sleepers_.fetch_sub(1);
+      spins = 0;
+    }
+    seen = gen;
+    if (stop_.load()) return;
+    (*job_)(index, n_threads_);
+    pending_.fetch_sub(1, std::memory_order_release);
+  }
+}
+
+}  // namespace mambalite
