@@ -117,7 +117,7 @@ def _load_spm(data: bytes):
 
 def _rebuild_bpe(md: dict[str, Any]):
     """A byte-level BPE tokenizer from llama.cpp's gpt2 keys (tokens, types, merges)."""
-    from tokenizers import AddedToken, Regex, decoders, models, normalizers, pre_tokenizers
+    from tokenizers import AddedToken, decoders, models, normalizers, pre_tokenizers
     from tokenizers import Tokenizer as HFTokenizer
 
     tokens: list[str] = list(md["tokenizer.ggml.tokens"])
@@ -128,13 +128,8 @@ def _rebuild_bpe(md: dict[str, Any]):
     tok = HFTokenizer(models.BPE(vocab=vocab, merges=merges))
     if md.get("tokenizer.ggml.pre") == "mpt":
         tok.normalizer = normalizers.NFC()
-    # GPT-2's split rule, then the byte-to-unicode mapping of byte-level BPE.
-    tok.pre_tokenizer = pre_tokenizers.Sequence([
-        pre_tokenizers.Split(Regex(
-            r"'s|'t|'re|'ve|'m|'ll|'d| ?\p{L}+| ?\p{N}+| ?[^\s\p{L}\p{N}]+|\s+(?!\S)|\s+"),
-            behavior="isolated"),
-        pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=False),
-    ])
+    # GPT-2's split regex and byte-to-unicode mapping, as byte-level BPE tokenizers use.
+    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=True)
     tok.decoder = decoders.ByteLevel()
     tok.add_special_tokens([AddedToken(t, special=True, normalized=False)
                             for i, t in enumerate(tokens) if types[i] == _CONTROL])
