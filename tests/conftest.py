@@ -105,9 +105,10 @@ def bpe_tokenizer():
 
 @pytest.fixture(scope="session")
 def text_model(tmp_path_factory, bpe_tokenizer):
-    """(transformers model, exported f32 GGUF path) with an embedded BPE tokenizer and 320 - 301
-    padding ids."""
-    hf = make_hf_model(seed=1, vocab_size=320, hidden_size=64, num_hidden_layers=2)
+    """(transformers model, exported f32 GGUF path) with an embedded BPE tokenizer (300 ids) and
+    20 padding ids."""
+    hf = make_hf_model(seed=1, vocab_size=320, hidden_size=64, num_hidden_layers=2,
+                       tie_word_embeddings=False)
     d = save_checkpoint(hf, tmp_path_factory.mktemp("text") / "ckpt", bpe_tokenizer)
     return hf, export(d, "f32")
 

@@ -1,0 +1,121 @@
+"""State semantics: prefill/decode equivalence, continuation, copies, serialisation."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from conftest import export, make_hf_model, save_checkpoint
+
+import mambalite
+
+# Equal up to summation order: prefill runs tokens in blocks of 32 but each dot product and each
+# scan step is the same computation, so results agree to fp32 round-off (in practice exactly).
+ATOL_REL = 1e-5
+
+
+@pytest.fixture(scope="module")
+def model(tmp_path_factory):
+    hf = make_hf_model(seed=7, vocab_size=300, hidden_size=48, state_size=12, conv_kernel=4,
+                       num_hidden_layers=3, tie_word_embeddings=False)
+    d = save_checkpoint(hf, tmp_path_factory.mktemp("state"))
+    return mambalite.load(export(d, "f32"), threads=2)
+
+
+def ids_of(n: int, seed: int = 0) -> np.ndarray:
+    return np.random.default_rng(seed).integers(0, 300, size=n)
+
+
+def close(a: np.ndarray, b: np.ndarray) -> bool:
+    return bool(np.abs(a - b).max() <= ATOL_REL * np.abs(b).max())
+
+
+@pytest.mark.parametrize("split", [1, 3, 31, 32, 33, 70])
+def test_prefill_then_decode_equals_forward(model, split):
+    ids = ids_of(80)
+    full = model.forward(ids)
+    state = model.new_state()
+    last = model.prefill(state, ids[:split])
+    assert close(last, full[split - 1])
+    for i in range(split, len(ids)):
+        assert close(model.step(state, int(ids[i])), full[i]), f"position {i}"
+    assert state.n_tokens == len(ids)
+
+
+@pytest.mark.parametrize("first", [1, 2, 5, 45])
+def test_prefill_continues_from_state(model, first):
+    ids = ids_of(90, seed=1)
+    one = model.prefill(model.new_state(), ids)
+    state = model.new_state()
+    model.prefill(state, ids[:first])
+    two = model.prefill(state, ids[first:])
+    assert close(two, one)
+
+
+def test_copy_evolves_independently(model):
+    ids = ids_of(20, seed=2)
+    state = model.new_state()
+    model.prefill(state, ids)
+    clone = state.copy()
+    a = model.prefill(state, [1, 2, 3])
+    b = model.prefill(clone, [4, 5, 6])  # different tokens: the original must not see them
+    assert state.n_tokens == clone.n_tokens == 23
+    assert close(model.step(state, 9), model.prefill(model.new_state(), [*ids, 1, 2, 3, 9]))
+    assert close(model.step(clone, 9), model.prefill(model.new_state(), [*ids, 4, 5, 6, 9]))
+    assert not np.allclose(a, b)
+
+
+def test_bytes_round_trip(model):
+    state = model.new_state()
+    model.prefill(state, ids_of(37, seed=3))
+    data = state.to_bytes()
+    assert isinstance(data, bytes)
+    restored = model.state_from_bytes(data)
+    assert restored.n_tokens == 37
+    for t in [5, 77, 123]:
+        np.testing.assert_array_equal(model.step(state, t), model.step(restored, t))
+    assert restored.to_bytes() == state.to_bytes()
+
+
+def test_state_size_is_constant(model):
+    state = model.new_state()
+    size, nbytes = len(state.to_bytes()), state.nbytes
+    c = model.config
+    assert nbytes == 4 * c.n_layer * c.d_inner * (c.d_conv - 1 + c.d_state)
+    model.prefill(state, ids_of(500, seed=4))
+    for t in range(50):
+        model.step(state, t)
+    assert state.nbytes == nbytes and len(state.to_bytes()) == size
+
+
+def test_state_from_other_model_is_rejected(model, tmp_path):
+    other = mambalite.load(export(save_checkpoint(
+        make_hf_model(seed=8, vocab_size=300, hidden_size=32), tmp_path / "o"), "f32"))
+    foreign = other.new_state()
+    with pytest.raises(ValueError, match="another shape"):
+        model.step(foreign, 1)
+    with pytest.raises(ValueError, match="another shape"):
+        model.state_from_bytes(foreign.to_bytes())
+    with pytest.raises(ValueError, match="another shape"):
+        model.generate_tokens([1, 2], state=foreign)
+
+
+@pytest.mark.parametrize("mutate", [
+    lambda b: b[:-1],
+    lambda b: b[:10],
+    lambda b: b"",
+    lambda b: b"XXSTATE\0" + b[8:],
+    lambda b: b + b"\0\0\0\0",
+])
+def test_corrupt_state_bytes_are_rejected(model, mutate):
+    data = model.new_state().to_bytes()
+    with pytest.raises(ValueError):
+        model.state_from_bytes(mutate(data))
+
+
+def test_failed_call_leaves_state_unchanged(model):
+    state = model.new_state()
+    model.prefill(state, [1, 2, 3])
+    before = state.to_bytes()
+    with pytest.raises(ValueError, match="out of range"):
+        model.prefill(state, [4, 5, 300])
+    assert state.to_bytes() == before
