@@ -22,9 +22,18 @@ from ._checkpoint import Checkpoint
 SPM_MODEL_KEY = "mambalite.tokenizer.sentencepiece_model"
 
 
-def _special_ids(ckpt: Checkpoint, lookup) -> dict[str, int]:
-    """bos/eos/unk/pad ids from tokenizer_config.json, generation_config.json, config.json."""
+def _special_ids(ckpt: Checkpoint, lookup, own: dict[str, int] | None = None) -> dict[str, int]:
+    """bos/eos/unk/pad ids. Priority, highest first: the token strings of tokenizer_config.json,
+    the tokenizer's own ids (`own`, SentencePiece), generation_config.json, config.json."""
     found: dict[str, int] = {}
+    for cfg in (ckpt.config, ckpt.read_json("generation_config.json")):
+        for kind in ("bos", "eos", "unk", "pad"):
+            v = cfg.get(f"{kind}_token_id")
+            if isinstance(v, list) and v:
+                v = v[0]
+            if isinstance(v, int) and not isinstance(v, bool) and v >= 0:
+                found[kind] = v
+    found.update(own or {})
     tok_cfg = ckpt.read_json("tokenizer_config.json")
     for kind in ("bos", "eos", "unk", "pad"):
         tok = tok_cfg.get(f"{kind}_token")
@@ -34,13 +43,6 @@ def _special_ids(ckpt: Checkpoint, lookup) -> dict[str, int]:
             tid = lookup(tok)
             if tid is not None:
                 found[kind] = tid
-    for cfg in (ckpt.read_json("generation_config.json"), ckpt.config):
-        for kind in ("bos", "eos", "unk", "pad"):
-            v = cfg.get(f"{kind}_token_id")
-            if isinstance(v, list) and v:
-                v = v[0]
-            if kind not in found and isinstance(v, int) and not isinstance(v, bool) and v >= 0:
-                found[kind] = v
     return found
 
 
@@ -143,11 +145,14 @@ def _add_spm(writer: gguf.GGUFWriter, ckpt: Checkpoint, n_vocab: int) -> None:
     writer.add_token_scores(scores)
     writer.add_token_types(types)
     writer.add_array(SPM_MODEL_KEY, data)
-    ids = {k: v for k, v in (("bos", sp.bos_id()), ("eos", sp.eos_id()), ("unk", sp.unk_id()),
+    own = {k: v for k, v in (("bos", sp.bos_id()), ("eos", sp.eos_id()), ("unk", sp.unk_id()),
                               ("pad", sp.pad_id())) if v >= 0}
-    ids.update(_special_ids(ckpt, lambda piece: sp.piece_to_id(piece) if
-                            sp.id_to_piece(sp.piece_to_id(piece)) == piece else None))
-    _add_special(writer, ckpt, ids, n_vocab)
+
+    def lookup(piece: str) -> int | None:
+        i = sp.piece_to_id(piece)
+        return i if sp.id_to_piece(i) == piece else None
+
+    _add_special(writer, ckpt, _special_ids(ckpt, lookup, own), n_vocab)
 
 
 def add_tokenizer(writer: gguf.GGUFWriter, ckpt: Checkpoint, n_vocab: int) -> bool:

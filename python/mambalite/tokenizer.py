@@ -107,6 +107,12 @@ class Tokenizer:
         return sorted(i for i in banned if 0 <= i < n_vocab)
 
 
+def _values(md: dict[str, Any], key: str, default: list[Any]) -> list[Any]:
+    """A metadata array as a list (numeric arrays arrive as numpy arrays)."""
+    v = md.get(key)
+    return default if v is None else [x.item() if hasattr(x, "item") else x for x in v]
+
+
 def _load_spm(data: bytes):
     import sentencepiece as spm
 
@@ -121,8 +127,8 @@ def _rebuild_bpe(md: dict[str, Any]):
     from tokenizers import Tokenizer as HFTokenizer
 
     tokens: list[str] = list(md["tokenizer.ggml.tokens"])
-    types = list(md.get("tokenizer.ggml.token_type") or [_NORMAL] * len(tokens))
-    merges = [tuple(m.split(" ", 1)) for m in md.get("tokenizer.ggml.merges") or []]
+    types = _values(md, "tokenizer.ggml.token_type", [_NORMAL] * len(tokens))
+    merges = [tuple(m.split(" ", 1)) for m in _values(md, "tokenizer.ggml.merges", [])]
     # Every used token keeps its file id; control and user-defined ones are then made atomic.
     vocab = {t: i for i, t in enumerate(tokens) if types[i] != _UNUSED}
     tok = HFTokenizer(models.BPE(vocab=vocab, merges=merges))
@@ -143,8 +149,8 @@ def _rebuild_spm(md: dict[str, Any]):
     from sentencepiece import sentencepiece_model_pb2 as pb
 
     tokens = list(md["tokenizer.ggml.tokens"])
-    scores = list(md.get("tokenizer.ggml.scores") or [0.0] * len(tokens))
-    types = list(md.get("tokenizer.ggml.token_type") or [_NORMAL] * len(tokens))
+    scores = _values(md, "tokenizer.ggml.scores", [0.0] * len(tokens))
+    types = _values(md, "tokenizer.ggml.token_type", [_NORMAL] * len(tokens))
     proto = pb.ModelProto()
     kind = {_NORMAL: 1, _UNKNOWN: 2, _CONTROL: 3, _USER_DEFINED: 4, _UNUSED: 5, _BYTE: 6}
     for piece, score, t in zip(tokens, scores, types):
