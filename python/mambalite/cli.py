@@ -1,0 +1,133 @@
+"""The `mambalite` command: generate, export, info.
+
+Exit codes: 0 success, 1 runtime error (bad file, bad model, I/O), 2 usage error, 130 on Ctrl-C.
+Errors are printed as one line on stderr.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from collections.abc import Sequence
+
+from . import __version__
+
+
+def _positive_int(text: str) -> int:
+    try:
+        v = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected an integer, got {text!r}") from None
+    if v < 1:
+        raise argparse.ArgumentTypeError(f"expected an integer >= 1, got {v}")
+    return v
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="mambalite",
+        description="Fast, constant-memory inference for Mamba language models (GGUF files).",
+    )
+    p.add_argument("--version", action="version", version=f"mambalite {__version__}")
+    sub = p.add_subparsers(dest="command", metavar="COMMAND", required=True)
+
+    g = sub.add_parser("generate", help="generate text from a prompt",
+                       description="Generate a continuation of PROMPT and stream it to stdout.")
+    g.add_argument("prompt", nargs="?", default=None,
+                   help="the prompt text; omit it or give '-' to read it from stdin")
+    g.add_argument("-m", "--model", required=True, help="GGUF model file")
+    g.add_argument("-n", "--max-new-tokens", type=int, default=128, metavar="N",
+                   help="maximum number of tokens to generate (default 128)")
+    g.add_argument("--temperature", type=float, default=0.8,
+                   help="sampling temperature; 0 is greedy (default 0.8)")
+    g.add_argument("--top-k", type=int, default=40, help="keep the K most likely tokens; 0 "
+                   "disables (default 40)")
+    g.add_argument("--top-p", type=float, default=0.95, help="nucleus sampling mass; 1 disables "
+                   "(default 0.95)")
+    g.add_argument("--min-p", type=float, default=0.0, help="drop tokens below MIN_P times the "
+                   "most likely one's probability (default 0: off)")
+    g.add_argument("--repetition-penalty", type=float, default=1.0,
+                   help="penalty for tokens already seen; 1 disables (default 1)")
+    g.add_argument("--seed", type=int, default=None, help="random seed for reproducible output")
+    g.add_argument("--stop", action="append", default=[], metavar="TEXT",
+                   help="stop when TEXT is generated (repeatable; TEXT is not printed)")
+    g.add_argument("-t", "--threads", type=_positive_int, default=None,
+                   help="compute threads (default: all cores)")
+
+    e = sub.add_parser("export", help="convert a PyTorch checkpoint to GGUF",
+                       description="Convert a Mamba checkpoint directory (transformers or "
+                       "mamba_ssm format) to a GGUF file that mambalite and llama.cpp load.")
+    e.add_argument("checkpoint", help="directory with config.json and the weights")
+    e.add_argument("-o", "--output", required=True, help="GGUF file to write")
+    e.add_argument("--type", default="f16", choices=["f32", "f16", "bf16"],
+                   help="weight type of the matrices (default f16)")
+    e.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
+
+    i = sub.add_parser("info", help="describe a GGUF model file",
+                       description="Print a GGUF model's architecture, shapes, tensor types, "
+                       "tokenizer and size.")
+    i.add_argument("model", help="GGUF model file")
+    i.add_argument("--tensors", action="store_true", help="also list every tensor")
+    return p
+
+
+def _generate(args: argparse.Namespace) -> int:
+    from .model import load
+
+    prompt = args.prompt
+    if prompt is None or prompt == "-":
+        if sys.stdin is None or sys.stdin.isatty():
+            raise ValueError("no prompt: give it as an argument or pipe it to stdin")
+        prompt = sys.stdin.read()
+    model = load(args.model, threads=args.threads)
+    out = sys.stdout
+    for piece in model.generate(
+        prompt, max_new_tokens=args.max_new_tokens, temperature=args.temperature,
+        top_k=args.top_k, top_p=args.top_p, min_p=args.min_p,
+        repetition_penalty=args.repetition_penalty, seed=args.seed, stop=args.stop,
+        stream=True,
+    ):
+        out.write(piece)
+        out.flush()
+    out.write("\n")
+    return 0
+
+
+def _export(args: argparse.Namespace) -> int:
+    from .export import export
+
+    path = export(args.checkpoint, args.output, args.type, progress=not args.quiet)
+    print(f"wrote {path} ({os.path.getsize(path) / 1e6:.1f} MB)")
+    return 0
+
+
+def _info(args: argparse.Namespace) -> int:
+    from .info import describe
+
+    print(describe(args.model, list_tensors=args.tensors))
+    return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the `mambalite` command; returns the exit code."""
+    args = _parser().parse_args(argv)
+    handler = {"generate": _generate, "export": _export, "info": _info}[args.command]
+    try:
+        return handler(args)
+    except KeyboardInterrupt:
+        print(file=sys.stderr)
+        return 130
+    except BrokenPipeError:
+        # The reader went away (e.g. `| head`): not an error of ours.
+        sys.stderr.close()
+        return 0
+    except (OSError, ValueError, RuntimeError, TypeError) as e:
+        lines = [ln.strip().lstrip("- ") for ln in str(e).splitlines() if ln.strip()]
+        msg = "; ".join(lines) or type(e).__name__
+        print(f"mambalite: error: {msg}", file=sys.stderr)
+        return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,84 @@
+"""A human-readable description of a GGUF model file (`mambalite info`)."""
+
+from __future__ import annotations
+
+import os
+from collections import Counter
+from pathlib import Path
+
+from . import _core
+
+
+def _size(n: float) -> str:
+    for unit in ("B", "KB", "MB", "GB"):
+        if n < 1000 or unit == "GB":
+            return f"{n:.1f} {unit}" if unit != "B" else f"{int(n)} B"
+        n /= 1000
+    return f"{n:.1f} GB"
+
+
+def describe(path: str | os.PathLike, *, list_tensors: bool = False) -> str:
+    """Architecture, shapes, tensor types, tokenizer and size of a GGUF file.
+
+    Works on any valid GGUF file; for a model mambalite cannot run it says why.
+    """
+    p = Path(path)
+    if not p.exists():
+        raise FileNotFoundError(f"model file {p} does not exist")
+    f = _core.GgufFile(str(p))
+    md = f.metadata()
+    tensors = f.tensors()
+    arch = md.get("general.architecture", "?")
+    lines = [f"file:          {p} ({_size(f.file_size)}, GGUF v{f.version})"]
+    if "general.name" in md:
+        lines.append(f"name:          {md['general.name']}")
+    lines.append(f"architecture:  {arch}")
+
+    from .model import load
+
+    try:
+        model = load(p, threads=1)
+    except (ValueError, OSError) as e:
+        model = None
+        lines.append(f"runnable:      no: {' '.join(str(e).split())}")
+    if model is not None:
+        c = model.config
+        lines.append(f"layers:        {c.n_layer}")
+        lines.append(f"d_model:       {c.d_model}   d_inner: {c.d_inner}   d_state: {c.d_state}"
+                     f"   d_conv: {c.d_conv}   dt_rank: {c.dt_rank}")
+        lines.append(f"vocab:         {c.vocab_size}   head: "
+                     f"{'tied to the embedding' if c.tied_embeddings else 'untied'}"
+                     f"   rms eps: {c.norm_eps:g}")
+        state = model.new_state()
+        lines.append(f"state size:    {_size(state.nbytes)} per sequence (constant)")
+    n_params = 0
+    for t in tensors:
+        n = 1
+        for d in t["shape"]:
+            n *= d
+        n_params += n
+    lines.append(f"parameters:    {n_params / 1e6:.2f} M")
+    by_type = Counter(t["type"] for t in tensors)
+    bytes_by_type = Counter()
+    for t in tensors:
+        bytes_by_type[t["type"]] += t["nbytes"]
+    lines.append("tensor types:  " + ", ".join(
+        f"{ty} x{n} ({_size(bytes_by_type[ty])})" for ty, n in by_type.most_common()))
+    tok_model = md.get("tokenizer.ggml.model")
+    if model is not None:
+        try:
+            tok = model.tokenizer
+            lines.append(f"tokenizer:     {tok.kind} ({tok_model}), {tok.vocab_size} tokens, "
+                         f"bos {tok.bos_id}, eos {tok.eos_id}, pad {tok.pad_id}")
+        except ValueError:
+            lines.append("tokenizer:     none (generate from token ids only)")
+    elif tok_model is not None:
+        lines.append(f"tokenizer:     {tok_model}")
+    if list_tensors:
+        lines.append("tensors:")
+        width = max((len(t["name"]) for t in tensors), default=0)
+        for t in tensors:
+            shape = "{" + ", ".join(str(d) for d in t["shape"]) + "}"
+            lines.append(f"  {t['name']:<{width}}  {t['type']:<5} {shape:<16} "
+                         f"{_size(t['nbytes'])}")
+    return "\n".join(lines)
