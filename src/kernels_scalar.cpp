@@ -31,7 +31,7 @@ void row_to_f32(const MatView& w, int64_t r, float* out) {
       break;
     case GgmlType::F16: {
       const uint16_t* h = reinterpret_cast<const uint16_t*>(p);
-      for (int64_t i = 0; i < w.cols; ++i) out[i] = fp16_to_fp32(h[i]);
+      for (int64_t i = 0; i < w.cols; ++i) out[i] = fp16_to_fp32_fast(h[i]);
       break;
     }
     case GgmlType::BF16: {

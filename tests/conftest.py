@@ -1,101 +1,15 @@
-"""Shared fixtures: small random Mamba models built with transformers (the independent
-reference), saved as checkpoints and exported with mambalite."""
+"""Shared fixtures for the tests (helpers live in helpers.py)."""
 
 from __future__ import annotations
 
-import json
-import math
-from pathlib import Path
-
-import numpy as np
 import pytest
 
-torch = pytest.importorskip("torch")
-transformers = pytest.importorskip("transformers")
+pytest.importorskip("torch")
+pytest.importorskip("transformers")
 
 import mambalite  # noqa: E402
 
-# Text with multi-byte UTF-8, digits, whitespace runs and code, for tokenizers and streaming.
-CORPUS = [
-    "The capital of France is Paris. The capital of Japan is Tokyo (東京).",
-    "Once upon a time, in a land far away, there lived a small green dragon.",
-    "def fibonacci(n):\n    if n < 2:\n        return n\n    return fibonacci(n - 1) + fibonacci(n - 2)\n",
-    "Numbers: 0 1 2 3 42 1234567890 3.14159 -7e10; prices €5, £3, ¥100.",
-    "Ünïcödé façade naïve café — “quotes” ‘single’ 😀 🚀 ✓ ∑ ∫ π ≈ 3.14",
-    "    indented\twith\ttabs   and   runs of     spaces\n\n\nnew lines",
-    "Привет, мир! Γειά σου κόσμε! こんにちは世界 안녕하세요 مرحبا بالعالم",
-    "for i in range(10):\n    print(f'{i:03d}', end=' ')\nimport numpy as np\nx = np.zeros((3, 4))",
-] * 4
-
-
-def randomize_(model: torch.nn.Module, seed: int) -> None:
-    """Gives every parameter non-trivial random values (transformers' init leaves D = 1, norm
-    weights = 1 and identical A rows, which would hide indexing bugs)."""
-    g = torch.Generator().manual_seed(seed)
-    with torch.no_grad():
-        for name, p in model.named_parameters():
-            r = torch.randn(p.shape, generator=g)
-            if name.endswith("A_log"):
-                p.add_(0.5 * r)
-            elif name.endswith(".D"):
-                p.copy_(1.0 + 0.5 * r)
-            elif "norm" in name:
-                p.copy_(1.0 + 0.3 * r)
-            elif name.endswith("bias"):
-                p.add_(0.3 * r)
-            elif "conv1d" in name:
-                p.copy_(0.5 * r)
-            elif "embeddings" in name:
-                p.copy_(r)
-            else:  # linear layers: unit-variance outputs
-                p.copy_(r / math.sqrt(p.shape[-1]))
-
-
-def make_hf_model(seed: int = 0, **config) -> torch.nn.Module:
-    """A random transformers MambaForCausalLM in fp32 eval mode."""
-    defaults = dict(vocab_size=320, hidden_size=64, state_size=16, num_hidden_layers=2,
-                    conv_kernel=4, expand=2, tie_word_embeddings=True, layer_norm_epsilon=1e-5,
-                    bos_token_id=0, eos_token_id=0, pad_token_id=0)
-    defaults.update(config)
-    torch.manual_seed(seed)
-    model = transformers.MambaForCausalLM(transformers.MambaConfig(**defaults)).eval()
-    randomize_(model, seed)
-    return model
-
-
-def train_bpe_tokenizer():
-    """A small GPT-NeoX-style byte-level BPE tokenizer (NFC + byte-level), ~300 ids."""
-    from tokenizers import Tokenizer, decoders, models, normalizers, pre_tokenizers, trainers
-
-    tok = Tokenizer(models.BPE())
-    tok.normalizer = normalizers.NFC()
-    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
-    tok.decoder = decoders.ByteLevel()
-    trainer = trainers.BpeTrainer(vocab_size=300, special_tokens=["<|endoftext|>"],
-                                  initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
-                                  show_progress=False)
-    tok.train_from_iterator(CORPUS, trainer)
-    return tok
-
-
-def save_checkpoint(model, directory: Path, tokenizer=None, **save_kwargs) -> Path:
-    directory.mkdir(parents=True, exist_ok=True)
-    model.save_pretrained(directory, **save_kwargs)
-    if tokenizer is not None:
-        tokenizer.save(str(directory / "tokenizer.json"))
-        (directory / "tokenizer_config.json").write_text(json.dumps(
-            {"bos_token": "<|endoftext|>", "eos_token": "<|endoftext|>"}))
-    return directory
-
-
-def export(directory: Path, type: str = "f32", name: str | None = None) -> Path:
-    return mambalite.export(directory, directory / (name or f"model-{type}.gguf"), type,
-                            progress=False)
-
-
-def hf_logits(model, ids) -> np.ndarray:
-    with torch.no_grad():
-        return model(torch.as_tensor(np.asarray(ids))[None]).logits[0].float().numpy()
+from helpers import export, make_hf_model, save_checkpoint, train_bpe_tokenizer  # noqa: E402
 
 
 @pytest.fixture(scope="session")

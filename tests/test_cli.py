@@ -7,9 +7,10 @@ import subprocess
 import sys
 
 import pytest
-from conftest import make_hf_model, save_checkpoint
 
 import mambalite
+
+from helpers import make_hf_model, save_checkpoint
 
 
 def run(*args: str, stdin: str | None = None) -> subprocess.CompletedProcess:

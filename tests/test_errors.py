@@ -5,9 +5,10 @@ from __future__ import annotations
 import gguf
 import numpy as np
 import pytest
-from conftest import export, make_hf_model, save_checkpoint
 
 import mambalite
+
+from helpers import export, make_hf_model, save_checkpoint
 
 
 @pytest.fixture(scope="module")

@@ -7,11 +7,12 @@ import threading
 import numpy as np
 import pytest
 import torch
-from conftest import export, make_hf_model, save_checkpoint
 
 import mambalite
 from mambalite import _core
 from mambalite._streaming import IncrementalDecoder, StopStrings
+
+from helpers import export, make_hf_model, save_checkpoint
 
 PROMPT = "The capital of France is"
 

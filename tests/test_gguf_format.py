@@ -6,7 +6,8 @@ import gguf
 import numpy as np
 import pytest
 import torch
-from conftest import export, make_hf_model, save_checkpoint
+
+from helpers import export, make_hf_model, save_checkpoint
 
 T = gguf.GGMLQuantizationType
 

@@ -20,9 +20,10 @@ import json
 import numpy as np
 import pytest
 import torch
-from conftest import export, hf_logits, make_hf_model, save_checkpoint
 
 import mambalite
+
+from helpers import export, hf_logits, make_hf_model, save_checkpoint
 
 SHAPES = {
     # name: transformers config overrides

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from conftest import export, make_hf_model, save_checkpoint
 
 import mambalite
+
+from helpers import export, make_hf_model, save_checkpoint
 
 # Equal up to summation order: prefill runs tokens in blocks of 32 but each dot product and each
 # scan step is the same computation, so results agree to fp32 round-off (in practice exactly).

@@ -6,11 +6,12 @@ import json
 
 import gguf
 import pytest
-from conftest import CORPUS, export, make_hf_model, save_checkpoint
-from test_errors import rewrite
 
 import mambalite
 from mambalite.tokenizer import Tokenizer
+
+from helpers import CORPUS, export, make_hf_model, save_checkpoint
+from test_errors import rewrite
 
 SAMPLES = [
     "The capital of France is Paris.",

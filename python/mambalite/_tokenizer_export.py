@@ -91,7 +91,7 @@ def _add_bpe(writer: gguf.GGUFWriter, ckpt: Checkpoint, n_vocab: int) -> None:
     for tok, tid in vocab.items():
         tokens[tid] = tok
         types[tid] = gguf.TokenType.NORMAL
-    for content, t in added.items():
+    for t in added.values():
         types[t["id"]] = gguf.TokenType.CONTROL if t.get("special") else \
             gguf.TokenType.USER_DEFINED
     merges = [m if isinstance(m, str) else " ".join(m) for m in model.get("merges") or []]
