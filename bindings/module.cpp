@@ -37,10 +37,17 @@ py::array copy_array(const uint8_t* raw, uint64_t count) {
 
 py::object to_python(const GgufValue& v) {
   switch (v.type) {
-    case GgufType::BOOL: return py::bool_(v.u != 0);
-    case GgufType::FLOAT32: case GgufType::FLOAT64: return py::float_(v.f);
-    case GgufType::STRING: return to_python_string(v.str);
-    case GgufType::UINT8: case GgufType::UINT16: case GgufType::UINT32: case GgufType::UINT64:
+    case GgufType::BOOL:
+      return py::bool_(v.u != 0);
+    case GgufType::FLOAT32:
+    case GgufType::FLOAT64:
+      return py::float_(v.f);
+    case GgufType::STRING:
+      return to_python_string(v.str);
+    case GgufType::UINT8:
+    case GgufType::UINT16:
+    case GgufType::UINT32:
+    case GgufType::UINT64:
       return py::int_(v.u);
     case GgufType::ARRAY:
       switch (v.elem_type) {
@@ -49,24 +56,36 @@ py::object to_python(const GgufValue& v) {
           for (size_t i = 0; i < v.strings.size(); ++i) out[i] = to_python_string(v.strings[i]);
           return std::move(out);
         }
-        case GgufType::UINT8: return copy_array<uint8_t>(v.raw, v.count);
-        case GgufType::INT8: return copy_array<int8_t>(v.raw, v.count);
-        case GgufType::UINT16: return copy_array<uint16_t>(v.raw, v.count);
-        case GgufType::INT16: return copy_array<int16_t>(v.raw, v.count);
-        case GgufType::UINT32: return copy_array<uint32_t>(v.raw, v.count);
-        case GgufType::INT32: return copy_array<int32_t>(v.raw, v.count);
-        case GgufType::UINT64: return copy_array<uint64_t>(v.raw, v.count);
-        case GgufType::INT64: return copy_array<int64_t>(v.raw, v.count);
-        case GgufType::FLOAT32: return copy_array<float>(v.raw, v.count);
-        case GgufType::FLOAT64: return copy_array<double>(v.raw, v.count);
+        case GgufType::UINT8:
+          return copy_array<uint8_t>(v.raw, v.count);
+        case GgufType::INT8:
+          return copy_array<int8_t>(v.raw, v.count);
+        case GgufType::UINT16:
+          return copy_array<uint16_t>(v.raw, v.count);
+        case GgufType::INT16:
+          return copy_array<int16_t>(v.raw, v.count);
+        case GgufType::UINT32:
+          return copy_array<uint32_t>(v.raw, v.count);
+        case GgufType::INT32:
+          return copy_array<int32_t>(v.raw, v.count);
+        case GgufType::UINT64:
+          return copy_array<uint64_t>(v.raw, v.count);
+        case GgufType::INT64:
+          return copy_array<int64_t>(v.raw, v.count);
+        case GgufType::FLOAT32:
+          return copy_array<float>(v.raw, v.count);
+        case GgufType::FLOAT64:
+          return copy_array<double>(v.raw, v.count);
         case GgufType::BOOL: {
           py::list out(v.count);
           for (uint64_t i = 0; i < v.count; ++i) out[i] = py::bool_(v.raw[i] != 0);
           return std::move(out);
         }
-        default: return py::none();
+        default:
+          return py::none();
       }
-    default: return py::int_(v.i);
+    default:
+      return py::int_(v.i);
   }
 }
 
@@ -164,14 +183,13 @@ PYBIND11_MODULE(_core, mod) {
              return std::make_unique<SamplerHandle>(p, n_vocab, banned);
            }),
            py::arg("temperature"), py::arg("top_k"), py::arg("top_p"), py::arg("min_p"),
-           py::arg("repetition_penalty"), py::arg("seed"), py::arg("n_vocab"),
-           py::arg("banned"))
+           py::arg("repetition_penalty"), py::arg("seed"), py::arg("n_vocab"), py::arg("banned"))
       .def("accept", [](SamplerHandle& h, int32_t id) { h.sampler.accept(id); })
-      .def("sample", [](SamplerHandle& h, py::array_t<float, py::array::c_style |
-                                                                py::array::forcecast> logits) {
+      .def("sample", [](SamplerHandle& h,
+                        py::array_t<float, py::array::c_style | py::array::forcecast> logits) {
         if (logits.ndim() != 1 || logits.shape(0) != static_cast<py::ssize_t>(h.logits.size())) {
-          throw InvalidArgument("logits must be a 1-D array of " +
-                                std::to_string(h.logits.size()) + " values");
+          throw InvalidArgument("logits must be a 1-D array of " + std::to_string(h.logits.size()) +
+                                " values");
         }
         return h.sampler.sample(logits.data());
       });
@@ -184,54 +202,59 @@ PYBIND11_MODULE(_core, mod) {
            py::arg("path"), py::arg("threads") = 0)
       .def_property_readonly("n_threads", &Model::n_threads)
       .def_property_readonly("kernels", [](const Model& m) { return m.kernel_table().name; })
-      .def("config", [](const Model& m) {
-        const MambaConfig& c = m.config();
-        py::dict d;
-        d["architecture"] = c.architecture;
-        d["d_model"] = c.d_model;
-        d["n_layer"] = c.n_layer;
-        d["d_inner"] = c.d_inner;
-        d["d_state"] = c.d_state;
-        d["d_conv"] = c.d_conv;
-        d["dt_rank"] = c.dt_rank;
-        d["n_vocab"] = c.n_vocab;
-        d["norm_eps"] = c.norm_eps;  // float32, as stored in the file
-        d["tied_embeddings"] = c.tied_embeddings;
-        return d;
-      })
+      .def("config",
+           [](const Model& m) {
+             const MambaConfig& c = m.config();
+             py::dict d;
+             d["architecture"] = c.architecture;
+             d["d_model"] = c.d_model;
+             d["n_layer"] = c.n_layer;
+             d["d_inner"] = c.d_inner;
+             d["d_state"] = c.d_state;
+             d["d_conv"] = c.d_conv;
+             d["dt_rank"] = c.dt_rank;
+             d["n_vocab"] = c.n_vocab;
+             d["norm_eps"] = c.norm_eps;  // float32, as stored in the file
+             d["tied_embeddings"] = c.tied_embeddings;
+             return d;
+           })
       .def("metadata", [](const Model& m) { return metadata_dict(m.file()); })
       .def("tensors", [](const Model& m) { return tensor_list(m.file()); })
       .def("new_state", [](const Model& m) { return State(m.state_shape()); })
       .def("check_state", &Model::check_state)
-      .def("forward", [](Model& m, const IdArray& ids) {
-        const int64_t n = ids.size();
-        const int64_t V = m.config().n_vocab;
-        py::array_t<float> out({static_cast<py::ssize_t>(n), static_cast<py::ssize_t>(V)});
-        float* dst = out.mutable_data();
-        State s(m.state_shape());
-        {
-          py::gil_scoped_release nogil;
-          m.eval(s, ids.data(), n, LogitsMode::kAll, dst);
-        }
-        return out;
-      })
-      .def("prefill", [](Model& m, State& s, const IdArray& ids) {
-        py::array_t<float> out(static_cast<py::ssize_t>(m.config().n_vocab));
-        float* dst = out.mutable_data();
-        {
-          py::gil_scoped_release nogil;
-          m.eval(s, ids.data(), ids.size(), LogitsMode::kLast, dst);
-        }
-        return out;
-      })
-      .def("advance", [](Model& m, State& s, const IdArray& ids) {
-        py::gil_scoped_release nogil;
-        m.eval(s, ids.data(), ids.size(), LogitsMode::kNone, nullptr);
-      })
-      .def("prefill_and_sample", [](Model& m, State& s, const IdArray& ids, SamplerHandle& h) {
-        py::gil_scoped_release nogil;
-        return eval_and_sample(m, s, ids.data(), ids.size(), h);
-      })
+      .def("forward",
+           [](Model& m, const IdArray& ids) {
+             const int64_t n = ids.size();
+             const int64_t V = m.config().n_vocab;
+             py::array_t<float> out({static_cast<py::ssize_t>(n), static_cast<py::ssize_t>(V)});
+             float* dst = out.mutable_data();
+             State s(m.state_shape());
+             {
+               py::gil_scoped_release nogil;
+               m.eval(s, ids.data(), n, LogitsMode::kAll, dst);
+             }
+             return out;
+           })
+      .def("prefill",
+           [](Model& m, State& s, const IdArray& ids) {
+             py::array_t<float> out(static_cast<py::ssize_t>(m.config().n_vocab));
+             float* dst = out.mutable_data();
+             {
+               py::gil_scoped_release nogil;
+               m.eval(s, ids.data(), ids.size(), LogitsMode::kLast, dst);
+             }
+             return out;
+           })
+      .def("advance",
+           [](Model& m, State& s, const IdArray& ids) {
+             py::gil_scoped_release nogil;
+             m.eval(s, ids.data(), ids.size(), LogitsMode::kNone, nullptr);
+           })
+      .def("prefill_and_sample",
+           [](Model& m, State& s, const IdArray& ids, SamplerHandle& h) {
+             py::gil_scoped_release nogil;
+             return eval_and_sample(m, s, ids.data(), ids.size(), h);
+           })
       .def("step_and_sample", [](Model& m, State& s, int32_t id, SamplerHandle& h) {
         py::gil_scoped_release nogil;
         return eval_and_sample(m, s, &id, 1, h);

@@ -43,9 +43,9 @@ enum class GgmlType : uint32_t {
 };
 
 struct GgmlTypeTraits {
-  const char* name;      // "q8_0"; nullptr for an id ggml does not define
-  int64_t block_size;    // values per block (1 for plain types)
-  size_t type_size;      // bytes per block
+  const char* name;    // "q8_0"; nullptr for an id ggml does not define
+  int64_t block_size;  // values per block (1 for plain types)
+  size_t type_size;    // bytes per block
 };
 
 // Traits of a raw type id read from a file; name == nullptr when the id is unknown.

@@ -23,11 +23,10 @@ class Cursor {
 
   void need(uint64_t n, const char* what) const {
     if (n > remaining()) {
-      throw FormatError("'" + path_ + "' is truncated: reading " + what + " at byte " +
-                        std::to_string(pos_) + " needs " + std::to_string(n) +
-                        " bytes but the file has " + std::to_string(remaining()) +
-                        " left (file size " + std::to_string(size_) +
-                        "). Re-download or re-export the file.");
+      throw FormatError(
+          "'" + path_ + "' is truncated: reading " + what + " at byte " + std::to_string(pos_) +
+          " needs " + std::to_string(n) + " bytes but the file has " + std::to_string(remaining()) +
+          " left (file size " + std::to_string(size_) + "). Re-download or re-export the file.");
     }
   }
   template <typename T>
@@ -65,11 +64,23 @@ class Cursor {
 
 size_t scalar_size(GgufType t) {
   switch (t) {
-    case GgufType::UINT8: case GgufType::INT8: case GgufType::BOOL: return 1;
-    case GgufType::UINT16: case GgufType::INT16: return 2;
-    case GgufType::UINT32: case GgufType::INT32: case GgufType::FLOAT32: return 4;
-    case GgufType::UINT64: case GgufType::INT64: case GgufType::FLOAT64: return 8;
-    default: return 0;
+    case GgufType::UINT8:
+    case GgufType::INT8:
+    case GgufType::BOOL:
+      return 1;
+    case GgufType::UINT16:
+    case GgufType::INT16:
+      return 2;
+    case GgufType::UINT32:
+    case GgufType::INT32:
+    case GgufType::FLOAT32:
+      return 4;
+    case GgufType::UINT64:
+    case GgufType::INT64:
+    case GgufType::FLOAT64:
+      return 8;
+    default:
+      return 0;
   }
 }
 
@@ -77,36 +88,76 @@ bool valid_type(uint32_t t) { return t <= static_cast<uint32_t>(GgufType::FLOAT6
 
 void read_scalar(Cursor& c, GgufType t, GgufValue& v, const char* what) {
   switch (t) {
-    case GgufType::UINT8: v.u = c.read<uint8_t>(what); v.i = static_cast<int64_t>(v.u); break;
-    case GgufType::INT8: v.i = c.read<int8_t>(what); v.u = static_cast<uint64_t>(v.i); break;
-    case GgufType::UINT16: v.u = c.read<uint16_t>(what); v.i = static_cast<int64_t>(v.u); break;
-    case GgufType::INT16: v.i = c.read<int16_t>(what); v.u = static_cast<uint64_t>(v.i); break;
-    case GgufType::UINT32: v.u = c.read<uint32_t>(what); v.i = static_cast<int64_t>(v.u); break;
-    case GgufType::INT32: v.i = c.read<int32_t>(what); v.u = static_cast<uint64_t>(v.i); break;
-    case GgufType::UINT64: v.u = c.read<uint64_t>(what); v.i = static_cast<int64_t>(v.u); break;
-    case GgufType::INT64: v.i = c.read<int64_t>(what); v.u = static_cast<uint64_t>(v.i); break;
-    case GgufType::FLOAT32: v.f = c.read<float>(what); break;
-    case GgufType::FLOAT64: v.f = c.read<double>(what); break;
-    case GgufType::BOOL: v.u = c.read<uint8_t>(what) != 0; v.i = static_cast<int64_t>(v.u); break;
-    default: break;
+    case GgufType::UINT8:
+      v.u = c.read<uint8_t>(what);
+      v.i = static_cast<int64_t>(v.u);
+      break;
+    case GgufType::INT8:
+      v.i = c.read<int8_t>(what);
+      v.u = static_cast<uint64_t>(v.i);
+      break;
+    case GgufType::UINT16:
+      v.u = c.read<uint16_t>(what);
+      v.i = static_cast<int64_t>(v.u);
+      break;
+    case GgufType::INT16:
+      v.i = c.read<int16_t>(what);
+      v.u = static_cast<uint64_t>(v.i);
+      break;
+    case GgufType::UINT32:
+      v.u = c.read<uint32_t>(what);
+      v.i = static_cast<int64_t>(v.u);
+      break;
+    case GgufType::INT32:
+      v.i = c.read<int32_t>(what);
+      v.u = static_cast<uint64_t>(v.i);
+      break;
+    case GgufType::UINT64:
+      v.u = c.read<uint64_t>(what);
+      v.i = static_cast<int64_t>(v.u);
+      break;
+    case GgufType::INT64:
+      v.i = c.read<int64_t>(what);
+      v.u = static_cast<uint64_t>(v.i);
+      break;
+    case GgufType::FLOAT32:
+      v.f = c.read<float>(what);
+      break;
+    case GgufType::FLOAT64:
+      v.f = c.read<double>(what);
+      break;
+    case GgufType::BOOL:
+      v.u = c.read<uint8_t>(what) != 0;
+      v.i = static_cast<int64_t>(v.u);
+      break;
+    default:
+      break;
   }
 }
 
 }  // namespace
 
 const char* gguf_type_name(GgufType type) {
-  static const char* names[] = {"uint8", "int8",  "uint16", "int16",  "uint32", "int32", "float32",
-                                "bool",  "string", "array", "uint64", "int64",  "float64"};
+  static const char* names[] = {"uint8",  "int8",    "uint16", "int16",  "uint32",
+                                "int32",  "float32", "bool",   "string", "array",
+                                "uint64", "int64",   "float64"};
   const auto i = static_cast<uint32_t>(type);
   return i < 13 ? names[i] : "unknown";
 }
 
 bool GgufValue::is_integer() const {
   switch (type) {
-    case GgufType::UINT8: case GgufType::INT8: case GgufType::UINT16: case GgufType::INT16:
-    case GgufType::UINT32: case GgufType::INT32: case GgufType::UINT64: case GgufType::INT64:
+    case GgufType::UINT8:
+    case GgufType::INT8:
+    case GgufType::UINT16:
+    case GgufType::INT16:
+    case GgufType::UINT32:
+    case GgufType::INT32:
+    case GgufType::UINT64:
+    case GgufType::INT64:
       return true;
-    default: return false;
+    default:
+      return false;
   }
 }
 
@@ -116,15 +167,14 @@ std::string GgufTensor::shape_string() const {
   return s + "}";
 }
 
-GgufFile::GgufFile(const std::string& path) : file_(std::make_unique<MappedFile>(path)) {
-  parse();
-}
+GgufFile::GgufFile(const std::string& path) : file_(std::make_unique<MappedFile>(path)) { parse(); }
 
 void GgufFile::parse() {
   const std::string& p = file_->path();
   Cursor c(file_->data(), file_->size(), p);
   if (file_->size() < 4 || std::memcmp(file_->data(), "GGUF", 4) != 0) {
-    throw FormatError("'" + p + "' is not a GGUF file (it does not start with the magic 'GGUF'). "
+    throw FormatError("'" + p +
+                      "' is not a GGUF file (it does not start with the magic 'GGUF'). "
                       "Convert the checkpoint with `mambalite export` first.");
   }
   c.skip(4, "the magic");
@@ -168,7 +218,8 @@ void GgufFile::parse() {
                             std::to_string(v.count) + " strings");
         }
         v.strings.reserve(v.count);
-        for (uint64_t i = 0; i < v.count; ++i) v.strings.push_back(c.read_string("an array string"));
+        for (uint64_t i = 0; i < v.count; ++i)
+          v.strings.push_back(c.read_string("an array string"));
       } else {
         const size_t es = scalar_size(v.elem_type);
         if (v.count > c.remaining() / es) c.need(std::numeric_limits<uint64_t>::max(), "an array");
@@ -177,7 +228,8 @@ void GgufFile::parse() {
     } else {
       read_scalar(c, v.type, v, "a metadata value");
     }
-    if (kv_.count(key)) throw FormatError("'" + p + "' is corrupt: duplicate metadata key '" + key + "'");
+    if (kv_.count(key))
+      throw FormatError("'" + p + "' is corrupt: duplicate metadata key '" + key + "'");
     key_order_.push_back(key);
     kv_.emplace(key, std::move(v));
   }

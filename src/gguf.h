@@ -55,7 +55,7 @@ struct GgufTensor {
   int n_dims = 0;
   int64_t ne[4] = {1, 1, 1, 1};  // ggml order: ne[0] is contiguous
   GgmlType type = GgmlType::F32;
-  uint64_t offset = 0;           // from the start of the data section
+  uint64_t offset = 0;  // from the start of the data section
   size_t nbytes = 0;
   const uint8_t* data = nullptr;
 

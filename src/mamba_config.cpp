@@ -19,17 +19,20 @@ int64_t dim(const GgufFile& f, const std::string& key, int64_t max_value) {
 MambaConfig MambaConfig::from_gguf(const GgufFile& f) {
   MambaConfig c;
   if (!f.has("general.architecture")) {
-    throw FormatError("'" + f.path() + "' has no 'general.architecture'; it is not a model file "
+    throw FormatError("'" + f.path() +
+                      "' has no 'general.architecture'; it is not a model file "
                       "written by llama.cpp or mambalite");
   }
   c.architecture = f.get_string("general.architecture");
   const std::string& a = c.architecture;
   if (a == "mamba2") {
-    throw FormatError("'" + f.path() + "' is a Mamba-2 model; this version of mambalite runs "
+    throw FormatError("'" + f.path() +
+                      "' is a Mamba-2 model; this version of mambalite runs "
                       "Mamba-1 ('mamba') models only");
   }
   if (a != "mamba") {
-    throw FormatError("'" + f.path() + "' holds a '" + a + "' model, but mambalite runs Mamba "
+    throw FormatError("'" + f.path() + "' holds a '" + a +
+                      "' model, but mambalite runs Mamba "
                       "models (architecture 'mamba')");
   }
   if (f.get_bool_or(a + ".ssm.dt_b_c_rms", false)) {
@@ -50,7 +53,8 @@ MambaConfig MambaConfig::from_gguf(const GgufFile& f) {
   c.norm_eps = static_cast<float>(eps);
   const GgufTensor* embd = f.find_tensor("token_embd.weight");
   if (embd == nullptr || embd->n_dims != 2) {
-    throw FormatError("'" + f.path() + "' lacks a 2-D tensor 'token_embd.weight', so its vocabulary "
+    throw FormatError("'" + f.path() +
+                      "' lacks a 2-D tensor 'token_embd.weight', so its vocabulary "
                       "size is unknown");
   }
   c.n_vocab = embd->ne[1];

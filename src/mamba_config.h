@@ -12,11 +12,11 @@ struct MambaConfig {
   std::string architecture;  // "mamba"
   int64_t d_model = 0;       // D
   int64_t n_layer = 0;
-  int64_t d_inner = 0;       // E
-  int64_t d_state = 0;       // N
-  int64_t d_conv = 0;        // K
-  int64_t dt_rank = 0;       // R
-  int64_t n_vocab = 0;       // rows of token_embd (padding ids included)
+  int64_t d_inner = 0;  // E
+  int64_t d_state = 0;  // N
+  int64_t d_conv = 0;   // K
+  int64_t dt_rank = 0;  // R
+  int64_t n_vocab = 0;  // rows of token_embd (padding ids included)
   float norm_eps = 1e-5f;
   bool tied_embeddings = true;
 

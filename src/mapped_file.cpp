@@ -18,7 +18,7 @@ MappedFile::MappedFile(const std::string& path) : path_(path) {
     const int err = errno;
     throw FileError("cannot open '" + path + "': " + std::strerror(err), err == ENOENT);
   }
-  struct stat st {};
+  struct stat st{};
   if (::fstat(fd, &st) != 0 || !S_ISREG(st.st_mode)) {
     ::close(fd);
     throw FileError("'" + path + "' is not a regular file", false);

@@ -48,9 +48,15 @@ class Binder {
     std::vector<float> out(static_cast<size_t>(n));
     const uint16_t* h = reinterpret_cast<const uint16_t*>(t->data);
     switch (t->type) {
-      case GgmlType::F32: std::memcpy(out.data(), t->data, out.size() * sizeof(float)); break;
-      case GgmlType::F16: for (int64_t i = 0; i < n; ++i) out[i] = fp16_to_fp32(h[i]); break;
-      case GgmlType::BF16: for (int64_t i = 0; i < n; ++i) out[i] = bf16_to_fp32(h[i]); break;
+      case GgmlType::F32:
+        std::memcpy(out.data(), t->data, out.size() * sizeof(float));
+        break;
+      case GgmlType::F16:
+        for (int64_t i = 0; i < n; ++i) out[i] = fp16_to_fp32(h[i]);
+        break;
+      case GgmlType::BF16:
+        for (int64_t i = 0; i < n; ++i) out[i] = bf16_to_fp32(h[i]);
+        break;
       default:
         errors_.push_back("tensor '" + name + "' is " + ggml_type_name(t->type) +
                           "; it must be F32 (or F16/BF16)");
@@ -66,7 +72,8 @@ class Binder {
                       (errors_.size() > 1 ? "s" : "") + "):";
     const size_t shown = std::min<size_t>(errors_.size(), 20);
     for (size_t i = 0; i < shown; ++i) msg += "\n  - " + errors_[i];
-    if (errors_.size() > shown) msg += "\n  - ... and " + std::to_string(errors_.size() - shown) + " more";
+    if (errors_.size() > shown)
+      msg += "\n  - ... and " + std::to_string(errors_.size() - shown) + " more";
     msg += "\nRe-export the checkpoint with `mambalite export`.";
     throw FormatError(msg);
   }
@@ -203,7 +210,7 @@ void Model::run_block(State& state, const int32_t* ids, int64_t n) {
                     xc_.data(), c0, c1);
       }
     });
-    parallel_matmul(w.x_proj, xc_.data(), E, n, dbc_.data(), ldbc);  // dbc: (n, R + 2N)
+    parallel_matmul(w.x_proj, xc_.data(), E, n, dbc_.data(), ldbc);   // dbc: (n, R + 2N)
     parallel_matmul(w.dt_proj, dbc_.data(), ldbc, n, dt_.data(), E);  // dt: (n, E)
     float* s = state.ssm(l);
     pool_.run([&](int i, int nt) {
@@ -215,8 +222,8 @@ void Model::run_block(State& state, const int32_t* ids, int64_t n) {
       }
       if (c0 < c1) {
         k.selective_scan(n, E, N, xc_.data(), dt_.data(), w.A.data(), dbc_.data() + R,
-                         dbc_.data() + R + N, ldbc, w.D.data(), xz_.data() + E, 2 * E, s,
-                         y_.data(), c0, c1);
+                         dbc_.data() + R + N, ldbc, w.D.data(), xz_.data() + E, 2 * E, s, y_.data(),
+                         c0, c1);
       }
     });
     parallel_matmul(w.out_proj, y_.data(), E, n, out_.data(), D);  // out: (n, D)

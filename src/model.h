@@ -62,8 +62,8 @@ class Model {
   MambaConfig config_;
   const KernelTable* k_;
   std::vector<LayerWeights> layers_;
-  MatView token_embd_;          // (V, D)
-  MatView output_;              // (V, D), token_embd_ when tied
+  MatView token_embd_;              // (V, D)
+  MatView output_;                  // (V, D), token_embd_ when tied
   std::vector<float> output_norm_;  // (D)
 
   // Workspace for a block of up to kBlock tokens (constant size, whatever the input length).

@@ -38,10 +38,10 @@ void SamplerParams::validate() const {
           "top_p must be in (0, 1] (1 disables it), got " + std::to_string(top_p));
   require(std::isfinite(min_p) && min_p >= 0.0 && min_p <= 1.0,
           "min_p must be in [0, 1] (0 disables it), got " + std::to_string(min_p));
-  require(std::isfinite(repetition_penalty) && repetition_penalty > 0.0 &&
-              repetition_penalty <= 100.0,
-          "repetition_penalty must be in (0, 100] (1 disables it), got " +
-              std::to_string(repetition_penalty));
+  require(
+      std::isfinite(repetition_penalty) && repetition_penalty > 0.0 && repetition_penalty <= 100.0,
+      "repetition_penalty must be in (0, 100] (1 disables it), got " +
+          std::to_string(repetition_penalty));
 }
 
 Sampler::Sampler(const SamplerParams& params, int64_t n_vocab,

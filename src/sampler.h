@@ -11,9 +11,9 @@ namespace mambalite {
 
 struct SamplerParams {
   double temperature = 0.8;
-  int64_t top_k = 40;         // 0 disables
-  double top_p = 0.95;        // 1 disables
-  double min_p = 0.0;         // 0 disables
+  int64_t top_k = 40;               // 0 disables
+  double top_p = 0.95;              // 1 disables
+  double min_p = 0.0;               // 0 disables
   double repetition_penalty = 1.0;  // 1 disables (CTRL-style, as in transformers)
   uint64_t seed = 0;
 

@@ -68,8 +68,9 @@ std::string State::to_bytes() const {
 
 State State::from_bytes(std::string_view in) {
   if (in.size() < sizeof(kMagic) || std::memcmp(in.data(), kMagic, sizeof(kMagic)) != 0) {
-    throw InvalidArgument("these bytes are not a mambalite state (they should come from "
-                          "State.to_bytes())");
+    throw InvalidArgument(
+        "these bytes are not a mambalite state (they should come from "
+        "State.to_bytes())");
   }
   size_t pos = sizeof(kMagic);
   const uint32_t version = get<uint32_t>(in, pos);

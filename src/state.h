@@ -33,7 +33,7 @@ class State {
   void add_tokens(int64_t n) { n_tokens_ += n; }
 
   float* conv(int64_t layer) { return conv_.data() + layer * conv_stride(); }  // (K-1, E)
-  float* ssm(int64_t layer) { return ssm_.data() + layer * ssm_stride(); }      // (E, N)
+  float* ssm(int64_t layer) { return ssm_.data() + layer * ssm_stride(); }     // (E, N)
   size_t n_bytes() const { return (conv_.size() + ssm_.size()) * sizeof(float); }
 
   // Versioned little-endian serialisation; from_bytes validates everything.

@@ -30,8 +30,7 @@ ThreadPool::~ThreadPool() {
   for (std::thread& t : workers_) t.join();
 }
 
-void ThreadPool::split(int64_t n, int i, int parts, int64_t align, int64_t* begin,
-                       int64_t* end) {
+void ThreadPool::split(int64_t n, int i, int parts, int64_t align, int64_t* begin, int64_t* end) {
   const int64_t units = (n + align - 1) / align;
   const int64_t b = units * i / parts * align;
   const int64_t e = units * (i + 1) / parts * align;
@@ -48,7 +47,9 @@ void ThreadPool::run(const Job& job) {
   pending_.store(n_threads_ - 1);
   generation_.fetch_add(1);  // publishes job_ to the workers
   if (sleepers_.load() > 0) {
-    { std::lock_guard<std::mutex> lock(mutex_); }
+    {
+      std::lock_guard<std::mutex> lock(mutex_);
+    }
     cv_.notify_all();
   }
   job(0, n_threads_);

@@ -206,3 +206,12 @@ def test_compute_releases_the_gil(plain):
     t.join()
     # With the GIL held for the whole forward pass this loop could not run meanwhile.
     assert ticks > 10_000
+
+
+def test_incremental_decoder_window_is_bounded(ml_text):
+    tok = ml_text.tokenizer
+    dec = IncrementalDecoder(tok, [1, 2, 3])
+    ids = tok.encode("naïve café 東京 😀 " * 200)
+    text = "".join(dec.push(i) for i in ids) + dec.flush()
+    assert text == tok.decode(ids)
+    assert len(dec._ids) <= 20
