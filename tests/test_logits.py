@@ -168,3 +168,31 @@ def test_mamba_ssm_checkpoint(tmp_path, tied):
     assert model.metadata["mambalite.source_format"] == "mamba_ssm"
     ids = [1, 2, 3, 100, 263, 7, 7, 7]
     assert rel_err(model.forward(ids), hf_logits(hf, ids)) <= 1e-4
+
+
+def test_sharded_bin_checkpoint(tmp_path):
+    """transformers-format .bin shards with pytorch_model.bin.index.json."""
+    hf = make_hf_model(seed=6, vocab_size=144, hidden_size=32, num_hidden_layers=2)
+    d = tmp_path / "bin"
+    d.mkdir()
+    hf.config.save_pretrained(d)
+    sd = hf.state_dict()
+    names = sorted(sd)
+    shards = {"pytorch_model-00001-of-00002.bin": names[: len(names) // 2],
+              "pytorch_model-00002-of-00002.bin": names[len(names) // 2:]}
+    weight_map = {}
+    for shard, keys in shards.items():
+        torch.save({k: sd[k].clone() for k in keys if k != "lm_head.weight"}, d / shard)
+        weight_map.update({k: shard for k in keys if k != "lm_head.weight"})
+    (d / "pytorch_model.bin.index.json").write_text(json.dumps({"weight_map": weight_map}))
+    model = mambalite.load(export(d, "f32"))
+    ids = [1, 2, 3, 143, 0]
+    assert rel_err(model.forward(ids), hf_logits(hf, ids)) <= 1e-4
+
+
+def test_checkpoint_without_conv_bias(tmp_path):
+    hf = make_hf_model(seed=7, vocab_size=100, hidden_size=32, use_conv_bias=False)
+    assert hf.backbone.layers[0].mixer.conv1d.bias is None
+    model = mambalite.load(export(save_checkpoint(hf, tmp_path / "nobias"), "f32"))
+    ids = [5, 6, 7, 8, 9]
+    assert rel_err(model.forward(ids), hf_logits(hf, ids)) <= 1e-4

@@ -5,9 +5,10 @@ from __future__ import annotations
 import tracemalloc
 
 import pytest
-from helpers import make_hf_model, save_checkpoint
 
 import mambalite
+
+from helpers import make_hf_model, save_checkpoint
 
 
 def rss_kb() -> int:

@@ -10,7 +10,7 @@ import json
 import struct
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 
@@ -194,9 +194,6 @@ class Checkpoint:
     def load(self, name: str) -> np.ndarray:
         """The tensor as a numpy array (bfloat16 widened to float32)."""
         return self._files[self._where[name]].load(name)
-
-    def lazy(self, name: str) -> Callable[[], np.ndarray]:
-        return lambda: self.load(name)
 
     def __iter__(self) -> Iterator[str]:
         return iter(self._where)

@@ -245,7 +245,6 @@ class Model:
                 if produced >= max_new_tokens or token in stops:
                     break
                 token = self._core.step_and_sample(core_state, token, sampler)
-                token = int(token)
         finally:
             # The last yielded token has not been fed yet: feed it, so the state holds
             # everything that was generated.
