@@ -10,6 +10,7 @@
 
 #include "errors.h"
 #include "gguf.h"
+#include "kernel_bindings.h"
 #include "model.h"
 #include "sampler.h"
 #include "state.h"
@@ -136,6 +137,7 @@ int32_t eval_and_sample(Model& m, State& s, const int32_t* ids, int64_t n, Sampl
 
 PYBIND11_MODULE(_core, mod) {
   mod.doc() = "mambalite C++ engine";
+  bind_kernels(mod);
 
   py::register_exception_translator([](std::exception_ptr p) {
     try {
@@ -201,7 +203,7 @@ PYBIND11_MODULE(_core, mod) {
            }),
            py::arg("path"), py::arg("threads") = 0)
       .def_property_readonly("n_threads", &Model::n_threads)
-      .def_property_readonly("kernels", [](const Model& m) { return m.kernel_table().name; })
+      .def_property_readonly("isa", [](const Model& m) { return m.kernel_table().name; })
       .def("config",
            [](const Model& m) {
              const MambaConfig& c = m.config();

@@ -94,8 +94,4 @@ size_t ggml_row_size(GgmlType type, int64_t n) {
   return static_cast<size_t>(n / t.block_size) * t.type_size;
 }
 
-bool ggml_type_supported(GgmlType type) {
-  return type == GgmlType::F32 || type == GgmlType::F16 || type == GgmlType::BF16;
-}
-
 }  // namespace mambalite

@@ -57,7 +57,4 @@ std::string ggml_type_name(GgmlType type);
 // Bytes used by a row of `n` values; throws FormatError when n is not a multiple of the block.
 size_t ggml_row_size(GgmlType type, int64_t n);
 
-// True for the types the engine can compute with in this version.
-bool ggml_type_supported(GgmlType type);
-
 }  // namespace mambalite

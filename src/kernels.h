@@ -1,17 +1,20 @@
-// Compute kernels of the engine behind a table of function pointers, so that each instruction
-// set can provide its own implementation and the model code stays the same. This version ships
-// the portable scalar table (written so that compilers auto-vectorise it); `kernels()` returns
-// the table in use.
+// Compute kernels behind a table of function pointers: each instruction set provides its own
+// table, chosen at run time from the CPU's features (or MAMBALITE_ISA), and the model code stays
+// the same. The scalar table is the portable reference that every other table is tested against.
 //
 // Conventions: a weight matrix is `rows` rows of `cols` contiguous values (ggml order: ne0 =
-// cols, ne1 = rows); activations are row-major (tokens, channels) in fp32. Functions that take
-// a range [begin, end) process only that slice, so callers can split the work across threads.
+// cols, ne1 = rows). Activations are fp32 rows; for Q8_0/Q4_0 weights they are first quantized
+// to int8 blocks (ActQ8) and the dot products accumulate in int32, as ggml does. Functions that
+// take a range [begin, end) process only that slice, so callers can split work across threads.
 #pragma once
 
 #include <cstddef>
 #include <cstdint>
+#include <string>
+#include <vector>
 
 #include "ggml_types.h"
+#include "quant_blocks.h"
 
 namespace mambalite {
 
@@ -29,14 +32,15 @@ struct MatView {
 struct KernelTable {
   const char* name;
 
-  // out (cols) = row r of w, converted to fp32.
-  void (*row_to_f32)(const MatView& w, int64_t r, float* out);
+  // Dot product of one weight row (n values) with one activation row.
+  float (*dot_f32)(int64_t n, const uint8_t* w, const float* x);
+  float (*dot_f16)(int64_t n, const uint8_t* w, const float* x);
+  float (*dot_bf16)(int64_t n, const uint8_t* w, const float* x);
+  float (*dot_q8_0)(int64_t n, const uint8_t* w, const ActQ8* x);
+  float (*dot_q4_0)(int64_t n, const uint8_t* w, const ActQ8* x);
 
-  // y[t * ldy + r] = dot(w row r, x row t) for t in [0, n), r in [r0, r1).
-  // x: (n, ldx) with w.cols values used per row; y: (n, ldy); scratch: at least w.cols floats,
-  // private to the calling thread.
-  void (*matmul)(const MatView& w, const float* x, int64_t ldx, int64_t n, float* y, int64_t ldy,
-                 int64_t r0, int64_t r1, float* scratch);
+  // out (n / 32 blocks) = x (n) quantized: d = max|x| / 127, q = round-half-even(x / d).
+  void (*quantize_act)(const float* x, int64_t n, ActQ8* out);
 
   // out (n) = x (n) * rsqrt(mean(x^2) + eps) * weight (n).
   void (*rms_norm)(const float* x, const float* weight, int64_t n, float eps, float* out);
@@ -57,11 +61,34 @@ struct KernelTable {
                          int64_t c0, int64_t c1);
 };
 
-// The portable reference implementation.
-const KernelTable& scalar_kernels();
+// The instruction sets built into this binary that the CPU supports, best first ("scalar" last).
+std::vector<std::string> available_isas();
 
-// The table the engine uses.
-const KernelTable& kernels();
+// The table for `isa` ("scalar", "avx2", ...); throws InvalidArgument when it is unknown, not
+// built, or not supported by this CPU.
+const KernelTable& kernels_for(const std::string& isa);
+
+// The best table for this CPU, or the one named by the MAMBALITE_ISA environment variable.
+const KernelTable& select_kernels();
+
+// Whether activations for weights of `type` are int8 blocks (true) or fp32 rows (false).
+bool uses_q8_activations(GgmlType type);
+
+// Bytes of one prepared activation row of `cols` values for weights of `type`.
+size_t activation_row_bytes(GgmlType type, int64_t cols);
+
+// Prepares n activation rows x (n, ldx) for weights of `type`: quantizes them into `out` (rows of
+// activation_row_bytes) and returns out, or returns x itself (row stride ldx floats) when the
+// type reads fp32. *stride receives the row stride in bytes.
+const uint8_t* prepare_activations(const KernelTable& k, GgmlType type, const float* x,
+                                   int64_t ldx, int64_t n, int64_t cols, uint8_t* out,
+                                   size_t* stride);
+
+// y[t * ldy + r] = dot(w row r, activation row t) for t in [0, n), r in [r0, r1).
+// scratch: w.cols floats private to the calling thread (rows of types without a direct dot
+// product are dequantized into it).
+void matmul(const KernelTable& k, const MatView& w, const uint8_t* act, size_t act_stride,
+            int64_t n, float* y, int64_t ldy, int64_t r0, int64_t r1, float* scratch);
 
 // softplus as PyTorch computes it (threshold 20).
 float softplus(float v);

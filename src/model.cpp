@@ -4,8 +4,8 @@
 #include <cstring>
 #include <thread>
 
+#include "dequant.h"
 #include "errors.h"
-#include "fp16.h"
 
 namespace mambalite {
 namespace {
@@ -27,9 +27,10 @@ class Binder {
     MatView m;
     const GgufTensor* t = lookup(name, {cols, rows});
     if (t == nullptr) return m;
-    if (!ggml_type_supported(t->type)) {
+    if (!dequant_supported(t->type)) {
       errors_.push_back("tensor '" + name + "' is " + ggml_type_name(t->type) +
-                        "; this version computes with F32, F16 and BF16 weights only");
+                        ", which mambalite cannot compute with (supported: F32, F16, BF16, Q8_0, "
+                        "Q4_0, Q4_1, Q5_0, Q5_1, Q4_K, Q5_K, Q6_K)");
       return m;
     }
     m.type = t->type;
@@ -45,23 +46,13 @@ class Binder {
     const GgufTensor* t = lookup(name, ne);
     if (t == nullptr) return {};
     const int64_t n = t->n_elements();
-    std::vector<float> out(static_cast<size_t>(n));
-    const uint16_t* h = reinterpret_cast<const uint16_t*>(t->data);
-    switch (t->type) {
-      case GgmlType::F32:
-        std::memcpy(out.data(), t->data, out.size() * sizeof(float));
-        break;
-      case GgmlType::F16:
-        for (int64_t i = 0; i < n; ++i) out[i] = fp16_to_fp32(h[i]);
-        break;
-      case GgmlType::BF16:
-        for (int64_t i = 0; i < n; ++i) out[i] = bf16_to_fp32(h[i]);
-        break;
-      default:
-        errors_.push_back("tensor '" + name + "' is " + ggml_type_name(t->type) +
-                          "; it must be F32 (or F16/BF16)");
-        return {};
+    if (!dequant_supported(t->type) || n % ggml_type_traits(static_cast<uint32_t>(t->type)).block_size) {
+      errors_.push_back("tensor '" + name + "' is " + ggml_type_name(t->type) +
+                        "; it must be F32 (or another type mambalite can read)");
+      return {};
     }
+    std::vector<float> out(static_cast<size_t>(n));
+    dequantize_row(t->type, t->data, n, out.data());
     return out;
   }
 
@@ -109,7 +100,7 @@ class Binder {
 Model::Model(const std::string& path, int n_threads)
     : file_(path),
       config_(MambaConfig::from_gguf(file_)),
-      k_(&kernels()),
+      k_(&select_kernels()),
       pool_(resolve_threads(n_threads)) {
   bind_weights();
   const MambaConfig& c = config_;
@@ -124,6 +115,7 @@ Model::Model(const std::string& path, int n_threads)
   out_.resize(T * c.d_model);
   const int64_t max_cols = std::max({c.d_model, c.d_inner, c.dt_rank});
   scratch_.resize(static_cast<size_t>(pool_.size() * max_cols));
+  act_.resize(static_cast<size_t>(T * (max_cols / kQK + 1)) * sizeof(ActQ8));
 }
 
 void Model::bind_weights() {
@@ -178,13 +170,15 @@ void Model::check_ids(const int32_t* ids, int64_t n) const {
 
 void Model::parallel_matmul(const MatView& w, const float* x, int64_t ldx, int64_t n, float* y,
                             int64_t ldy) {
+  const KernelTable& k = *k_;
+  size_t stride = 0;
+  const uint8_t* act = prepare_activations(k, w.type, x, ldx, n, w.cols, act_.data(), &stride);
   const int64_t max_cols = static_cast<int64_t>(scratch_.size()) / pool_.size();
   float* scratch = scratch_.data();
-  const KernelTable& k = *k_;
   pool_.run([&](int i, int nt) {
     int64_t r0, r1;
     ThreadPool::split(w.rows, i, nt, 16, &r0, &r1);
-    if (r0 < r1) k.matmul(w, x, ldx, n, y, ldy, r0, r1, scratch + i * max_cols);
+    if (r0 < r1) matmul(k, w, act, stride, n, y, ldy, r0, r1, scratch + i * max_cols);
   });
 }
 
@@ -193,7 +187,9 @@ void Model::run_block(State& state, const int32_t* ids, int64_t n) {
   const int64_t D = c.d_model, E = c.d_inner, N = c.d_state, K = c.d_conv, R = c.dt_rank;
   const int64_t ldbc = R + 2 * N;
   const KernelTable& k = *k_;
-  for (int64_t t = 0; t < n; ++t) k.row_to_f32(token_embd_, ids[t], resid_.data() + t * D);
+  for (int64_t t = 0; t < n; ++t) {
+    dequantize_row(token_embd_.type, token_embd_.row(ids[t]), D, resid_.data() + t * D);
+  }
 
   for (int64_t l = 0; l < c.n_layer; ++l) {
     const LayerWeights& w = layers_[static_cast<size_t>(l)];

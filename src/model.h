@@ -77,6 +77,7 @@ class Model {
   std::vector<float> y_;        // (T, E)
   std::vector<float> out_;      // (T, D)
   std::vector<float> scratch_;  // (threads, max cols) per-thread row buffers
+  std::vector<uint8_t> act_;    // (T, max cols / 32) ActQ8 blocks: quantized activations
 
   ThreadPool pool_;
   std::mutex mutex_;  // one evaluation at a time: the workspace and pool are shared

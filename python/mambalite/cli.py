@@ -1,4 +1,4 @@
-"""The `mambalite` command: generate, export, info.
+"""The `mambalite` command: generate, export, quantize, info.
 
 Exit codes: 0 success, 1 runtime error (bad file, bad model, I/O), 2 usage error, 130 on Ctrl-C.
 Errors are printed as one line on stderr.
@@ -60,9 +60,18 @@ def _parser() -> argparse.ArgumentParser:
                        "mamba_ssm format) to a GGUF file that mambalite and llama.cpp load.")
     e.add_argument("checkpoint", help="directory with config.json and the weights")
     e.add_argument("-o", "--output", required=True, help="GGUF file to write")
-    e.add_argument("--type", default="f16", choices=["f32", "f16", "bf16"],
+    e.add_argument("--type", default="f16", choices=["f32", "f16", "bf16", "q8_0", "q4_0"],
                    help="weight type of the matrices (default f16)")
     e.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
+
+    q = sub.add_parser("quantize", help="quantize a GGUF model to q8_0 or q4_0",
+                       description="Write a copy of an f32/f16/bf16 GGUF model with its "
+                       "matrices quantized (llama.cpp's block formats and tensor choices).")
+    q.add_argument("input", help="f32, f16 or bf16 GGUF model")
+    q.add_argument("output", help="GGUF file to write")
+    q.add_argument("--type", default="q8_0", choices=["q8_0", "q4_0"],
+                   help="quantization type (default q8_0)")
+    q.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
 
     i = sub.add_parser("info", help="describe a GGUF model file",
                        description="Print a GGUF model's architecture, shapes, tensor types, "
@@ -102,6 +111,14 @@ def _export(args: argparse.Namespace) -> int:
     return 0
 
 
+def _quantize(args: argparse.Namespace) -> int:
+    from .quantize import quantize
+
+    path = quantize(args.input, args.output, args.type, progress=not args.quiet)
+    print(f"wrote {path} ({os.path.getsize(path) / 1e6:.1f} MB)")
+    return 0
+
+
 def _info(args: argparse.Namespace) -> int:
     from .info import describe
 
@@ -112,7 +129,8 @@ def _info(args: argparse.Namespace) -> int:
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the `mambalite` command; returns the exit code."""
     args = _parser().parse_args(argv)
-    handler = {"generate": _generate, "export": _export, "info": _info}[args.command]
+    handler = {"generate": _generate, "export": _export, "quantize": _quantize,
+               "info": _info}[args.command]
     try:
         return handler(args)
     except KeyboardInterrupt:

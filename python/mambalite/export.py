@@ -19,11 +19,61 @@ import numpy as np
 from ._checkpoint import Checkpoint
 from ._tokenizer_export import add_tokenizer
 
+Q = gguf.GGMLQuantizationType
 EXPORT_TYPES = {
-    "f32": (gguf.GGMLQuantizationType.F32, gguf.LlamaFileType.ALL_F32),
-    "f16": (gguf.GGMLQuantizationType.F16, gguf.LlamaFileType.MOSTLY_F16),
-    "bf16": (gguf.GGMLQuantizationType.BF16, gguf.LlamaFileType.MOSTLY_BF16),
+    "f32": (Q.F32, gguf.LlamaFileType.ALL_F32),
+    "f16": (Q.F16, gguf.LlamaFileType.MOSTLY_F16),
+    "bf16": (Q.BF16, gguf.LlamaFileType.MOSTLY_BF16),
+    "q8_0": (Q.Q8_0, gguf.LlamaFileType.MOSTLY_Q8_0),
+    "q4_0": (Q.Q4_0, gguf.LlamaFileType.MOSTLY_Q4_0),
 }
+
+
+def tensor_type(name: str, shape: tuple[int, ...], wtype: gguf.GGMLQuantizationType,
+                tied: bool) -> gguf.GGMLQuantizationType:
+    """The type llama.cpp gives a Mamba tensor in a file of weight type `wtype`.
+
+    Only 2-D ".weight" matrices take `wtype`; 1-D tensors, norms, ssm_a, ssm_d, biases and the
+    conv kernel stay F32. A matrix whose rows are not a multiple of the block size falls back to
+    F16 (the converter's rule; e.g. ssm_dt.weight of 130m has rows of 48). For Q4_0 the output
+    head (the embedding when tied) is Q8_0: llama-quantize uses Q6_K there, for which there is no
+    quantizer in the `gguf` package yet.
+    """
+    is_matrix = len(shape) == 2 and name.endswith(".weight") and "conv1d" not in name
+    if not is_matrix:
+        return Q.F32
+    if wtype == Q.Q4_0 and (name == "output.weight" or (tied and name == "token_embd.weight")):
+        wtype = Q.Q8_0
+    block = gguf.GGML_QUANT_SIZES[wtype][0]
+    if shape[-1] % block != 0:
+        return Q.F16
+    return wtype
+
+
+def encode(data: np.ndarray, qtype: gguf.GGMLQuantizationType, name: str) -> np.ndarray:
+    """float32 values -> the bytes (or array) the GGUF writer stores for `qtype`."""
+    if qtype == Q.F32:
+        return np.ascontiguousarray(data, dtype=np.float32)
+    if qtype == Q.F16:
+        out = data.astype(np.float16)
+        if not np.isfinite(out).all() and np.isfinite(data).all():
+            raise ValueError(f"tensor {name} has values beyond float16's range (65504); "
+                             "export with --type bf16 or f32")
+        return out
+    return gguf.quants.quantize(np.ascontiguousarray(data, dtype=np.float32), qtype)
+
+
+def add_tensor_info(writer: gguf.GGUFWriter, name: str, shape: tuple[int, ...],
+                    qtype: gguf.GGMLQuantizationType) -> None:
+    """Declares a tensor of numpy shape `shape` stored as `qtype` (data follows later)."""
+    byte_shape = gguf.quants.quant_shape_to_byte_shape(shape, qtype)
+    nbytes = int(np.prod(byte_shape, dtype=np.int64))
+    if qtype == Q.F32:
+        writer.add_tensor_info(name, shape, np.dtype(np.float32), nbytes)
+    elif qtype == Q.F16:
+        writer.add_tensor_info(name, shape, np.dtype(np.float16), nbytes)
+    else:
+        writer.add_tensor_info(name, byte_shape, np.dtype(np.uint8), nbytes, raw_dtype=qtype)
 
 
 @dataclass
@@ -142,10 +192,7 @@ def _plan(ckpt: Checkpoint, hp: MambaHParams, wtype: gguf.GGMLQuantizationType):
             load = (lambda ld, tf: lambda: tf(ld()))(load, transform)
         elif got != shape:
             load = (lambda ld: lambda: ld().reshape(shape))(load)
-        # llama.cpp's rule: 2-D ".weight" tensors take the file type, except the conv kernel.
-        is_matrix = len(shape) == 2 and dst.endswith(".weight") and "conv1d" not in dst
-        plan.append(_PlannedTensor(dst, shape, wtype if is_matrix else
-                                   gguf.GGMLQuantizationType.F32, load))
+        plan.append(_PlannedTensor(dst, shape, Q.F32, load))
 
     if hp.embedding_key not in ckpt:
         raise ValueError(f"{ckpt.dir}: missing the embedding {hp.embedding_key!r}")
@@ -160,7 +207,7 @@ def _plan(ckpt: Checkpoint, hp: MambaHParams, wtype: gguf.GGMLQuantizationType):
         if hp.has_conv_bias:
             add(p + "mixer.conv1d.bias", b + "ssm_conv1d.bias", (E,))
         else:  # llama.cpp's graph always adds a bias: a zero one is the same model
-            plan.append(_PlannedTensor(b + "ssm_conv1d.bias", (E,), gguf.GGMLQuantizationType.F32,
+            plan.append(_PlannedTensor(b + "ssm_conv1d.bias", (E,), Q.F32,
                                        lambda: np.zeros(E, dtype=np.float32)))
         add(p + "mixer.x_proj.weight", b + "ssm_x.weight", (R + 2 * N, E))
         add(p + "mixer.dt_proj.weight", b + "ssm_dt.weight", (E, R))
@@ -189,22 +236,10 @@ def _plan(ckpt: Checkpoint, hp: MambaHParams, wtype: gguf.GGMLQuantizationType):
         listed = "\n  - ".join(errors[:20])
         raise ValueError(f"{ckpt.dir} is not a Mamba-1 checkpoint this exporter understands:"
                          f"\n  - {listed}")
+    tied = not any(t.name == "output.weight" for t in plan)
+    for t in plan:
+        t.qtype = tensor_type(t.name, t.shape, wtype, tied)
     return plan, V
-
-
-def _encode(t: _PlannedTensor) -> np.ndarray:
-    data = t.load()
-    if data.shape != t.shape:
-        raise ValueError(f"tensor {t.name}: loaded shape {data.shape}, expected {t.shape}")
-    if t.qtype == gguf.GGMLQuantizationType.F32:
-        return np.ascontiguousarray(data, dtype=np.float32)
-    if t.qtype == gguf.GGMLQuantizationType.F16:
-        out = data.astype(np.float16)
-        if not np.isfinite(out).all() and np.isfinite(data).all():
-            raise ValueError(f"tensor {t.name} has values beyond float16's range (65504); "
-                             "export with --type bf16 or f32")
-        return out
-    return gguf.quants.quantize(data, t.qtype)  # bf16: uint8 bytes
 
 
 def export(src: str | os.PathLike, dst: str | os.PathLike, type: str = "f16", *,
@@ -215,8 +250,8 @@ def export(src: str | os.PathLike, dst: str | os.PathLike, type: str = "f16", *,
         src: directory with config.json and model.safetensors / pytorch_model.bin (sharded
             checkpoints with an index json work too), in transformers or mamba_ssm format.
         dst: path of the GGUF file to write (written to a temporary name, then renamed).
-        type: weight type of the matrices: "f32", "f16" or "bf16". Norms, A, D, biases and
-            the conv kernel stay F32, as in llama.cpp.
+        type: weight type of the matrices: "f32", "f16", "bf16", "q8_0" or "q4_0". Norms, A,
+            D, biases and the conv kernel stay F32, as in llama.cpp (see `tensor_type`).
         progress: show a progress bar on stderr.
 
     Returns:
@@ -241,6 +276,8 @@ def export(src: str | os.PathLike, dst: str | os.PathLike, type: str = "f16", *,
         name = re.sub(r"[^\w.\-]+", "-", ckpt.dir.resolve().name) or "mamba"
         writer.add_name(name)
         writer.add_file_type(int(ftype))
+        if wtype in (Q.Q8_0, Q.Q4_0):
+            writer.add_quantization_version(gguf.GGML_QUANT_VERSION)
         writer.add_context_length(2**20)
         writer.add_embedding_length(hp.d_model)
         writer.add_feed_forward_length(0)
@@ -256,16 +293,7 @@ def export(src: str | os.PathLike, dst: str | os.PathLike, type: str = "f16", *,
         add_tokenizer(writer, ckpt, n_vocab)
 
         for t in plan:
-            nbytes = gguf.quants.quant_shape_to_byte_shape(t.shape, t.qtype)[-1] * int(
-                np.prod(t.shape[:-1], dtype=np.int64))
-            if t.qtype == gguf.GGMLQuantizationType.F32:
-                writer.add_tensor_info(t.name, t.shape, np.dtype(np.float32), nbytes)
-            elif t.qtype == gguf.GGMLQuantizationType.F16:
-                writer.add_tensor_info(t.name, t.shape, np.dtype(np.float16), nbytes)
-            else:
-                byte_shape = gguf.quants.quant_shape_to_byte_shape(t.shape, t.qtype)
-                writer.add_tensor_info(t.name, byte_shape, np.dtype(np.uint8), nbytes,
-                                       raw_dtype=t.qtype)
+            add_tensor_info(writer, t.name, t.shape, t.qtype)
         writer.write_header_to_file()
         writer.write_kv_data_to_file()
         writer.write_ti_data_to_file()
@@ -275,7 +303,10 @@ def export(src: str | os.PathLike, dst: str | os.PathLike, type: str = "f16", *,
 
             bar = tqdm(total=len(plan), desc=f"export {dst.name}", unit="tensor")
         for t in plan:
-            writer.write_tensor_data(_encode(t))
+            data = t.load()
+            if data.shape != t.shape:
+                raise ValueError(f"tensor {t.name}: loaded shape {data.shape}, expected {t.shape}")
+            writer.write_tensor_data(encode(data, t.qtype, t.name))
             if bar is not None:
                 bar.update(1)
         if bar is not None:

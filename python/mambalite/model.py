@@ -135,7 +135,13 @@ class Model:
 
     @property
     def threads(self) -> int:
+        """Number of compute threads."""
         return self._core.n_threads
+
+    @property
+    def isa(self) -> str:
+        """The instruction set of the kernels in use ("avx2", "scalar", ...)."""
+        return self._core.isa
 
     @property
     def tokenizer(self) -> Tokenizer:

@@ -1,0 +1,208 @@
+// AVX2 + FMA + F16C kernels (x86-64, Haswell and later). Built with -mavx2 -mfma -mf16c and used
+// only when the CPU reports all three.
+#include <immintrin.h>
+
+#include <cmath>
+#include <cstring>
+
+#include "fp16.h"
+#include "kernels.h"
+
+namespace mambalite {
+namespace {
+
+#include "kernels_common.inc"
+
+inline float hsum(__m256 v) {
+  __m128 s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
+  s = _mm_add_ps(s, _mm_movehl_ps(s, s));
+  s = _mm_add_ss(s, _mm_movehdup_ps(s));
+  return _mm_cvtss_f32(s);
+}
+
+// Four independent accumulators over 8-wide loads; `load(i)` gives w[i, i + 8) as floats and
+// `scalar(i)` one value for the tail.
+template <typename Load, typename Scalar>
+inline float dot8(int64_t n, const float* x, Load load, Scalar scalar) {
+  __m256 a0 = _mm256_setzero_ps(), a1 = a0, a2 = a0, a3 = a0;
+  int64_t i = 0;
+  for (; i + 32 <= n; i += 32) {
+    a0 = _mm256_fmadd_ps(load(i), _mm256_loadu_ps(x + i), a0);
+    a1 = _mm256_fmadd_ps(load(i + 8), _mm256_loadu_ps(x + i + 8), a1);
+    a2 = _mm256_fmadd_ps(load(i + 16), _mm256_loadu_ps(x + i + 16), a2);
+    a3 = _mm256_fmadd_ps(load(i + 24), _mm256_loadu_ps(x + i + 24), a3);
+  }
+  for (; i + 8 <= n; i += 8) a0 = _mm256_fmadd_ps(load(i), _mm256_loadu_ps(x + i), a0);
+  float sum = hsum(_mm256_add_ps(_mm256_add_ps(a0, a1), _mm256_add_ps(a2, a3)));
+  for (; i < n; ++i) sum += scalar(i) * x[i];
+  return sum;
+}
+
+float dot_f32(int64_t n, const uint8_t* w, const float* x) {
+  const float* a = reinterpret_cast<const float*>(w);
+  return dot8(
+      n, x, [a](int64_t i) { return _mm256_loadu_ps(a + i); }, [a](int64_t i) { return a[i]; });
+}
+
+float dot_f16(int64_t n, const uint8_t* w, const float* x) {
+  const uint16_t* h = reinterpret_cast<const uint16_t*>(w);
+  return dot8(
+      n, x,
+      [h](int64_t i) {
+        return _mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(h + i)));
+      },
+      [h](int64_t i) { return fp16_to_fp32(h[i]); });
+}
+
+float dot_bf16(int64_t n, const uint8_t* w, const float* x) {
+  const uint16_t* h = reinterpret_cast<const uint16_t*>(w);
+  return dot8(
+      n, x,
+      [h](int64_t i) {
+        const __m128i v = _mm_loadu_si128(reinterpret_cast<const __m128i*>(h + i));
+        return _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_cvtepu16_epi32(v), 16));
+      },
+      [h](int64_t i) { return bf16_to_fp32(h[i]); });
+}
+
+// Sum of w[j] * x[j] over 32 int8 pairs, as 8 int32 lanes converted to float.
+inline __m256 mul_sum_i8(__m256i w, __m256i x) {
+  const __m256i ax = _mm256_sign_epi8(w, w);  // |w| (as unsigned)
+  const __m256i sx = _mm256_sign_epi8(x, w);  // x * sign(w)
+  const __m256i dot16 = _mm256_maddubs_epi16(ax, sx);
+  return _mm256_cvtepi32_ps(_mm256_madd_epi16(dot16, _mm256_set1_epi16(1)));
+}
+
+inline __m256i load32(const int8_t* p) {
+  return _mm256_loadu_si256(reinterpret_cast<const __m256i*>(p));
+}
+
+float dot_q8_0(int64_t n, const uint8_t* w, const ActQ8* x) {
+  const BlockQ8_0* b = reinterpret_cast<const BlockQ8_0*>(w);
+  const int64_t nb = n / kQK;
+  __m256 acc0 = _mm256_setzero_ps(), acc1 = acc0;
+  int64_t i = 0;
+  for (; i + 2 <= nb; i += 2) {
+    const __m256 d0 = _mm256_set1_ps(_cvtsh_ss(b[i].d) * x[i].d);
+    const __m256 d1 = _mm256_set1_ps(_cvtsh_ss(b[i + 1].d) * x[i + 1].d);
+    acc0 = _mm256_fmadd_ps(d0, mul_sum_i8(load32(b[i].qs), load32(x[i].qs)), acc0);
+    acc1 = _mm256_fmadd_ps(d1, mul_sum_i8(load32(b[i + 1].qs), load32(x[i + 1].qs)), acc1);
+  }
+  for (; i < nb; ++i) {
+    const __m256 d = _mm256_set1_ps(_cvtsh_ss(b[i].d) * x[i].d);
+    acc0 = _mm256_fmadd_ps(d, mul_sum_i8(load32(b[i].qs), load32(x[i].qs)), acc0);
+  }
+  return hsum(_mm256_add_ps(acc0, acc1));
+}
+
+// The 32 values of a Q4_0 block as int8 in [-8, 7]: low nibbles (values 0..15) in the lower
+// 128 bits, high nibbles (values 16..31) in the upper.
+inline __m256i unpack_q4_0(const uint8_t* qs) {
+  const __m128i t = _mm_loadu_si128(reinterpret_cast<const __m128i*>(qs));
+  const __m256i both = _mm256_set_m128i(_mm_srli_epi16(t, 4), t);
+  return _mm256_sub_epi8(_mm256_and_si256(both, _mm256_set1_epi8(0x0F)), _mm256_set1_epi8(8));
+}
+
+float dot_q4_0(int64_t n, const uint8_t* w, const ActQ8* x) {
+  const BlockQ4_0* b = reinterpret_cast<const BlockQ4_0*>(w);
+  const int64_t nb = n / kQK;
+  __m256 acc0 = _mm256_setzero_ps(), acc1 = acc0;
+  int64_t i = 0;
+  for (; i + 2 <= nb; i += 2) {
+    const __m256 d0 = _mm256_set1_ps(_cvtsh_ss(b[i].d) * x[i].d);
+    const __m256 d1 = _mm256_set1_ps(_cvtsh_ss(b[i + 1].d) * x[i + 1].d);
+    acc0 = _mm256_fmadd_ps(d0, mul_sum_i8(unpack_q4_0(b[i].qs), load32(x[i].qs)), acc0);
+    acc1 = _mm256_fmadd_ps(d1, mul_sum_i8(unpack_q4_0(b[i + 1].qs), load32(x[i + 1].qs)), acc1);
+  }
+  for (; i < nb; ++i) {
+    const __m256 d = _mm256_set1_ps(_cvtsh_ss(b[i].d) * x[i].d);
+    acc0 = _mm256_fmadd_ps(d, mul_sum_i8(unpack_q4_0(b[i].qs), load32(x[i].qs)), acc0);
+  }
+  return hsum(_mm256_add_ps(acc0, acc1));
+}
+
+// Same values as the scalar version: max |x|, d = amax / 127, q = round-half-even(x * (1/d)).
+void quantize_act(const float* x, int64_t n, ActQ8* out) {
+  const __m256 sign = _mm256_set1_ps(-0.0f);
+  for (int64_t i = 0; i < n / kQK; ++i, x += kQK) {
+    __m256 v[4];
+    __m256 amax = _mm256_setzero_ps();
+    for (int j = 0; j < 4; ++j) {
+      v[j] = _mm256_loadu_ps(x + 8 * j);
+      amax = _mm256_max_ps(amax, _mm256_andnot_ps(sign, v[j]));
+    }
+    __m128 m = _mm_max_ps(_mm256_castps256_ps128(amax), _mm256_extractf128_ps(amax, 1));
+    m = _mm_max_ps(m, _mm_movehl_ps(m, m));
+    m = _mm_max_ss(m, _mm_movehdup_ps(m));
+    const float d = _mm_cvtss_f32(m) / 127.0f;
+    const __m256 id = _mm256_set1_ps(d != 0.0f ? 1.0f / d : 0.0f);
+    out[i].d = d;
+    __m256i q[4];
+    for (int j = 0; j < 4; ++j) q[j] = _mm256_cvtps_epi32(_mm256_mul_ps(v[j], id));
+    // Pack 32 int32 to 32 int8 (packs work within 128-bit lanes; the permute restores order).
+    const __m256i p16a = _mm256_packs_epi32(q[0], q[1]);
+    const __m256i p16b = _mm256_packs_epi32(q[2], q[3]);
+    const __m256i p8 = _mm256_packs_epi16(p16a, p16b);
+    const __m256i fixed = _mm256_permutevar8x32_epi32(p8, _mm256_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7));
+    _mm256_storeu_si256(reinterpret_cast<__m256i*>(out[i].qs), fixed);
+  }
+}
+
+// exp for x <= 88 (Cephes' polynomial, about 1 ulp); inputs below -87 give about 1.6e-38
+// instead of a smaller number, which is zero for the state update's purposes.
+inline __m256 exp8(__m256 x) {
+  x = _mm256_max_ps(_mm256_min_ps(x, _mm256_set1_ps(88.0f)), _mm256_set1_ps(-87.0f));
+  const __m256 n = _mm256_round_ps(_mm256_mul_ps(x, _mm256_set1_ps(1.44269504088896341f)),
+                                   _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+  x = _mm256_fnmadd_ps(n, _mm256_set1_ps(0.693359375f), x);
+  x = _mm256_fnmadd_ps(n, _mm256_set1_ps(-2.12194440e-4f), x);
+  __m256 y = _mm256_set1_ps(1.9875691500e-4f);
+  y = _mm256_fmadd_ps(y, x, _mm256_set1_ps(1.3981999507e-3f));
+  y = _mm256_fmadd_ps(y, x, _mm256_set1_ps(8.3334519073e-3f));
+  y = _mm256_fmadd_ps(y, x, _mm256_set1_ps(4.1665795894e-2f));
+  y = _mm256_fmadd_ps(y, x, _mm256_set1_ps(1.6666665459e-1f));
+  y = _mm256_fmadd_ps(y, x, _mm256_set1_ps(5.0000001201e-1f));
+  y = _mm256_fmadd_ps(y, _mm256_mul_ps(x, x), _mm256_add_ps(x, _mm256_set1_ps(1.0f)));
+  const __m256i e = _mm256_slli_epi32(
+      _mm256_add_epi32(_mm256_cvtps_epi32(n), _mm256_set1_epi32(127)), 23);
+  return _mm256_mul_ps(y, _mm256_castsi256_ps(e));
+}
+
+void selective_scan(int64_t n, int64_t E, int64_t N, const float* x, const float* dt,
+                    const float* A, const float* B, const float* C, int64_t ldbc, const float* D,
+                    const float* z, int64_t ldz, float* s, float* y, int64_t c0, int64_t c1) {
+  if (N % 8 != 0) {
+    selective_scan_generic(n, E, N, x, dt, A, B, C, ldbc, D, z, ldz, s, y, c0, c1);
+    return;
+  }
+  for (int64_t c = c0; c < c1; ++c) {
+    float* sc = s + c * N;
+    const float* Ac = A + c * N;
+    for (int64_t t = 0; t < n; ++t) {
+      const float xv = x[t * E + c];
+      const __m256 d = _mm256_set1_ps(dt[t * E + c]);
+      const __m256 dx = _mm256_set1_ps(dt[t * E + c] * xv);
+      const float* Bt = B + t * ldbc;
+      const float* Ct = C + t * ldbc;
+      __m256 acc = _mm256_setzero_ps();
+      for (int64_t k = 0; k < N; k += 8) {
+        const __m256 dA = exp8(_mm256_mul_ps(d, _mm256_loadu_ps(Ac + k)));
+        const __m256 sk = _mm256_fmadd_ps(_mm256_loadu_ps(sc + k), dA,
+                                          _mm256_mul_ps(dx, _mm256_loadu_ps(Bt + k)));
+        _mm256_storeu_ps(sc + k, sk);
+        acc = _mm256_fmadd_ps(sk, _mm256_loadu_ps(Ct + k), acc);
+      }
+      y[t * E + c] = (hsum(acc) + D[c] * xv) * silu(z[t * ldz + c]);
+    }
+  }
+}
+
+const KernelTable kAvx2 = {"avx2",       dot_f32,   dot_f16,      dot_bf16,
+                           dot_q8_0,     dot_q4_0,  quantize_act, rms_norm,
+                           conv_silu,    selective_scan};
+
+}  // namespace
+
+const KernelTable& avx2_kernels() { return kAvx2; }
+
+}  // namespace mambalite

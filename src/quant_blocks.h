@@ -1,0 +1,65 @@
+// ggml block layouts (ggml-common.h) and the engine's own activation block.
+#pragma once
+
+#include <cstdint>
+
+namespace mambalite {
+
+constexpr int kQK = 32;    // values per legacy block
+constexpr int kQKK = 256;  // values per K-quant super block
+
+#pragma pack(push, 1)
+struct BlockQ8_0 {  // x = q * d
+  uint16_t d;       // fp16
+  int8_t qs[kQK];
+};
+struct BlockQ4_0 {  // x = (q - 8) * d; value j in the low nibble of qs[j], j + 16 in the high
+  uint16_t d;
+  uint8_t qs[kQK / 2];
+};
+struct BlockQ4_1 {  // x = q * d + m
+  uint16_t d, m;
+  uint8_t qs[kQK / 2];
+};
+struct BlockQ5_0 {  // x = (q - 16) * d; bit 4 of value j in bit j of qh
+  uint16_t d;
+  uint8_t qh[4];
+  uint8_t qs[kQK / 2];
+};
+struct BlockQ5_1 {  // x = q * d + m
+  uint16_t d, m;
+  uint8_t qh[4];
+  uint8_t qs[kQK / 2];
+};
+struct BlockQ4_K {  // 8 sub-blocks of 32 with 6-bit scales and mins
+  uint16_t d, dmin;
+  uint8_t scales[12];
+  uint8_t qs[kQKK / 2];
+};
+struct BlockQ5_K {
+  uint16_t d, dmin;
+  uint8_t scales[12];
+  uint8_t qh[kQKK / 8];
+  uint8_t qs[kQKK / 2];
+};
+struct BlockQ6_K {  // 16 sub-blocks of 16 with int8 scales
+  uint8_t ql[kQKK / 2];
+  uint8_t qh[kQKK / 4];
+  int8_t scales[kQKK / 16];
+  uint16_t d;
+};
+// Activations quantized for the integer dot products: like Q8_0 but with an fp32 scale (the
+// buffer is internal, so it keeps the scale exact).
+struct ActQ8 {
+  float d;
+  int8_t qs[kQK];
+};
+#pragma pack(pop)
+
+static_assert(sizeof(BlockQ8_0) == 34 && sizeof(BlockQ4_0) == 18 && sizeof(BlockQ4_1) == 20 &&
+                  sizeof(BlockQ5_0) == 22 && sizeof(BlockQ5_1) == 24 &&
+                  sizeof(BlockQ4_K) == 144 && sizeof(BlockQ5_K) == 176 &&
+                  sizeof(BlockQ6_K) == 210 && sizeof(ActQ8) == 36,
+              "block layouts must match ggml");
+
+}  // namespace mambalite
