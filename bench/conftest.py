@@ -1,8 +1,10 @@
-"""Benchmark fixtures: 130m-shaped Mamba-1 models with random weights (speed does not depend on
-the values), exported once per session."""
+"""Benchmark fixtures: Mamba-1 models of released shapes with random weights (speed does not
+depend on the values), exported once and cached in $MAMBALITE_BENCH_CACHE (default
+~/.cache/mambalite-bench)."""
 
 from __future__ import annotations
 
+import os
 import sys
 from pathlib import Path
 
@@ -12,22 +14,37 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
 
 SHAPES = {
     "130m": dict(hidden_size=768, num_hidden_layers=24, vocab_size=50280),
+    "370m": dict(hidden_size=1024, num_hidden_layers=48, vocab_size=50280),
 }
+CACHE = Path(os.environ.get("MAMBALITE_BENCH_CACHE", Path.home() / ".cache" / "mambalite-bench"))
+
+
+def checkpoint(shape: str) -> Path:
+    """A transformers checkpoint of `shape` (built on first use)."""
+    from helpers import make_hf_model, save_checkpoint
+
+    d = CACHE / shape
+    if not (d / "config.json").is_file():
+        save_checkpoint(make_hf_model(seed=0, tie_word_embeddings=True, **SHAPES[shape]), d)
+    return d
+
+
+def gguf_path(shape: str, wtype: str) -> Path:
+    import mambalite
+
+    p = CACHE / f"{shape}-{wtype}.gguf"
+    if not p.is_file():
+        mambalite.export(checkpoint(shape), p, wtype, progress=False)
+    return p
+
+
+@pytest.fixture(scope="session")
+def model_file():
+    return gguf_path
 
 
 @pytest.fixture(scope="session")
 def hf_130m():
-    from helpers import make_hf_model
+    import transformers
 
-    return make_hf_model(seed=0, tie_word_embeddings=True, **SHAPES["130m"])
-
-
-@pytest.fixture(scope="session")
-def gguf_130m(tmp_path_factory, hf_130m):
-    import mambalite
-
-    from helpers import save_checkpoint
-
-    d = save_checkpoint(hf_130m, tmp_path_factory.mktemp("bench") / "130m")
-    return {t: mambalite.export(d, d / f"130m-{t}.gguf", t, progress=False)
-            for t in ("f32", "f16")}
+    return transformers.MambaForCausalLM.from_pretrained(checkpoint("130m")).eval()

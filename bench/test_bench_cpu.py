@@ -1,39 +1,73 @@
-"""CPU speed, batch 1: decode latency per token and prefill throughput, against transformers
-(PyTorch fp32) on the same shape in the same process. Run with:
+"""CPU speed at batch 1: decode latency per token and prefill throughput, against llama.cpp
+(through llama-cpp-python, on the same GGUF file, interleaved) and transformers (PyTorch fp32).
 
-    pytest bench/ --benchmark-columns=median,iqr,rounds --benchmark-sort=name
+    pytest bench/ -s --benchmark-columns=median,iqr,rounds --benchmark-sort=name
 
-Medians are what to report: the machines are shared and noisy.
+Medians are what to report: the machines are shared and noisy. llama.cpp comparisons are
+skipped unless `pip install llama-cpp-python` (it builds from source) has been run.
 """
 
 from __future__ import annotations
 
+import statistics
+
 import numpy as np
 import pytest
 import torch
-
-import mambalite
+from engines import LlamaCpp, Mambalite, interleaved, llama_cpp_available
 
 PREFILL = 512
+TYPES = ["f32", "f16", "q8_0", "q4_0"]
+needs_llama = pytest.mark.skipif(not llama_cpp_available(),
+                                 reason="llama-cpp-python is not installed")
 
 
-@pytest.mark.parametrize("wtype", ["f32", "f16"])
+@pytest.mark.parametrize("shape", ["130m", "370m"])
+@pytest.mark.parametrize("wtype", TYPES)
 @pytest.mark.parametrize("threads", [1, 2])
-def test_decode_130m(benchmark, gguf_130m, wtype, threads):
-    model = mambalite.load(gguf_130m[wtype], threads=threads)
-    state = model.new_state()
-    model.prefill(state, [1, 2, 3, 4])
+def test_decode(benchmark, model_file, shape, wtype, threads):
+    engine = Mambalite(model_file(shape, wtype), threads)
+    state = engine.model.new_state()
+    engine.model.prefill(state, [1, 2, 3, 4])
     benchmark.extra_info["unit"] = "seconds per token"
-    benchmark.pedantic(lambda: model.step(state, 7), rounds=60, warmup_rounds=5)
+    benchmark.pedantic(lambda: engine.model.step(state, 7), rounds=40, warmup_rounds=3)
 
 
-@pytest.mark.parametrize("wtype", ["f32", "f16"])
+@pytest.mark.parametrize("shape", ["130m", "370m"])
+@pytest.mark.parametrize("wtype", TYPES)
 @pytest.mark.parametrize("threads", [1, 2])
-def test_prefill512_130m(benchmark, gguf_130m, wtype, threads):
-    model = mambalite.load(gguf_130m[wtype], threads=threads)
-    ids = np.random.default_rng(0).integers(0, 50280, size=PREFILL)
+def test_prefill512(benchmark, model_file, shape, wtype, threads):
+    engine = Mambalite(model_file(shape, wtype), threads)
+    ids = np.random.default_rng(0).integers(0, engine.n_vocab, size=PREFILL)
     benchmark.extra_info["tokens"] = PREFILL
-    benchmark.pedantic(lambda: model.prefill(model.new_state(), ids), rounds=5, warmup_rounds=1)
+    benchmark.pedantic(lambda: engine.prefill(ids), rounds=3, warmup_rounds=1)
+
+
+@needs_llama
+@pytest.mark.parametrize("shape", ["130m", "370m"])
+@pytest.mark.parametrize("wtype", TYPES)
+@pytest.mark.parametrize("threads", [1, 2])
+def test_vs_llama_cpp(model_file, shape, wtype, threads, record_property):
+    """Ratios of tokens/s, mambalite / llama.cpp, same file, rounds alternating engines."""
+    path = model_file(shape, wtype)
+    engines = [Mambalite(path, threads), LlamaCpp(path, threads)]
+    ids = np.random.default_rng(0).integers(0, engines[0].n_vocab, size=PREFILL)
+    decode = interleaved(engines, lambda e: statistics.median(e.decode(24)), rounds=5)
+    prefill = interleaved(engines, lambda e: _time(lambda: e.prefill(ids)), rounds=3)
+    m, ll = "mambalite", "llama.cpp"
+    line = (f"{shape} {wtype} t{threads}: decode {1 / decode[m]:.1f} vs {1 / decode[ll]:.1f} "
+            f"tok/s (x{decode[ll] / decode[m]:.2f}); prefill {PREFILL / prefill[m]:.1f} vs "
+            f"{PREFILL / prefill[ll]:.1f} tok/s (x{prefill[ll] / prefill[m]:.2f})")
+    print("\n" + line)
+    record_property("comparison", line)
+
+
+def _time(fn) -> float:
+    import time
+
+    t0 = time.perf_counter()
+    fn()
+    return time.perf_counter() - t0
 
 
 @pytest.mark.parametrize("threads", [2])

@@ -91,37 +91,35 @@ const uint8_t* prepare_activations(const KernelTable& k, GgmlType type, const fl
 
 void matmul(const KernelTable& k, const MatView& w, const uint8_t* act, size_t act_stride,
             int64_t n, float* y, int64_t ldy, int64_t r0, int64_t r1, float* scratch) {
+  using Dot = float (*)(int64_t, const uint8_t*, const void*);
+  using Dot4 = void (*)(int64_t, const uint8_t*, const uint8_t*, size_t, float*);
   const int64_t cols = w.cols;
-  auto act_f32 = [&](int64_t t) { return reinterpret_cast<const float*>(act + t * act_stride); };
-  auto act_q8 = [&](int64_t t) { return reinterpret_cast<const ActQ8*>(act + t * act_stride); };
+  Dot dot = nullptr;
+  Dot4 dot4 = nullptr;
   switch (w.type) {
-    case GgmlType::F32:
-    case GgmlType::F16:
-    case GgmlType::BF16: {
-      const auto dot = w.type == GgmlType::F32   ? k.dot_f32
-                       : w.type == GgmlType::F16 ? k.dot_f16
-                                                 : k.dot_bf16;
-      for (int64_t r = r0; r < r1; ++r) {
-        for (int64_t t = 0; t < n; ++t) y[t * ldy + r] = dot(cols, w.row(r), act_f32(t));
-      }
-      return;
+    case GgmlType::F32: dot = reinterpret_cast<Dot>(k.dot_f32); dot4 = k.dot4_f32; break;
+    case GgmlType::F16: dot = reinterpret_cast<Dot>(k.dot_f16); dot4 = k.dot4_f16; break;
+    case GgmlType::BF16: dot = reinterpret_cast<Dot>(k.dot_bf16); dot4 = k.dot4_bf16; break;
+    case GgmlType::Q8_0: dot = reinterpret_cast<Dot>(k.dot_q8_0); dot4 = k.dot4_q8_0; break;
+    case GgmlType::Q4_0: dot = reinterpret_cast<Dot>(k.dot_q4_0); dot4 = k.dot4_q4_0; break;
+    default: break;
+  }
+  const uint8_t* dequantized = reinterpret_cast<const uint8_t*>(scratch);
+  for (int64_t r = r0; r < r1; ++r) {
+    const uint8_t* row = w.row(r);
+    if (dot == nullptr) {  // other llama.cpp types: dequantize the row once, fp32 dot products
+      dequantize_row(w.type, row, cols, scratch);
+      row = dequantized;
     }
-    case GgmlType::Q8_0:
-    case GgmlType::Q4_0: {
-      const auto dot = w.type == GgmlType::Q8_0 ? k.dot_q8_0 : k.dot_q4_0;
-      for (int64_t r = r0; r < r1; ++r) {
-        for (int64_t t = 0; t < n; ++t) y[t * ldy + r] = dot(cols, w.row(r), act_q8(t));
-      }
-      return;
+    const Dot d1 = dot != nullptr ? dot : reinterpret_cast<Dot>(k.dot_f32);
+    const Dot4 d4 = dot4 != nullptr ? dot4 : k.dot4_f32;
+    int64_t t = 0;
+    float out[4];
+    for (; t + 4 <= n; t += 4) {
+      d4(cols, row, act + t * act_stride, act_stride, out);
+      for (int i = 0; i < 4; ++i) y[(t + i) * ldy + r] = out[i];
     }
-    default: {  // other llama.cpp types: dequantize each row once, then fp32 dot products
-      const uint8_t* row = reinterpret_cast<const uint8_t*>(scratch);
-      for (int64_t r = r0; r < r1; ++r) {
-        dequantize_row(w.type, w.row(r), cols, scratch);
-        for (int64_t t = 0; t < n; ++t) y[t * ldy + r] = k.dot_f32(cols, row, act_f32(t));
-      }
-      return;
-    }
+    for (; t < n; ++t) y[t * ldy + r] = d1(cols, row, act + t * act_stride);
   }
 }
 

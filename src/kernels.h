@@ -39,6 +39,14 @@ struct KernelTable {
   float (*dot_q8_0)(int64_t n, const uint8_t* w, const ActQ8* x);
   float (*dot_q4_0)(int64_t n, const uint8_t* w, const ActQ8* x);
 
+  // The same for four activation rows at once (rows x + i * stride, i < 4; stride in bytes):
+  // out[i] = dot(w, x_i). Each weight block is decoded once for all four (prefill).
+  void (*dot4_f32)(int64_t n, const uint8_t* w, const uint8_t* x, size_t stride, float* out);
+  void (*dot4_f16)(int64_t n, const uint8_t* w, const uint8_t* x, size_t stride, float* out);
+  void (*dot4_bf16)(int64_t n, const uint8_t* w, const uint8_t* x, size_t stride, float* out);
+  void (*dot4_q8_0)(int64_t n, const uint8_t* w, const uint8_t* x, size_t stride, float* out);
+  void (*dot4_q4_0)(int64_t n, const uint8_t* w, const uint8_t* x, size_t stride, float* out);
+
   // out (n / 32 blocks) = x (n) quantized: d = max|x| / 127, q = round-half-even(x / d).
   void (*quantize_act)(const float* x, int64_t n, ActQ8* out);
 

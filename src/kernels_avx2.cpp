@@ -121,6 +121,99 @@ float dot_q4_0(int64_t n, const uint8_t* w, const ActQ8* x) {
   return hsum(_mm256_add_ps(acc0, acc1));
 }
 
+// Four tokens at once: each 8-wide weight load is used by four FMAs (two accumulators per token
+// to hide FMA latency).
+template <typename Load, typename Scalar>
+inline void dot8x4(int64_t n, const uint8_t* xb, size_t stride, Load load, Scalar scalar,
+                   float* out) {
+  const float* x[4];
+  for (int t = 0; t < 4; ++t) x[t] = reinterpret_cast<const float*>(xb + t * stride);
+  __m256 a[4], b[4];
+  for (int t = 0; t < 4; ++t) a[t] = b[t] = _mm256_setzero_ps();
+  int64_t i = 0;
+  for (; i + 16 <= n; i += 16) {
+    const __m256 w0 = load(i), w1 = load(i + 8);
+    for (int t = 0; t < 4; ++t) {
+      a[t] = _mm256_fmadd_ps(w0, _mm256_loadu_ps(x[t] + i), a[t]);
+      b[t] = _mm256_fmadd_ps(w1, _mm256_loadu_ps(x[t] + i + 8), b[t]);
+    }
+  }
+  for (; i + 8 <= n; i += 8) {
+    const __m256 w0 = load(i);
+    for (int t = 0; t < 4; ++t) a[t] = _mm256_fmadd_ps(w0, _mm256_loadu_ps(x[t] + i), a[t]);
+  }
+  for (int t = 0; t < 4; ++t) {
+    float sum = hsum(_mm256_add_ps(a[t], b[t]));
+    for (int64_t j = i; j < n; ++j) sum += scalar(j) * x[t][j];
+    out[t] = sum;
+  }
+}
+
+void dot4_f32(int64_t n, const uint8_t* w, const uint8_t* x, size_t stride, float* out) {
+  const float* a = reinterpret_cast<const float*>(w);
+  dot8x4(
+      n, x, stride, [a](int64_t i) { return _mm256_loadu_ps(a + i); },
+      [a](int64_t i) { return a[i]; }, out);
+}
+
+void dot4_f16(int64_t n, const uint8_t* w, const uint8_t* x, size_t stride, float* out) {
+  const uint16_t* h = reinterpret_cast<const uint16_t*>(w);
+  dot8x4(
+      n, x, stride,
+      [h](int64_t i) {
+        return _mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(h + i)));
+      },
+      [h](int64_t i) { return fp16_to_fp32(h[i]); }, out);
+}
+
+void dot4_bf16(int64_t n, const uint8_t* w, const uint8_t* x, size_t stride, float* out) {
+  const uint16_t* h = reinterpret_cast<const uint16_t*>(w);
+  dot8x4(
+      n, x, stride,
+      [h](int64_t i) {
+        const __m128i v = _mm_loadu_si128(reinterpret_cast<const __m128i*>(h + i));
+        return _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_cvtepu16_epi32(v), 16));
+      },
+      [h](int64_t i) { return bf16_to_fp32(h[i]); }, out);
+}
+
+// Integer dot products of one weight block (already as int8 in `wq`) with four activation rows.
+template <typename Unpack>
+inline void dot_q_x4(int64_t n, const uint8_t* w, size_t block_bytes, Unpack unpack,
+                     const uint8_t* xb, size_t stride, float* out) {
+  const ActQ8* x[4];
+  for (int t = 0; t < 4; ++t) x[t] = reinterpret_cast<const ActQ8*>(xb + t * stride);
+  __m256 acc[4];
+  for (int t = 0; t < 4; ++t) acc[t] = _mm256_setzero_ps();
+  const __m256i ones = _mm256_set1_epi16(1);
+  for (int64_t i = 0; i < n / kQK; ++i) {
+    const uint8_t* blk = w + i * block_bytes;
+    uint16_t dbits;
+    std::memcpy(&dbits, blk, 2);
+    const float dw = _cvtsh_ss(dbits);
+    const __m256i wq = unpack(blk + 2);
+    const __m256i aw = _mm256_sign_epi8(wq, wq);
+    for (int t = 0; t < 4; ++t) {
+      const __m256i sx = _mm256_sign_epi8(load32(x[t][i].qs), wq);
+      const __m256 dot =
+          _mm256_cvtepi32_ps(_mm256_madd_epi16(_mm256_maddubs_epi16(aw, sx), ones));
+      acc[t] = _mm256_fmadd_ps(_mm256_set1_ps(dw * x[t][i].d), dot, acc[t]);
+    }
+  }
+  for (int t = 0; t < 4; ++t) out[t] = hsum(acc[t]);
+}
+
+void dot4_q8_0(int64_t n, const uint8_t* w, const uint8_t* x, size_t stride, float* out) {
+  dot_q_x4(
+      n, w, sizeof(BlockQ8_0),
+      [](const uint8_t* qs) { return load32(reinterpret_cast<const int8_t*>(qs)); }, x, stride,
+      out);
+}
+
+void dot4_q4_0(int64_t n, const uint8_t* w, const uint8_t* x, size_t stride, float* out) {
+  dot_q_x4(n, w, sizeof(BlockQ4_0), unpack_q4_0, x, stride, out);
+}
+
 // Same values as the scalar version: max |x|, d = amax / 127, q = round-half-even(x * (1/d)).
 void quantize_act(const float* x, int64_t n, ActQ8* out) {
   const __m256 sign = _mm256_set1_ps(-0.0f);
@@ -197,9 +290,9 @@ void selective_scan(int64_t n, int64_t E, int64_t N, const float* x, const float
   }
 }
 
-const KernelTable kAvx2 = {"avx2",       dot_f32,   dot_f16,      dot_bf16,
-                           dot_q8_0,     dot_q4_0,  quantize_act, rms_norm,
-                           conv_silu,    selective_scan};
+const KernelTable kAvx2 = {"avx2",    dot_f32,   dot_f16,   dot_bf16,  dot_q8_0,
+                           dot_q4_0,  dot4_f32,  dot4_f16,  dot4_bf16, dot4_q8_0,
+                           dot4_q4_0, quantize_act, rms_norm, conv_silu, selective_scan};
 
 }  // namespace
 

@@ -66,6 +66,12 @@ float dot_q4_0(int64_t n, const uint8_t* w, const ActQ8* x) {
   return sum;
 }
 
+// Four separate dot products: the reference the tiled versions are tested against.
+template <typename X, float (*Dot)(int64_t, const uint8_t*, const X*)>
+void dot4(int64_t n, const uint8_t* w, const uint8_t* x, size_t stride, float* out) {
+  for (int i = 0; i < 4; ++i) out[i] = Dot(n, w, reinterpret_cast<const X*>(x + i * stride));
+}
+
 void quantize_act(const float* x, int64_t n, ActQ8* out) {
   for (int64_t i = 0; i < n / kQK; ++i, x += kQK) {
     float amax = 0.0f;
@@ -77,9 +83,21 @@ void quantize_act(const float* x, int64_t n, ActQ8* out) {
   }
 }
 
-const KernelTable kScalar = {"scalar",     dot_f32,   dot_f16,   dot_bf16,
-                             dot_q8_0,     dot_q4_0,  quantize_act, rms_norm,
-                             conv_silu,    selective_scan_generic};
+const KernelTable kScalar = {"scalar",
+                             dot_f32,
+                             dot_f16,
+                             dot_bf16,
+                             dot_q8_0,
+                             dot_q4_0,
+                             dot4<float, dot_f32>,
+                             dot4<float, dot_f16>,
+                             dot4<float, dot_bf16>,
+                             dot4<ActQ8, dot_q8_0>,
+                             dot4<ActQ8, dot_q4_0>,
+                             quantize_act,
+                             rms_norm,
+                             conv_silu,
+                             selective_scan_generic};
 
 }  // namespace
 

@@ -75,7 +75,7 @@ def test_matmul_every_isa(isa, qtype):
     for cols in col_options:
         for rows in (1, 5, 17):
             raw = weights(qtype, rows, cols, rng)
-            x = rng.standard_normal((3, cols)).astype(np.float32)
+            x = rng.standard_normal((6, cols)).astype(np.float32)  # a 4-row tile + 2
             y = K.matmul(isa, qtype.name.lower(), raw, rows, cols, x)
             scalar = K.matmul("scalar", qtype.name.lower(), raw, rows, cols, x)
             ref, mag = reference_matmul(qtype, raw, rows, cols, x)

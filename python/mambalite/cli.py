@@ -1,4 +1,4 @@
-"""The `mambalite` command: generate, export, quantize, info.
+"""The `mambalite` command: generate, export, quantize, bench, info.
 
 Exit codes: 0 success, 1 runtime error (bad file, bad model, I/O), 2 usage error, 130 on Ctrl-C.
 Errors are printed as one line on stderr.
@@ -73,6 +73,19 @@ def _parser() -> argparse.ArgumentParser:
                    help="quantization type (default q8_0)")
     q.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
 
+    b = sub.add_parser("bench", help="measure a model's speed",
+                       description="Median prefill tokens/s, decode ms/token and the achieved "
+                       "bandwidth (weights read per decoded token) of a GGUF model.")
+    b.add_argument("-m", "--model", required=True, help="GGUF model file")
+    b.add_argument("-t", "--threads", type=_positive_int, action="append", default=None,
+                   help="compute threads (repeatable; default: all cores)")
+    b.add_argument("-p", "--prefill", type=_positive_int, default=512, metavar="N",
+                   help="prompt length for the prefill measurement (default 512)")
+    b.add_argument("-n", "--decode", type=_positive_int, default=64, metavar="N",
+                   help="tokens decoded per run (default 64)")
+    b.add_argument("-r", "--repeats", type=_positive_int, default=3,
+                   help="runs; medians are reported (default 3)")
+
     i = sub.add_parser("info", help="describe a GGUF model file",
                        description="Print a GGUF model's architecture, shapes, tensor types, "
                        "tokenizer and size.")
@@ -119,6 +132,16 @@ def _quantize(args: argparse.Namespace) -> int:
     return 0
 
 
+def _bench(args: argparse.Namespace) -> int:
+    from .bench import bench
+
+    print(f"{args.model}:")
+    for threads in args.threads or [None]:
+        print("  " + str(bench(args.model, threads=threads, prefill_tokens=args.prefill,
+                               decode_tokens=args.decode, repeats=args.repeats)), flush=True)
+    return 0
+
+
 def _info(args: argparse.Namespace) -> int:
     from .info import describe
 
@@ -130,7 +153,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the `mambalite` command; returns the exit code."""
     args = _parser().parse_args(argv)
     handler = {"generate": _generate, "export": _export, "quantize": _quantize,
-               "info": _info}[args.command]
+               "bench": _bench, "info": _info}[args.command]
     try:
         return handler(args)
     except KeyboardInterrupt:

@@ -1,0 +1,63 @@
+"""`mambalite bench`: prefill throughput, decode latency and achieved memory bandwidth."""
+
+from __future__ import annotations
+
+import os
+import statistics
+import time
+from dataclasses import dataclass
+
+import numpy as np
+
+from .model import load
+
+
+@dataclass
+class BenchResult:
+    """Medians over repeated runs."""
+
+    threads: int
+    isa: str
+    prefill_tokens: int
+    prefill_tokens_per_s: float
+    decode_ms_per_token: float
+    weight_bytes_per_token: int  # bytes of weights read to decode one token
+
+    @property
+    def decode_gb_per_s(self) -> float:
+        return self.weight_bytes_per_token / (self.decode_ms_per_token * 1e-3) / 1e9
+
+    def __str__(self) -> str:
+        return (f"threads {self.threads} ({self.isa}): prefill {self.prefill_tokens} tokens at "
+                f"{self.prefill_tokens_per_s:.1f} tokens/s; decode "
+                f"{self.decode_ms_per_token:.2f} ms/token ({1e3 / self.decode_ms_per_token:.1f} "
+                f"tokens/s, {self.decode_gb_per_s:.1f} GB/s of weights)")
+
+
+def bench(path: str | os.PathLike, *, threads: int | None = None, prefill_tokens: int = 512,
+          decode_tokens: int = 64, repeats: int = 3) -> BenchResult:
+    """Measures a model file: median prefill tokens/s and decode ms/token over `repeats` runs."""
+    if prefill_tokens < 1 or decode_tokens < 1 or repeats < 1:
+        raise ValueError("prefill_tokens, decode_tokens and repeats must be >= 1")
+    model = load(path, threads=threads)
+    n_vocab = model.config.vocab_size
+    ids = np.random.default_rng(0).integers(0, n_vocab, size=prefill_tokens)
+    # Every weight is read once per decoded token, except the embedding (one row) when the
+    # head is untied.
+    per_token = sum(t["nbytes"] for t in model.tensors
+                    if not (t["name"] == "token_embd.weight" and not model.config.tied_embeddings))
+    model.prefill(model.new_state(), ids[:8])  # warm-up: page in the weights
+    prefill, decode = [], []
+    for _ in range(repeats):
+        state = model.new_state()
+        t0 = time.perf_counter()
+        model.prefill(state, ids)
+        prefill.append(prefill_tokens / (time.perf_counter() - t0))
+        steps = []
+        for i in range(decode_tokens):
+            t0 = time.perf_counter()
+            model.step(state, int(ids[i % prefill_tokens]))
+            steps.append(time.perf_counter() - t0)
+        decode.append(statistics.median(steps) * 1e3)
+    return BenchResult(model.threads, model.isa, prefill_tokens, statistics.median(prefill),
+                       statistics.median(decode), per_token)
