@@ -151,9 +151,17 @@ void q6_k(const uint8_t* src, int64_t nb, float* y) {
 
 bool dequant_supported(GgmlType type) {
   switch (type) {
-    case GgmlType::F32: case GgmlType::F16: case GgmlType::BF16: case GgmlType::Q8_0:
-    case GgmlType::Q4_0: case GgmlType::Q4_1: case GgmlType::Q5_0: case GgmlType::Q5_1:
-    case GgmlType::Q4_K: case GgmlType::Q5_K: case GgmlType::Q6_K:
+    case GgmlType::F32:
+    case GgmlType::F16:
+    case GgmlType::BF16:
+    case GgmlType::Q8_0:
+    case GgmlType::Q4_0:
+    case GgmlType::Q4_1:
+    case GgmlType::Q5_0:
+    case GgmlType::Q5_1:
+    case GgmlType::Q4_K:
+    case GgmlType::Q5_K:
+    case GgmlType::Q6_K:
       return true;
     default:
       return false;
@@ -163,18 +171,42 @@ bool dequant_supported(GgmlType type) {
 void dequantize_row(GgmlType type, const uint8_t* src, int64_t n, float* out) {
   const uint16_t* h = reinterpret_cast<const uint16_t*>(src);
   switch (type) {
-    case GgmlType::F32: std::memcpy(out, src, static_cast<size_t>(n) * sizeof(float)); return;
-    case GgmlType::F16: for (int64_t i = 0; i < n; ++i) out[i] = fp16_to_fp32(h[i]); return;
-    case GgmlType::BF16: for (int64_t i = 0; i < n; ++i) out[i] = bf16_to_fp32(h[i]); return;
-    case GgmlType::Q8_0: q8_0(src, n / kQK, out); return;
-    case GgmlType::Q4_0: q4_0(src, n / kQK, out); return;
-    case GgmlType::Q4_1: q4_1(src, n / kQK, out); return;
-    case GgmlType::Q5_0: q5_0(src, n / kQK, out); return;
-    case GgmlType::Q5_1: q5_1(src, n / kQK, out); return;
-    case GgmlType::Q4_K: q4_k(src, n / kQKK, out); return;
-    case GgmlType::Q5_K: q5_k(src, n / kQKK, out); return;
-    case GgmlType::Q6_K: q6_k(src, n / kQKK, out); return;
-    default: std::memset(out, 0, static_cast<size_t>(n) * sizeof(float)); return;
+    case GgmlType::F32:
+      std::memcpy(out, src, static_cast<size_t>(n) * sizeof(float));
+      return;
+    case GgmlType::F16:
+      for (int64_t i = 0; i < n; ++i) out[i] = fp16_to_fp32(h[i]);
+      return;
+    case GgmlType::BF16:
+      for (int64_t i = 0; i < n; ++i) out[i] = bf16_to_fp32(h[i]);
+      return;
+    case GgmlType::Q8_0:
+      q8_0(src, n / kQK, out);
+      return;
+    case GgmlType::Q4_0:
+      q4_0(src, n / kQK, out);
+      return;
+    case GgmlType::Q4_1:
+      q4_1(src, n / kQK, out);
+      return;
+    case GgmlType::Q5_0:
+      q5_0(src, n / kQK, out);
+      return;
+    case GgmlType::Q5_1:
+      q5_1(src, n / kQK, out);
+      return;
+    case GgmlType::Q4_K:
+      q4_k(src, n / kQKK, out);
+      return;
+    case GgmlType::Q5_K:
+      q5_k(src, n / kQKK, out);
+      return;
+    case GgmlType::Q6_K:
+      q6_k(src, n / kQKK, out);
+      return;
+    default:
+      std::memset(out, 0, static_cast<size_t>(n) * sizeof(float));
+      return;
   }
 }
 

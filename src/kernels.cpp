@@ -3,6 +3,13 @@
 #include <cmath>
 #include <cstdlib>
 
+#if defined(__aarch64__) && defined(__linux__)
+#include <sys/auxv.h>
+#ifndef HWCAP_ASIMDDP
+#define HWCAP_ASIMDDP (1 << 20)
+#endif
+#endif
+
 #include "dequant.h"
 #include "errors.h"
 
@@ -11,6 +18,9 @@ namespace mambalite {
 const KernelTable& scalar_kernels();
 #if defined(MAMBALITE_HAVE_AVX2)
 const KernelTable& avx2_kernels();
+#endif
+#if defined(MAMBALITE_HAVE_NEON)
+const KernelTable& neon_kernels();
 #endif
 
 namespace {
@@ -24,6 +34,11 @@ bool cpu_has(const std::string& isa) {
            __builtin_cpu_supports("f16c");
   }
 #endif
+#if defined(__aarch64__) && defined(__linux__)
+  if (isa == "neon") return (getauxval(AT_HWCAP) & HWCAP_ASIMDDP) != 0;
+#elif defined(__aarch64__) && defined(__APPLE__)
+  if (isa == "neon") return true;  // every Apple arm64 CPU has the dot-product extension
+#endif
   return false;
 }
 
@@ -32,10 +47,13 @@ const KernelTable* built(const std::string& isa) {
 #if defined(MAMBALITE_HAVE_AVX2)
   if (isa == "avx2") return &avx2_kernels();
 #endif
+#if defined(MAMBALITE_HAVE_NEON)
+  if (isa == "neon") return &neon_kernels();
+#endif
   return nullptr;
 }
 
-const char* const kKnown[] = {"avx2", "scalar"};  // best first
+const char* const kKnown[] = {"avx2", "neon", "scalar"};  // best first
 
 }  // namespace
 
@@ -53,8 +71,9 @@ const KernelTable& kernels_for(const std::string& isa) {
     std::string avail;
     for (const std::string& a : available_isas()) avail += (avail.empty() ? "" : ", ") + a;
     throw InvalidArgument("instruction set '" + isa + "' is " +
-                          (k == nullptr ? "not built into this mambalite" : "not supported by "
-                                                                            "this CPU") +
+                          (k == nullptr ? "not built into this mambalite"
+                                        : "not supported by "
+                                          "this CPU") +
                           "; available here: " + avail);
   }
   return *k;
@@ -66,18 +85,15 @@ const KernelTable& select_kernels() {
   return kernels_for(available_isas().front());
 }
 
-bool uses_q8_activations(GgmlType type) {
-  return type == GgmlType::Q8_0 || type == GgmlType::Q4_0;
-}
+bool uses_q8_activations(GgmlType type) { return type == GgmlType::Q8_0 || type == GgmlType::Q4_0; }
 
 size_t activation_row_bytes(GgmlType type, int64_t cols) {
   return uses_q8_activations(type) ? static_cast<size_t>(cols / kQK) * sizeof(ActQ8)
                                    : static_cast<size_t>(cols) * sizeof(float);
 }
 
-const uint8_t* prepare_activations(const KernelTable& k, GgmlType type, const float* x,
-                                   int64_t ldx, int64_t n, int64_t cols, uint8_t* out,
-                                   size_t* stride) {
+const uint8_t* prepare_activations(const KernelTable& k, GgmlType type, const float* x, int64_t ldx,
+                                   int64_t n, int64_t cols, uint8_t* out, size_t* stride) {
   if (!uses_q8_activations(type)) {
     *stride = static_cast<size_t>(ldx) * sizeof(float);
     return reinterpret_cast<const uint8_t*>(x);
@@ -97,12 +113,28 @@ void matmul(const KernelTable& k, const MatView& w, const uint8_t* act, size_t a
   Dot dot = nullptr;
   Dot4 dot4 = nullptr;
   switch (w.type) {
-    case GgmlType::F32: dot = reinterpret_cast<Dot>(k.dot_f32); dot4 = k.dot4_f32; break;
-    case GgmlType::F16: dot = reinterpret_cast<Dot>(k.dot_f16); dot4 = k.dot4_f16; break;
-    case GgmlType::BF16: dot = reinterpret_cast<Dot>(k.dot_bf16); dot4 = k.dot4_bf16; break;
-    case GgmlType::Q8_0: dot = reinterpret_cast<Dot>(k.dot_q8_0); dot4 = k.dot4_q8_0; break;
-    case GgmlType::Q4_0: dot = reinterpret_cast<Dot>(k.dot_q4_0); dot4 = k.dot4_q4_0; break;
-    default: break;
+    case GgmlType::F32:
+      dot = reinterpret_cast<Dot>(k.dot_f32);
+      dot4 = k.dot4_f32;
+      break;
+    case GgmlType::F16:
+      dot = reinterpret_cast<Dot>(k.dot_f16);
+      dot4 = k.dot4_f16;
+      break;
+    case GgmlType::BF16:
+      dot = reinterpret_cast<Dot>(k.dot_bf16);
+      dot4 = k.dot4_bf16;
+      break;
+    case GgmlType::Q8_0:
+      dot = reinterpret_cast<Dot>(k.dot_q8_0);
+      dot4 = k.dot4_q8_0;
+      break;
+    case GgmlType::Q4_0:
+      dot = reinterpret_cast<Dot>(k.dot_q4_0);
+      dot4 = k.dot4_q4_0;
+      break;
+    default:
+      break;
   }
   const uint8_t* dequantized = reinterpret_cast<const uint8_t*>(scratch);
   for (int64_t r = r0; r < r1; ++r) {

@@ -88,9 +88,8 @@ size_t activation_row_bytes(GgmlType type, int64_t cols);
 // Prepares n activation rows x (n, ldx) for weights of `type`: quantizes them into `out` (rows of
 // activation_row_bytes) and returns out, or returns x itself (row stride ldx floats) when the
 // type reads fp32. *stride receives the row stride in bytes.
-const uint8_t* prepare_activations(const KernelTable& k, GgmlType type, const float* x,
-                                   int64_t ldx, int64_t n, int64_t cols, uint8_t* out,
-                                   size_t* stride);
+const uint8_t* prepare_activations(const KernelTable& k, GgmlType type, const float* x, int64_t ldx,
+                                   int64_t n, int64_t cols, uint8_t* out, size_t* stride);
 
 // y[t * ldy + r] = dot(w row r, activation row t) for t in [0, n), r in [r0, r1).
 // scratch: w.cols floats private to the calling thread (rows of types without a direct dot

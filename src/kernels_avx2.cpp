@@ -195,8 +195,7 @@ inline void dot_q_x4(int64_t n, const uint8_t* w, size_t block_bytes, Unpack unp
     const __m256i aw = _mm256_sign_epi8(wq, wq);
     for (int t = 0; t < 4; ++t) {
       const __m256i sx = _mm256_sign_epi8(load32(x[t][i].qs), wq);
-      const __m256 dot =
-          _mm256_cvtepi32_ps(_mm256_madd_epi16(_mm256_maddubs_epi16(aw, sx), ones));
+      const __m256 dot = _mm256_cvtepi32_ps(_mm256_madd_epi16(_mm256_maddubs_epi16(aw, sx), ones));
       acc[t] = _mm256_fmadd_ps(_mm256_set1_ps(dw * x[t][i].d), dot, acc[t]);
     }
   }
@@ -236,7 +235,8 @@ void quantize_act(const float* x, int64_t n, ActQ8* out) {
     const __m256i p16a = _mm256_packs_epi32(q[0], q[1]);
     const __m256i p16b = _mm256_packs_epi32(q[2], q[3]);
     const __m256i p8 = _mm256_packs_epi16(p16a, p16b);
-    const __m256i fixed = _mm256_permutevar8x32_epi32(p8, _mm256_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7));
+    const __m256i fixed =
+        _mm256_permutevar8x32_epi32(p8, _mm256_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7));
     _mm256_storeu_si256(reinterpret_cast<__m256i*>(out[i].qs), fixed);
   }
 }
@@ -256,8 +256,8 @@ inline __m256 exp8(__m256 x) {
   y = _mm256_fmadd_ps(y, x, _mm256_set1_ps(1.6666665459e-1f));
   y = _mm256_fmadd_ps(y, x, _mm256_set1_ps(5.0000001201e-1f));
   y = _mm256_fmadd_ps(y, _mm256_mul_ps(x, x), _mm256_add_ps(x, _mm256_set1_ps(1.0f)));
-  const __m256i e = _mm256_slli_epi32(
-      _mm256_add_epi32(_mm256_cvtps_epi32(n), _mm256_set1_epi32(127)), 23);
+  const __m256i e =
+      _mm256_slli_epi32(_mm256_add_epi32(_mm256_cvtps_epi32(n), _mm256_set1_epi32(127)), 23);
   return _mm256_mul_ps(y, _mm256_castsi256_ps(e));
 }
 
@@ -290,8 +290,8 @@ void selective_scan(int64_t n, int64_t E, int64_t N, const float* x, const float
   }
 }
 
-const KernelTable kAvx2 = {"avx2",    dot_f32,   dot_f16,   dot_bf16,  dot_q8_0,
-                           dot_q4_0,  dot4_f32,  dot4_f16,  dot4_bf16, dot4_q8_0,
+const KernelTable kAvx2 = {"avx2",    dot_f32,      dot_f16,  dot_bf16,  dot_q8_0,
+                           dot_q4_0,  dot4_f32,     dot4_f16, dot4_bf16, dot4_q8_0,
                            dot4_q4_0, quantize_act, rms_norm, conv_silu, selective_scan};
 
 }  // namespace

@@ -46,7 +46,8 @@ class Binder {
     const GgufTensor* t = lookup(name, ne);
     if (t == nullptr) return {};
     const int64_t n = t->n_elements();
-    if (!dequant_supported(t->type) || n % ggml_type_traits(static_cast<uint32_t>(t->type)).block_size) {
+    if (!dequant_supported(t->type) ||
+        n % ggml_type_traits(static_cast<uint32_t>(t->type)).block_size) {
       errors_.push_back("tensor '" + name + "' is " + ggml_type_name(t->type) +
                         "; it must be F32 (or another type mambalite can read)");
       return {};

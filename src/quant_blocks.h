@@ -57,9 +57,8 @@ struct ActQ8 {
 #pragma pack(pop)
 
 static_assert(sizeof(BlockQ8_0) == 34 && sizeof(BlockQ4_0) == 18 && sizeof(BlockQ4_1) == 20 &&
-                  sizeof(BlockQ5_0) == 22 && sizeof(BlockQ5_1) == 24 &&
-                  sizeof(BlockQ4_K) == 144 && sizeof(BlockQ5_K) == 176 &&
-                  sizeof(BlockQ6_K) == 210 && sizeof(ActQ8) == 36,
+                  sizeof(BlockQ5_0) == 22 && sizeof(BlockQ5_1) == 24 && sizeof(BlockQ4_K) == 144 &&
+                  sizeof(BlockQ5_K) == 176 && sizeof(BlockQ6_K) == 210 && sizeof(ActQ8) == 36,
               "block layouts must match ggml");
 
 }  // namespace mambalite

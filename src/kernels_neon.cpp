@@ -1,0 +1,249 @@
+// ARM NEON kernels (AArch64 with the dot-product extension, e.g. Cortex-A55/A76, Apple M, Graviton
+// 2+). Built with -march=armv8.2-a+dotprod and used only when the CPU reports ASIMDDP.
+#include <arm_neon.h>
+
+#include <cmath>
+#include <cstring>
+
+#include "fp16.h"
+#include "kernels.h"
+
+namespace mambalite {
+namespace {
+
+#include "kernels_common.inc"
+
+inline float32x4_t load_f16x4(const uint16_t* p) {
+  return vcvt_f32_f16(vreinterpret_f16_u16(vld1_u16(p)));
+}
+
+inline float32x4_t load_bf16x4(const uint16_t* p) {
+  return vreinterpretq_f32_u32(vshlq_n_u32(vmovl_u16(vld1_u16(p)), 16));
+}
+
+// Four accumulators over 4-wide loads; `load(i)` gives w[i, i + 4), `scalar(i)` one value.
+template <typename Load, typename Scalar>
+inline float dot4w(int64_t n, const float* x, Load load, Scalar scalar) {
+  float32x4_t a0 = vdupq_n_f32(0.0f), a1 = a0, a2 = a0, a3 = a0;
+  int64_t i = 0;
+  for (; i + 16 <= n; i += 16) {
+    a0 = vfmaq_f32(a0, load(i), vld1q_f32(x + i));
+    a1 = vfmaq_f32(a1, load(i + 4), vld1q_f32(x + i + 4));
+    a2 = vfmaq_f32(a2, load(i + 8), vld1q_f32(x + i + 8));
+    a3 = vfmaq_f32(a3, load(i + 12), vld1q_f32(x + i + 12));
+  }
+  for (; i + 4 <= n; i += 4) a0 = vfmaq_f32(a0, load(i), vld1q_f32(x + i));
+  float sum = vaddvq_f32(vaddq_f32(vaddq_f32(a0, a1), vaddq_f32(a2, a3)));
+  for (; i < n; ++i) sum += scalar(i) * x[i];
+  return sum;
+}
+
+float dot_f32(int64_t n, const uint8_t* w, const float* x) {
+  const float* a = reinterpret_cast<const float*>(w);
+  return dot4w(n, x, [a](int64_t i) { return vld1q_f32(a + i); }, [a](int64_t i) { return a[i]; });
+}
+
+float dot_f16(int64_t n, const uint8_t* w, const float* x) {
+  const uint16_t* h = reinterpret_cast<const uint16_t*>(w);
+  return dot4w(
+      n, x, [h](int64_t i) { return load_f16x4(h + i); },
+      [h](int64_t i) { return fp16_to_fp32(h[i]); });
+}
+
+float dot_bf16(int64_t n, const uint8_t* w, const float* x) {
+  const uint16_t* h = reinterpret_cast<const uint16_t*>(w);
+  return dot4w(
+      n, x, [h](int64_t i) { return load_bf16x4(h + i); },
+      [h](int64_t i) { return bf16_to_fp32(h[i]); });
+}
+
+// The 32 values of a Q4_0 block as int8 in [-8, 7]: values 0..15 and 16..31.
+inline void unpack_q4_0(const uint8_t* qs, int8x16_t* lo, int8x16_t* hi) {
+  const uint8x16_t v = vld1q_u8(qs);
+  const int8x16_t eight = vdupq_n_s8(8);
+  *lo = vsubq_s8(vreinterpretq_s8_u8(vandq_u8(v, vdupq_n_u8(0x0F))), eight);
+  *hi = vsubq_s8(vreinterpretq_s8_u8(vshrq_n_u8(v, 4)), eight);
+}
+
+inline void unpack_q8_0(const uint8_t* qs, int8x16_t* lo, int8x16_t* hi) {
+  const int8_t* q = reinterpret_cast<const int8_t*>(qs);
+  *lo = vld1q_s8(q);
+  *hi = vld1q_s8(q + 16);
+}
+
+// sum_j w[j] * x[j] over one block, with the weights already unpacked to int8.
+inline int32_t block_dot(int8x16_t wlo, int8x16_t whi, const ActQ8& x) {
+  int32x4_t acc = vdotq_s32(vdupq_n_s32(0), wlo, vld1q_s8(x.qs));
+  acc = vdotq_s32(acc, whi, vld1q_s8(x.qs + 16));
+  return vaddvq_s32(acc);
+}
+
+template <typename Unpack>
+inline float dot_q(int64_t n, const uint8_t* w, size_t block_bytes, Unpack unpack, const ActQ8* x) {
+  float sum = 0.0f;
+  for (int64_t i = 0; i < n / kQK; ++i) {
+    const uint8_t* blk = w + i * block_bytes;
+    uint16_t d;
+    std::memcpy(&d, blk, 2);
+    int8x16_t lo, hi;
+    unpack(blk + 2, &lo, &hi);
+    sum += static_cast<float>(block_dot(lo, hi, x[i])) * (fp16_to_fp32(d) * x[i].d);
+  }
+  return sum;
+}
+
+float dot_q8_0(int64_t n, const uint8_t* w, const ActQ8* x) {
+  return dot_q(n, w, sizeof(BlockQ8_0), unpack_q8_0, x);
+}
+
+float dot_q4_0(int64_t n, const uint8_t* w, const ActQ8* x) {
+  return dot_q(n, w, sizeof(BlockQ4_0), unpack_q4_0, x);
+}
+
+// Four activation rows at once, each weight vector loaded and converted once.
+template <typename Load, typename Scalar>
+inline void dot4x4(int64_t n, const uint8_t* xb, size_t stride, Load load, Scalar scalar,
+                   float* out) {
+  const float* x[4];
+  for (int t = 0; t < 4; ++t) x[t] = reinterpret_cast<const float*>(xb + t * stride);
+  float32x4_t a[4], b[4];
+  for (int t = 0; t < 4; ++t) a[t] = b[t] = vdupq_n_f32(0.0f);
+  int64_t i = 0;
+  for (; i + 8 <= n; i += 8) {
+    const float32x4_t w0 = load(i), w1 = load(i + 4);
+    for (int t = 0; t < 4; ++t) {
+      a[t] = vfmaq_f32(a[t], w0, vld1q_f32(x[t] + i));
+      b[t] = vfmaq_f32(b[t], w1, vld1q_f32(x[t] + i + 4));
+    }
+  }
+  for (int t = 0; t < 4; ++t) {
+    float sum = vaddvq_f32(vaddq_f32(a[t], b[t]));
+    for (int64_t j = i; j < n; ++j) sum += scalar(j) * x[t][j];
+    out[t] = sum;
+  }
+}
+
+void dot4_f32(int64_t n, const uint8_t* w, const uint8_t* x, size_t stride, float* out) {
+  const float* a = reinterpret_cast<const float*>(w);
+  dot4x4(
+      n, x, stride, [a](int64_t i) { return vld1q_f32(a + i); }, [a](int64_t i) { return a[i]; },
+      out);
+}
+
+void dot4_f16(int64_t n, const uint8_t* w, const uint8_t* x, size_t stride, float* out) {
+  const uint16_t* h = reinterpret_cast<const uint16_t*>(w);
+  dot4x4(
+      n, x, stride, [h](int64_t i) { return load_f16x4(h + i); },
+      [h](int64_t i) { return fp16_to_fp32(h[i]); }, out);
+}
+
+void dot4_bf16(int64_t n, const uint8_t* w, const uint8_t* x, size_t stride, float* out) {
+  const uint16_t* h = reinterpret_cast<const uint16_t*>(w);
+  dot4x4(
+      n, x, stride, [h](int64_t i) { return load_bf16x4(h + i); },
+      [h](int64_t i) { return bf16_to_fp32(h[i]); }, out);
+}
+
+template <typename Unpack>
+inline void dot_q_x4(int64_t n, const uint8_t* w, size_t block_bytes, Unpack unpack,
+                     const uint8_t* xb, size_t stride, float* out) {
+  const ActQ8* x[4];
+  for (int t = 0; t < 4; ++t) x[t] = reinterpret_cast<const ActQ8*>(xb + t * stride);
+  float sum[4] = {0.0f, 0.0f, 0.0f, 0.0f};
+  for (int64_t i = 0; i < n / kQK; ++i) {
+    const uint8_t* blk = w + i * block_bytes;
+    uint16_t d;
+    std::memcpy(&d, blk, 2);
+    const float dw = fp16_to_fp32(d);
+    int8x16_t lo, hi;
+    unpack(blk + 2, &lo, &hi);
+    for (int t = 0; t < 4; ++t) {
+      sum[t] += static_cast<float>(block_dot(lo, hi, x[t][i])) * (dw * x[t][i].d);
+    }
+  }
+  for (int t = 0; t < 4; ++t) out[t] = sum[t];
+}
+
+void dot4_q8_0(int64_t n, const uint8_t* w, const uint8_t* x, size_t stride, float* out) {
+  dot_q_x4(n, w, sizeof(BlockQ8_0), unpack_q8_0, x, stride, out);
+}
+
+void dot4_q4_0(int64_t n, const uint8_t* w, const uint8_t* x, size_t stride, float* out) {
+  dot_q_x4(n, w, sizeof(BlockQ4_0), unpack_q4_0, x, stride, out);
+}
+
+// Same values as the scalar version: max |x|, d = amax / 127, q = round-half-even(x * (1/d)).
+void quantize_act(const float* x, int64_t n, ActQ8* out) {
+  for (int64_t i = 0; i < n / kQK; ++i, x += kQK) {
+    float32x4_t v[8];
+    float32x4_t amax = vdupq_n_f32(0.0f);
+    for (int j = 0; j < 8; ++j) {
+      v[j] = vld1q_f32(x + 4 * j);
+      amax = vmaxq_f32(amax, vabsq_f32(v[j]));
+    }
+    const float d = vmaxvq_f32(amax) / 127.0f;
+    const float id = d != 0.0f ? 1.0f / d : 0.0f;
+    out[i].d = d;
+    for (int j = 0; j < 8; j += 2) {
+      const int32x4_t q0 = vcvtnq_s32_f32(vmulq_n_f32(v[j], id));
+      const int32x4_t q1 = vcvtnq_s32_f32(vmulq_n_f32(v[j + 1], id));
+      const int16x8_t q16 = vcombine_s16(vqmovn_s32(q0), vqmovn_s32(q1));
+      vst1_s8(out[i].qs + 4 * j, vqmovn_s16(q16));
+    }
+  }
+}
+
+// exp for x <= 88 (Cephes' polynomial, about 1 ulp); inputs below -87 give about 1.6e-38.
+inline float32x4_t exp4(float32x4_t x) {
+  x = vmaxq_f32(vminq_f32(x, vdupq_n_f32(88.0f)), vdupq_n_f32(-87.0f));
+  const float32x4_t n = vrndnq_f32(vmulq_n_f32(x, 1.44269504088896341f));
+  x = vfmsq_f32(x, n, vdupq_n_f32(0.693359375f));
+  x = vfmsq_f32(x, n, vdupq_n_f32(-2.12194440e-4f));
+  float32x4_t y = vdupq_n_f32(1.9875691500e-4f);
+  y = vfmaq_f32(vdupq_n_f32(1.3981999507e-3f), y, x);
+  y = vfmaq_f32(vdupq_n_f32(8.3334519073e-3f), y, x);
+  y = vfmaq_f32(vdupq_n_f32(4.1665795894e-2f), y, x);
+  y = vfmaq_f32(vdupq_n_f32(1.6666665459e-1f), y, x);
+  y = vfmaq_f32(vdupq_n_f32(5.0000001201e-1f), y, x);
+  y = vfmaq_f32(vaddq_f32(x, vdupq_n_f32(1.0f)), y, vmulq_f32(x, x));
+  const int32x4_t e = vshlq_n_s32(vaddq_s32(vcvtq_s32_f32(n), vdupq_n_s32(127)), 23);
+  return vmulq_f32(y, vreinterpretq_f32_s32(e));
+}
+
+void selective_scan(int64_t n, int64_t E, int64_t N, const float* x, const float* dt,
+                    const float* A, const float* B, const float* C, int64_t ldbc, const float* D,
+                    const float* z, int64_t ldz, float* s, float* y, int64_t c0, int64_t c1) {
+  if (N % 4 != 0) {
+    selective_scan_generic(n, E, N, x, dt, A, B, C, ldbc, D, z, ldz, s, y, c0, c1);
+    return;
+  }
+  for (int64_t c = c0; c < c1; ++c) {
+    float* sc = s + c * N;
+    const float* Ac = A + c * N;
+    for (int64_t t = 0; t < n; ++t) {
+      const float xv = x[t * E + c];
+      const float d = dt[t * E + c];
+      const float dx = d * xv;
+      const float* Bt = B + t * ldbc;
+      const float* Ct = C + t * ldbc;
+      float32x4_t acc = vdupq_n_f32(0.0f);
+      for (int64_t k = 0; k < N; k += 4) {
+        const float32x4_t dA = exp4(vmulq_n_f32(vld1q_f32(Ac + k), d));
+        const float32x4_t sk = vfmaq_f32(vmulq_n_f32(vld1q_f32(Bt + k), dx), vld1q_f32(sc + k), dA);
+        vst1q_f32(sc + k, sk);
+        acc = vfmaq_f32(acc, sk, vld1q_f32(Ct + k));
+      }
+      y[t * E + c] = (vaddvq_f32(acc) + D[c] * xv) * silu(z[t * ldz + c]);
+    }
+  }
+}
+
+const KernelTable kNeon = {"neon",    dot_f32,      dot_f16,  dot_bf16,  dot_q8_0,
+                           dot_q4_0,  dot4_f32,     dot4_f16, dot4_bf16, dot4_q8_0,
+                           dot4_q4_0, quantize_act, rms_norm, conv_silu, selective_scan};
+
+}  // namespace
+
+const KernelTable& neon_kernels() { return kNeon; }
+
+}  // namespace mambalite

@@ -1,0 +1,216 @@
+// Every instruction-set kernel table built into this binary, against the scalar reference, over
+// odd sizes. Runs natively and, for the NEON table, under qemu-aarch64 (tests/test_arm.py).
+// Prints one line per failure, the ISAs tested, and "N passed, M failed".
+#include <cmath>
+#include <cstdint>
+#include <cstdio>
+#include <cstring>
+#include <random>
+#include <string>
+#include <vector>
+
+#include "kernels.h"
+#include "quant_blocks.h"
+
+using namespace mambalite;
+
+namespace {
+
+int g_passed = 0, g_failed = 0;
+std::mt19937 g_rng(1234);
+
+void check(bool ok, const std::string& what) {
+  if (ok) {
+    ++g_passed;
+  } else {
+    ++g_failed;
+    std::printf("FAILED: %s\n", what.c_str());
+  }
+}
+
+float uniform() { return std::uniform_real_distribution<float>(-1.0f, 1.0f)(g_rng); }
+uint8_t byte() { return static_cast<uint8_t>(g_rng() & 0xFF); }
+
+// A normal fp16 value of magnitude about 2^-6 .. 2^5 (random sign, exponent, mantissa).
+uint16_t random_f16() {
+  const uint32_t exp = 9 + g_rng() % 11;
+  return static_cast<uint16_t>(((g_rng() & 1) << 15) | (exp << 10) | (g_rng() & 0x3FF));
+}
+// A small positive fp16 scale (about 0.004 .. 0.03).
+uint16_t random_scale() { return static_cast<uint16_t>(0x1C00 + g_rng() % 0x0C00); }
+
+std::vector<uint8_t> random_rows(GgmlType type, int64_t n, int rows) {
+  std::vector<uint8_t> out;
+  for (int r = 0; r < rows; ++r) {
+    if (type == GgmlType::F32) {
+      for (int64_t i = 0; i < n; ++i) {
+        const float v = uniform();
+        const uint8_t* p = reinterpret_cast<const uint8_t*>(&v);
+        out.insert(out.end(), p, p + 4);
+      }
+    } else if (type == GgmlType::F16 || type == GgmlType::BF16) {
+      for (int64_t i = 0; i < n; ++i) {
+        uint16_t h = random_f16();
+        if (type == GgmlType::BF16) {
+          const float v = uniform();
+          uint32_t u;
+          std::memcpy(&u, &v, 4);
+          h = static_cast<uint16_t>(u >> 16);
+        }
+        out.push_back(static_cast<uint8_t>(h & 0xFF));
+        out.push_back(static_cast<uint8_t>(h >> 8));
+      }
+    } else {
+      const size_t block = type == GgmlType::Q8_0 ? sizeof(BlockQ8_0) : sizeof(BlockQ4_0);
+      for (int64_t b = 0; b < n / kQK; ++b) {
+        const uint16_t d = random_scale();
+        out.push_back(static_cast<uint8_t>(d & 0xFF));
+        out.push_back(static_cast<uint8_t>(d >> 8));
+        for (size_t j = 2; j < block; ++j) {
+          uint8_t v = byte();
+          if (type == GgmlType::Q8_0 && v == 0x80) v = 0x81;  // ggml never writes -128
+          out.push_back(v);
+        }
+      }
+    }
+  }
+  return out;
+}
+
+bool close(float a, float b, float mag) { return std::fabs(a - b) <= 1e-5f * mag + 1e-6f; }
+
+void test_dots(const KernelTable& k, const KernelTable& ref) {
+  const std::string isa = k.name;
+  struct Case {
+    GgmlType type;
+    std::vector<int64_t> sizes;
+  };
+  const Case cases[] = {{GgmlType::F32, {1, 7, 33, 100, 257, 1024}},
+                        {GgmlType::F16, {1, 7, 33, 100, 257, 1024}},
+                        {GgmlType::BF16, {1, 7, 33, 100, 257, 1024}},
+                        {GgmlType::Q8_0, {32, 96, 544, 2048}},
+                        {GgmlType::Q4_0, {32, 96, 544, 2048}}};
+  for (const Case& c : cases) {
+    for (int64_t n : c.sizes) {
+      const std::vector<uint8_t> w = random_rows(c.type, n, 1);
+      std::vector<float> x(static_cast<size_t>(4 * n));
+      for (float& v : x) v = uniform();
+      const bool q = uses_q8_activations(c.type);
+      std::vector<uint8_t> act(activation_row_bytes(c.type, n) * 4);
+      size_t stride = 0;
+      const uint8_t* a = prepare_activations(ref, c.type, x.data(), n, 4, n, act.data(), &stride);
+      if (q) {  // the ISA's quantization must give the same blocks
+        std::vector<uint8_t> mine(act.size());
+        size_t s2 = 0;
+        prepare_activations(k, c.type, x.data(), n, 4, n, mine.data(), &s2);
+        check(std::memcmp(mine.data(), act.data(), act.size()) == 0,
+              isa + " quantize_act n=" + std::to_string(n));
+      }
+      float got4[4];
+      float mag = 0.0f;
+      for (int64_t i = 0; i < n; ++i) mag += std::fabs(x[static_cast<size_t>(i)]);
+      mag *= q ? 4.0f : 32.0f;  // rough bound on sum |w x|
+      MatView view{c.type, w.data(), 1, n, w.size()};
+      std::vector<float> y_ref(4), y(4), scratch(static_cast<size_t>(n));
+      matmul(ref, view, a, stride, 4, y_ref.data(), 1, 0, 1, scratch.data());  // via dot4
+      for (int t = 0; t < 4; ++t) {
+        float single;
+        switch (c.type) {
+          case GgmlType::F32:
+            single = k.dot_f32(n, w.data(), reinterpret_cast<const float*>(a + t * stride));
+            break;
+          case GgmlType::F16:
+            single = k.dot_f16(n, w.data(), reinterpret_cast<const float*>(a + t * stride));
+            break;
+          case GgmlType::BF16:
+            single = k.dot_bf16(n, w.data(), reinterpret_cast<const float*>(a + t * stride));
+            break;
+          case GgmlType::Q8_0:
+            single = k.dot_q8_0(n, w.data(), reinterpret_cast<const ActQ8*>(a + t * stride));
+            break;
+          default:
+            single = k.dot_q4_0(n, w.data(), reinterpret_cast<const ActQ8*>(a + t * stride));
+            break;
+        }
+        check(close(single, y_ref[t], mag),
+              isa + " dot type " + std::to_string(static_cast<int>(c.type)) +
+                  " n=" + std::to_string(n) + ": " + std::to_string(single) + " vs " +
+                  std::to_string(y_ref[t]));
+      }
+      matmul(k, view, a, stride, 4, got4, 1, 0, 1, scratch.data());
+      for (int t = 0; t < 4; ++t) {
+        check(close(got4[t], y_ref[t], mag), isa + " dot4 type " +
+                                                 std::to_string(static_cast<int>(c.type)) +
+                                                 " n=" + std::to_string(n));
+      }
+    }
+  }
+}
+
+void test_elementwise(const KernelTable& k, const KernelTable& ref) {
+  const std::string isa = k.name;
+  for (int64_t N : {16, 8, 12, 32}) {
+    for (int64_t E : {13, 40}) {
+      const int64_t n = 3;
+      std::vector<float> x(n * E), dt(n * E), A(E * N), B(n * N), C(n * N), D(E), z(n * E),
+          s0(E * N);
+      for (float& v : x) v = uniform();
+      for (float& v : dt) v = std::fabs(uniform()) * 2;
+      for (float& v : A) v = -std::exp(2 * uniform()) * 10;
+      for (float& v : B) v = uniform();
+      for (float& v : C) v = uniform();
+      for (float& v : D) v = uniform();
+      for (float& v : z) v = uniform();
+      for (float& v : s0) v = uniform();
+      std::vector<float> s1 = s0, s2 = s0, y1(n * E), y2(n * E);
+      ref.selective_scan(n, E, N, x.data(), dt.data(), A.data(), B.data(), C.data(), N, D.data(),
+                         z.data(), E, s1.data(), y1.data(), 0, E);
+      k.selective_scan(n, E, N, x.data(), dt.data(), A.data(), B.data(), C.data(), N, D.data(),
+                       z.data(), E, s2.data(), y2.data(), 0, E);
+      bool ok = true;
+      for (size_t i = 0; i < y1.size(); ++i)
+        ok = ok && close(y1[i], y2[i], 1 + std::fabs(y1[i]) * N);
+      for (size_t i = 0; i < s1.size(); ++i) ok = ok && close(s1[i], s2[i], 1 + std::fabs(s1[i]));
+      check(ok, isa + " selective_scan N=" + std::to_string(N) + " E=" + std::to_string(E));
+    }
+  }
+  for (int64_t K : {2, 4, 5}) {
+    const int64_t E = 21, n = 3;
+    std::vector<float> win(static_cast<size_t>((K - 1) * E)), x(n * E), w(K * E), b(E);
+    for (float* v : {win.data(), x.data(), w.data(), b.data()}) (void)v;
+    for (float& v : win) v = uniform();
+    for (float& v : x) v = uniform();
+    for (float& v : w) v = uniform();
+    for (float& v : b) v = uniform();
+    std::vector<float> w1 = win, w2 = win, o1(n * E), o2(n * E);
+    ref.conv_silu(n, K, E, w1.data(), x.data(), E, w.data(), b.data(), o1.data(), 0, E);
+    k.conv_silu(n, K, E, w2.data(), x.data(), E, w.data(), b.data(), o2.data(), 0, E);
+    bool ok = w1 == w2;
+    for (size_t i = 0; i < o1.size(); ++i) ok = ok && close(o1[i], o2[i], 1 + K);
+    check(ok, isa + " conv_silu K=" + std::to_string(K));
+  }
+  std::vector<float> x(101), w(101), o1(101), o2(101);
+  for (float& v : x) v = uniform();
+  for (float& v : w) v = uniform();
+  ref.rms_norm(x.data(), w.data(), 101, 1e-5f, o1.data());
+  k.rms_norm(x.data(), w.data(), 101, 1e-5f, o2.data());
+  bool ok = true;
+  for (size_t i = 0; i < o1.size(); ++i) ok = ok && close(o1[i], o2[i], 1.0f);
+  check(ok, isa + " rms_norm");
+}
+
+}  // namespace
+
+int main() {
+  const KernelTable& ref = kernels_for("scalar");
+  std::string tested;
+  for (const std::string& isa : available_isas()) {
+    const KernelTable& k = kernels_for(isa);
+    tested += (tested.empty() ? "" : ",") + isa;
+    test_dots(k, ref);
+    test_elementwise(k, ref);
+  }
+  std::printf("tested: %s\n", tested.c_str());
+  std::printf("%d passed, %d failed\n", g_passed, g_failed);
+  return g_failed == 0 ? 0 : 1;
+}
