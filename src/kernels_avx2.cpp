@@ -20,13 +20,24 @@ inline float hsum(__m256 v) {
   return _mm_cvtss_f32(s);
 }
 
+// Decode streams every weight once from DRAM. Prefetching this far ahead hides the latency far
+// better than the hardware prefetcher alone: one thread streaming a 285 MB Q8_0 matrix went from
+// 9.8 to 17.8 GB/s on the 2-core EPYC (distances 256 B to 8 KB tried; 4 KB was best).
+constexpr int kPrefetchBytes = 4096;
+
 // Four independent accumulators over 8-wide loads; `load(i)` gives w[i, i + 8) as floats and
 // `scalar(i)` one value for the tail.
+// `w` and `elem` (bytes per value) give the prefetch address.
 template <typename Load, typename Scalar>
-inline float dot8(int64_t n, const float* x, Load load, Scalar scalar) {
+inline float dot8(int64_t n, const float* x, const uint8_t* w, int elem, Load load, Scalar scalar) {
   __m256 a0 = _mm256_setzero_ps(), a1 = a0, a2 = a0, a3 = a0;
   int64_t i = 0;
   for (; i + 32 <= n; i += 32) {
+    // f32 rows are plain streaming, which the hardware prefetcher handles (software prefetch
+    // measured slower there); the 16-bit types do enough work per byte to benefit.
+    if (elem == 2) {
+      _mm_prefetch(reinterpret_cast<const char*>(w + i * elem) + kPrefetchBytes, _MM_HINT_T0);
+    }
     a0 = _mm256_fmadd_ps(load(i), _mm256_loadu_ps(x + i), a0);
     a1 = _mm256_fmadd_ps(load(i + 8), _mm256_loadu_ps(x + i + 8), a1);
     a2 = _mm256_fmadd_ps(load(i + 16), _mm256_loadu_ps(x + i + 16), a2);
@@ -41,13 +52,14 @@ inline float dot8(int64_t n, const float* x, Load load, Scalar scalar) {
 float dot_f32(int64_t n, const uint8_t* w, const float* x) {
   const float* a = reinterpret_cast<const float*>(w);
   return dot8(
-      n, x, [a](int64_t i) { return _mm256_loadu_ps(a + i); }, [a](int64_t i) { return a[i]; });
+      n, x, w, 4, [a](int64_t i) { return _mm256_loadu_ps(a + i); },
+      [a](int64_t i) { return a[i]; });
 }
 
 float dot_f16(int64_t n, const uint8_t* w, const float* x) {
   const uint16_t* h = reinterpret_cast<const uint16_t*>(w);
   return dot8(
-      n, x,
+      n, x, w, 2,
       [h](int64_t i) {
         return _mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(h + i)));
       },
@@ -57,7 +69,7 @@ float dot_f16(int64_t n, const uint8_t* w, const float* x) {
 float dot_bf16(int64_t n, const uint8_t* w, const float* x) {
   const uint16_t* h = reinterpret_cast<const uint16_t*>(w);
   return dot8(
-      n, x,
+      n, x, w, 2,
       [h](int64_t i) {
         const __m128i v = _mm_loadu_si128(reinterpret_cast<const __m128i*>(h + i));
         return _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_cvtepu16_epi32(v), 16));
@@ -83,6 +95,7 @@ float dot_q8_0(int64_t n, const uint8_t* w, const ActQ8* x) {
   __m256 acc0 = _mm256_setzero_ps(), acc1 = acc0;
   int64_t i = 0;
   for (; i + 2 <= nb; i += 2) {
+    _mm_prefetch(reinterpret_cast<const char*>(b + i) + kPrefetchBytes, _MM_HINT_T0);
     const __m256 d0 = _mm256_set1_ps(_cvtsh_ss(b[i].d) * x[i].d);
     const __m256 d1 = _mm256_set1_ps(_cvtsh_ss(b[i + 1].d) * x[i + 1].d);
     acc0 = _mm256_fmadd_ps(d0, mul_sum_i8(load32(b[i].qs), load32(x[i].qs)), acc0);
@@ -109,6 +122,7 @@ float dot_q4_0(int64_t n, const uint8_t* w, const ActQ8* x) {
   __m256 acc0 = _mm256_setzero_ps(), acc1 = acc0;
   int64_t i = 0;
   for (; i + 2 <= nb; i += 2) {
+    _mm_prefetch(reinterpret_cast<const char*>(b + i) + kPrefetchBytes, _MM_HINT_T0);
     const __m256 d0 = _mm256_set1_ps(_cvtsh_ss(b[i].d) * x[i].d);
     const __m256 d1 = _mm256_set1_ps(_cvtsh_ss(b[i + 1].d) * x[i + 1].d);
     acc0 = _mm256_fmadd_ps(d0, mul_sum_i8(unpack_q4_0(b[i].qs), load32(x[i].qs)), acc0);

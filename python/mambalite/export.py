@@ -283,6 +283,7 @@ def export(src: str | os.PathLike, dst: str | os.PathLike, type: str = "f16", *,
         writer.add_feed_forward_length(0)
         writer.add_head_count(0)
         writer.add_block_count(hp.n_layer)
+        writer.add_vocab_size(n_vocab)
         writer.add_ssm_conv_kernel(hp.d_conv)
         writer.add_ssm_inner_size(hp.d_inner)
         writer.add_ssm_state_size(hp.d_state)
@@ -290,7 +291,8 @@ def export(src: str | os.PathLike, dst: str | os.PathLike, type: str = "f16", *,
         writer.add_layer_norm_rms_eps(hp.norm_eps)
         writer.add_bool(f"{arch}.ssm.dt_b_c_rms", False)
         writer.add_string("mambalite.source_format", hp.source_format)
-        add_tokenizer(writer, ckpt, n_vocab)
+        if not add_tokenizer(writer, ckpt, n_vocab):
+            writer.add_tokenizer_model("none")  # llama.cpp's loader needs the key: "no vocab"
 
         for t in plan:
             add_tensor_info(writer, t.name, t.shape, t.qtype)
