@@ -108,31 +108,42 @@ float dot_q8_0(int64_t n, const uint8_t* w, const ActQ8* x) {
   return hsum(_mm256_add_ps(acc0, acc1));
 }
 
-// The 32 values of a Q4_0 block as int8 in [-8, 7]: low nibbles (values 0..15) in the lower
+// The 32 nibbles of a Q4_0 block as bytes in [0, 15]: low nibbles (values 0..15) in the lower
 // 128 bits, high nibbles (values 16..31) in the upper.
-inline __m256i unpack_q4_0(const uint8_t* qs) {
+inline __m256i nibbles_q4_0(const uint8_t* qs) {
   const __m128i t = _mm_loadu_si128(reinterpret_cast<const __m128i*>(qs));
   const __m256i both = _mm256_set_m128i(_mm_srli_epi16(t, 4), t);
-  return _mm256_sub_epi8(_mm256_and_si256(both, _mm256_set1_epi8(0x0F)), _mm256_set1_epi8(8));
+  return _mm256_and_si256(both, _mm256_set1_epi8(0x0F));
 }
 
+// sum(q * x) over a block, q unsigned nibbles, x signed: maddubs takes them as they are.
+inline __m256 mul_sum_u4_i8(__m256i q, __m256i x) {
+  return _mm256_cvtepi32_ps(_mm256_madd_epi16(_mm256_maddubs_epi16(q, x), _mm256_set1_epi16(1)));
+}
+
+// sum_b dw_b * (dx_b * sum(q * x) - 8 * s_b), the offset folded into one scalar sum.
 float dot_q4_0(int64_t n, const uint8_t* w, const ActQ8* x) {
   const BlockQ4_0* b = reinterpret_cast<const BlockQ4_0*>(w);
   const int64_t nb = n / kQK;
   __m256 acc0 = _mm256_setzero_ps(), acc1 = acc0;
+  float offset = 0.0f;
   int64_t i = 0;
   for (; i + 2 <= nb; i += 2) {
     _mm_prefetch(reinterpret_cast<const char*>(b + i) + kPrefetchBytes, _MM_HINT_T0);
-    const __m256 d0 = _mm256_set1_ps(_cvtsh_ss(b[i].d) * x[i].d);
-    const __m256 d1 = _mm256_set1_ps(_cvtsh_ss(b[i + 1].d) * x[i + 1].d);
-    acc0 = _mm256_fmadd_ps(d0, mul_sum_i8(unpack_q4_0(b[i].qs), load32(x[i].qs)), acc0);
-    acc1 = _mm256_fmadd_ps(d1, mul_sum_i8(unpack_q4_0(b[i + 1].qs), load32(x[i + 1].qs)), acc1);
+    const float dw0 = _cvtsh_ss(b[i].d), dw1 = _cvtsh_ss(b[i + 1].d);
+    acc0 = _mm256_fmadd_ps(_mm256_set1_ps(dw0 * x[i].d),
+                           mul_sum_u4_i8(nibbles_q4_0(b[i].qs), load32(x[i].qs)), acc0);
+    acc1 = _mm256_fmadd_ps(_mm256_set1_ps(dw1 * x[i + 1].d),
+                           mul_sum_u4_i8(nibbles_q4_0(b[i + 1].qs), load32(x[i + 1].qs)), acc1);
+    offset += dw0 * x[i].s + dw1 * x[i + 1].s;
   }
   for (; i < nb; ++i) {
-    const __m256 d = _mm256_set1_ps(_cvtsh_ss(b[i].d) * x[i].d);
-    acc0 = _mm256_fmadd_ps(d, mul_sum_i8(unpack_q4_0(b[i].qs), load32(x[i].qs)), acc0);
+    const float dw = _cvtsh_ss(b[i].d);
+    acc0 = _mm256_fmadd_ps(_mm256_set1_ps(dw * x[i].d),
+                           mul_sum_u4_i8(nibbles_q4_0(b[i].qs), load32(x[i].qs)), acc0);
+    offset += dw * x[i].s;
   }
-  return hsum(_mm256_add_ps(acc0, acc1));
+  return hsum(_mm256_add_ps(acc0, acc1)) - 8.0f * offset;
 }
 
 // Four tokens at once: each 8-wide weight load is used by four FMAs (two accumulators per token
@@ -223,8 +234,23 @@ void dot4_q8_0(int64_t n, const uint8_t* w, const uint8_t* x, size_t stride, flo
       out);
 }
 
-void dot4_q4_0(int64_t n, const uint8_t* w, const uint8_t* x, size_t stride, float* out) {
-  dot_q_x4(n, w, sizeof(BlockQ4_0), unpack_q4_0, x, stride, out);
+void dot4_q4_0(int64_t n, const uint8_t* w, const uint8_t* xb, size_t stride, float* out) {
+  const BlockQ4_0* b = reinterpret_cast<const BlockQ4_0*>(w);
+  const ActQ8* x[4];
+  for (int t = 0; t < 4; ++t) x[t] = reinterpret_cast<const ActQ8*>(xb + t * stride);
+  __m256 acc[4];
+  float offset[4] = {0.0f, 0.0f, 0.0f, 0.0f};
+  for (int t = 0; t < 4; ++t) acc[t] = _mm256_setzero_ps();
+  for (int64_t i = 0; i < n / kQK; ++i) {
+    const float dw = _cvtsh_ss(b[i].d);
+    const __m256i q = nibbles_q4_0(b[i].qs);
+    for (int t = 0; t < 4; ++t) {
+      acc[t] = _mm256_fmadd_ps(_mm256_set1_ps(dw * x[t][i].d), mul_sum_u4_i8(q, load32(x[t][i].qs)),
+                               acc[t]);
+      offset[t] += dw * x[t][i].s;
+    }
+  }
+  for (int t = 0; t < 4; ++t) out[t] = hsum(acc[t]) - 8.0f * offset[t];
 }
 
 // Same values as the scalar version: max |x|, d = amax / 127, q = round-half-even(x * (1/d)).
@@ -245,6 +271,12 @@ void quantize_act(const float* x, int64_t n, ActQ8* out) {
     out[i].d = d;
     __m256i q[4];
     for (int j = 0; j < 4; ++j) q[j] = _mm256_cvtps_epi32(_mm256_mul_ps(v[j], id));
+    const __m256i qsum =
+        _mm256_add_epi32(_mm256_add_epi32(q[0], q[1]), _mm256_add_epi32(q[2], q[3]));
+    __m128i s4 = _mm_add_epi32(_mm256_castsi256_si128(qsum), _mm256_extracti128_si256(qsum, 1));
+    s4 = _mm_add_epi32(s4, _mm_shuffle_epi32(s4, 0x4E));
+    s4 = _mm_add_epi32(s4, _mm_shuffle_epi32(s4, 0xB1));
+    out[i].s = d * static_cast<float>(_mm_cvtsi128_si32(s4));
     // Pack 32 int32 to 32 int8 (packs work within 128-bit lanes; the permute restores order).
     const __m256i p16a = _mm256_packs_epi32(q[0], q[1]);
     const __m256i p16b = _mm256_packs_epi32(q[2], q[3]);

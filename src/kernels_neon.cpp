@@ -184,12 +184,15 @@ void quantize_act(const float* x, int64_t n, ActQ8* out) {
     const float d = vmaxvq_f32(amax) / 127.0f;
     const float id = d != 0.0f ? 1.0f / d : 0.0f;
     out[i].d = d;
+    int32x4_t sum = vdupq_n_s32(0);
     for (int j = 0; j < 8; j += 2) {
       const int32x4_t q0 = vcvtnq_s32_f32(vmulq_n_f32(v[j], id));
       const int32x4_t q1 = vcvtnq_s32_f32(vmulq_n_f32(v[j + 1], id));
+      sum = vaddq_s32(sum, vaddq_s32(q0, q1));
       const int16x8_t q16 = vcombine_s16(vqmovn_s32(q0), vqmovn_s32(q1));
       vst1_s8(out[i].qs + 4 * j, vqmovn_s16(q16));
     }
+    out[i].s = d * static_cast<float>(vaddvq_s32(sum));
   }
 }
 

@@ -79,7 +79,12 @@ void quantize_act(const float* x, int64_t n, ActQ8* out) {
     const float d = amax / 127.0f;
     const float id = d != 0.0f ? 1.0f / d : 0.0f;
     out[i].d = d;
-    for (int j = 0; j < kQK; ++j) out[i].qs[j] = static_cast<int8_t>(std::nearbyint(x[j] * id));
+    int sum = 0;
+    for (int j = 0; j < kQK; ++j) {
+      out[i].qs[j] = static_cast<int8_t>(std::nearbyint(x[j] * id));
+      sum += out[i].qs[j];
+    }
+    out[i].s = d * static_cast<float>(sum);
   }
 }
 

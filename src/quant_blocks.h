@@ -48,17 +48,19 @@ struct BlockQ6_K {  // 16 sub-blocks of 16 with int8 scales
   int8_t scales[kQKK / 16];
   uint16_t d;
 };
-// Activations quantized for the integer dot products: like Q8_0 but with an fp32 scale (the
-// buffer is internal, so it keeps the scale exact).
+// Activations quantized for the integer dot products: like ggml's Q8_1 but with fp32 scales (the
+// buffer is internal, so it keeps them exact). s = d * sum(qs) lets Q4_0 products use the raw
+// unsigned nibbles: sum((q - 8) * x) = sum(q * x) - 8 * sum(x).
 struct ActQ8 {
   float d;
+  float s;
   int8_t qs[kQK];
 };
 #pragma pack(pop)
 
 static_assert(sizeof(BlockQ8_0) == 34 && sizeof(BlockQ4_0) == 18 && sizeof(BlockQ4_1) == 20 &&
                   sizeof(BlockQ5_0) == 22 && sizeof(BlockQ5_1) == 24 && sizeof(BlockQ4_K) == 144 &&
-                  sizeof(BlockQ5_K) == 176 && sizeof(BlockQ6_K) == 210 && sizeof(ActQ8) == 36,
+                  sizeof(BlockQ5_K) == 176 && sizeof(BlockQ6_K) == 210 && sizeof(ActQ8) == 40,
               "block layouts must match ggml");
 
 }  // namespace mambalite
