@@ -169,17 +169,26 @@ void Model::check_ids(const int32_t* ids, int64_t n) const {
   }
 }
 
+const uint8_t* Model::prepare(const MatView& w, const float* x, int64_t ldx, int64_t n,
+                              size_t* stride) {
+  return prepare_activations(*k_, w.type, x, ldx, n, w.cols, act_.data(), stride);
+}
+
+void Model::matmul_rows(const MatView& w, const uint8_t* act, size_t stride, int64_t n, float* y,
+                        int64_t ldy, int64_t r0, int64_t r1, int thread) {
+  if (r0 >= r1) return;
+  const int64_t max_cols = static_cast<int64_t>(scratch_.size()) / pool_.size();
+  matmul(*k_, w, act, stride, n, y, ldy, r0, r1, scratch_.data() + thread * max_cols);
+}
+
 void Model::parallel_matmul(const MatView& w, const float* x, int64_t ldx, int64_t n, float* y,
                             int64_t ldy) {
-  const KernelTable& k = *k_;
   size_t stride = 0;
-  const uint8_t* act = prepare_activations(k, w.type, x, ldx, n, w.cols, act_.data(), &stride);
-  const int64_t max_cols = static_cast<int64_t>(scratch_.size()) / pool_.size();
-  float* scratch = scratch_.data();
+  const uint8_t* act = prepare(w, x, ldx, n, &stride);
   pool_.run([&](int i, int nt) {
     int64_t r0, r1;
     ThreadPool::split(w.rows, i, nt, 16, &r0, &r1);
-    if (r0 < r1) matmul(k, w, act, stride, n, y, ldy, r0, r1, scratch + i * max_cols);
+    matmul_rows(w, act, stride, n, y, ldy, r0, r1, i);
   });
 }
 
@@ -192,36 +201,41 @@ void Model::run_block(State& state, const int32_t* ids, int64_t n) {
     dequantize_row(token_embd_.type, token_embd_.row(ids[t]), D, resid_.data() + t * D);
   }
 
+  // Four barriers per layer: a channel's conv needs only its own in_proj rows, and its scan only
+  // its own dt_proj row, so those pairs run in one parallel job over the same channel ranges.
   for (int64_t l = 0; l < c.n_layer; ++l) {
     const LayerWeights& w = layers_[static_cast<size_t>(l)];
     for (int64_t t = 0; t < n; ++t) {
       k.rms_norm(resid_.data() + t * D, w.attn_norm.data(), D, c.norm_eps, hn_.data() + t * D);
     }
-    parallel_matmul(w.in_proj, hn_.data(), D, n, xz_.data(), 2 * E);  // xz: (n, 2E)
+    size_t stride = 0;
+    const uint8_t* act = prepare(w.in_proj, hn_.data(), D, n, &stride);
     float* window = state.conv(l);
     pool_.run([&](int i, int nt) {
       int64_t c0, c1;
       ThreadPool::split(E, i, nt, 16, &c0, &c1);
-      if (c0 < c1) {
-        k.conv_silu(n, K, E, window, xz_.data(), 2 * E, w.conv_w.data(), w.conv_b.data(),
-                    xc_.data(), c0, c1);
-      }
+      if (c0 >= c1) return;
+      // xz: (n, 2E): x rows [c0, c1) and z rows [E + c0, E + c1) of in_proj.
+      matmul_rows(w.in_proj, act, stride, n, xz_.data(), 2 * E, c0, c1, i);
+      matmul_rows(w.in_proj, act, stride, n, xz_.data(), 2 * E, E + c0, E + c1, i);
+      k.conv_silu(n, K, E, window, xz_.data(), 2 * E, w.conv_w.data(), w.conv_b.data(), xc_.data(),
+                  c0, c1);
     });
-    parallel_matmul(w.x_proj, xc_.data(), E, n, dbc_.data(), ldbc);   // dbc: (n, R + 2N)
-    parallel_matmul(w.dt_proj, dbc_.data(), ldbc, n, dt_.data(), E);  // dt: (n, E)
+    parallel_matmul(w.x_proj, xc_.data(), E, n, dbc_.data(), ldbc);  // dbc: (n, R + 2N)
+    act = prepare(w.dt_proj, dbc_.data(), ldbc, n, &stride);
     float* s = state.ssm(l);
     pool_.run([&](int i, int nt) {
       int64_t c0, c1;
       ThreadPool::split(E, i, nt, 16, &c0, &c1);
+      if (c0 >= c1) return;
+      matmul_rows(w.dt_proj, act, stride, n, dt_.data(), E, c0, c1, i);  // dt: (n, E)
       for (int64_t t = 0; t < n; ++t) {
         float* dt = dt_.data() + t * E;
         for (int64_t ch = c0; ch < c1; ++ch) dt[ch] = softplus(dt[ch] + w.dt_b[ch]);
       }
-      if (c0 < c1) {
-        k.selective_scan(n, E, N, xc_.data(), dt_.data(), w.A.data(), dbc_.data() + R,
-                         dbc_.data() + R + N, ldbc, w.D.data(), xz_.data() + E, 2 * E, s, y_.data(),
-                         c0, c1);
-      }
+      k.selective_scan(n, E, N, xc_.data(), dt_.data(), w.A.data(), dbc_.data() + R,
+                       dbc_.data() + R + N, ldbc, w.D.data(), xz_.data() + E, 2 * E, s, y_.data(),
+                       c0, c1);
     });
     parallel_matmul(w.out_proj, y_.data(), E, n, out_.data(), D);  // out: (n, D)
     for (int64_t i = 0; i < n * D; ++i) resid_[i] += out_[i];

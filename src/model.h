@@ -55,6 +55,11 @@ class Model {
   void bind_weights();
   void run_block(State& state, const int32_t* ids, int64_t n);
   void compute_logits(const float* resid, int64_t n, float* logits);
+  // Activations x (n, ldx) in the form w's dot products read (quantized into act_ if needed).
+  const uint8_t* prepare(const MatView& w, const float* x, int64_t ldx, int64_t n, size_t* stride);
+  // Rows [r0, r1) of y (n, ldy) = act @ w^T, on pool thread `thread` (its scratch row).
+  void matmul_rows(const MatView& w, const uint8_t* act, size_t stride, int64_t n, float* y,
+                   int64_t ldy, int64_t r0, int64_t r1, int thread);
   void parallel_matmul(const MatView& w, const float* x, int64_t ldx, int64_t n, float* y,
                        int64_t ldy);
 
