@@ -9,7 +9,8 @@ from __future__ import annotations
 import math
 import os
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -74,6 +75,49 @@ def add_tensor_info(writer: gguf.GGUFWriter, name: str, shape: tuple[int, ...],
         writer.add_tensor_info(name, shape, np.dtype(np.float16), nbytes)
     else:
         writer.add_tensor_info(name, byte_shape, np.dtype(np.uint8), nbytes, raw_dtype=qtype)
+
+
+@contextmanager
+def atomic_gguf_writer(dst: Path, arch: str) -> Iterator[gguf.GGUFWriter]:
+    """A GGUF writer on `dst`.part, renamed to `dst` when the block completes and removed if it
+    fails, so a partial file never carries the final name."""
+    tmp = dst.with_name(dst.name + ".part")
+    writer = gguf.GGUFWriter(tmp, arch)
+    try:
+        yield writer
+        writer.close()
+        os.replace(tmp, dst)
+    except BaseException:
+        writer.close()
+        tmp.unlink(missing_ok=True)
+        raise
+
+
+def write_tensors(writer: gguf.GGUFWriter,
+                  tensors: list[tuple[str, tuple[int, ...], gguf.GGMLQuantizationType,
+                                      Callable[[], np.ndarray]]],
+                  *, progress: bool, desc: str) -> None:
+    """Writes header, metadata and tensor table, then each tensor (name, numpy shape, type,
+    loader of float32 values) encoded one at a time, so only one is ever in memory."""
+    for name, shape, qtype, _ in tensors:
+        add_tensor_info(writer, name, shape, qtype)
+    writer.write_header_to_file()
+    writer.write_kv_data_to_file()
+    writer.write_ti_data_to_file()
+    bar = None
+    if progress:
+        from tqdm import tqdm
+
+        bar = tqdm(total=len(tensors), desc=desc, unit="tensor")
+    for name, shape, qtype, load in tensors:
+        data = load()
+        if data.shape != shape:
+            raise ValueError(f"tensor {name}: loaded shape {data.shape}, expected {shape}")
+        writer.write_tensor_data(encode(data, qtype, name))
+        if bar is not None:
+            bar.update(1)
+    if bar is not None:
+        bar.close()
 
 
 @dataclass
@@ -269,9 +313,7 @@ def export(src: str | os.PathLike, dst: str | os.PathLike, type: str = "f16", *,
     dst = Path(dst)
     if dst.is_dir():
         raise ValueError(f"{dst} is a directory; give the path of the .gguf file to write")
-    tmp = dst.with_name(dst.name + ".part")
-    writer = gguf.GGUFWriter(tmp, "mamba")
-    try:
+    with atomic_gguf_writer(dst, "mamba") as writer:
         arch = "mamba"
         name = re.sub(r"[^\w.\-]+", "-", ckpt.dir.resolve().name) or "mamba"
         writer.add_name(name)
@@ -294,29 +336,6 @@ def export(src: str | os.PathLike, dst: str | os.PathLike, type: str = "f16", *,
         if not add_tokenizer(writer, ckpt, n_vocab):
             writer.add_tokenizer_model("none")  # llama.cpp's loader needs the key: "no vocab"
 
-        for t in plan:
-            add_tensor_info(writer, t.name, t.shape, t.qtype)
-        writer.write_header_to_file()
-        writer.write_kv_data_to_file()
-        writer.write_ti_data_to_file()
-        bar = None
-        if progress:
-            from tqdm import tqdm
-
-            bar = tqdm(total=len(plan), desc=f"export {dst.name}", unit="tensor")
-        for t in plan:
-            data = t.load()
-            if data.shape != t.shape:
-                raise ValueError(f"tensor {t.name}: loaded shape {data.shape}, expected {t.shape}")
-            writer.write_tensor_data(encode(data, t.qtype, t.name))
-            if bar is not None:
-                bar.update(1)
-        if bar is not None:
-            bar.close()
-        writer.close()
-        os.replace(tmp, dst)
-    except BaseException:
-        writer.close()
-        tmp.unlink(missing_ok=True)
-        raise
+        write_tensors(writer, [(t.name, t.shape, t.qtype, t.load) for t in plan],
+                      progress=progress, desc=f"export {dst.name}")
     return dst

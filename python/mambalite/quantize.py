@@ -2,16 +2,23 @@
 
 from __future__ import annotations
 
+import functools
 import os
 from pathlib import Path
 
 import gguf
 import numpy as np
 
-from .export import EXPORT_TYPES, Q, add_tensor_info, encode, tensor_type
+from .export import EXPORT_TYPES, Q, atomic_gguf_writer, tensor_type, write_tensors
 
 _SOURCE_TYPES = (Q.F32, Q.F16, Q.BF16)
 _SKIP_KEYS = ("general.architecture", "general.file_type", "general.quantization_version")
+
+
+def _values(tensor: gguf.ReaderTensor, shape: tuple[int, ...]) -> np.ndarray:
+    """A source tensor's values as float32 in numpy order (F16/BF16 widened exactly)."""
+    return np.asarray(gguf.quants.dequantize(tensor.data, tensor.tensor_type),
+                      dtype=np.float32).reshape(shape)
 
 
 def quantize(src: str | os.PathLike, dst: str | os.PathLike, type: str = "q8_0", *,
@@ -46,9 +53,7 @@ def quantize(src: str | os.PathLike, dst: str | os.PathLike, type: str = "q8_0",
                          "an f32, f16 or bf16 file")
     tied = not any(t.name == "output.weight" for t in reader.tensors)
 
-    tmp = dst.with_name(dst.name + ".part")
-    writer = gguf.GGUFWriter(tmp, arch)
-    try:
+    with atomic_gguf_writer(dst, arch) as writer:
         for key, field in reader.fields.items():
             if key.startswith("GGUF.") or key in _SKIP_KEYS:
                 continue
@@ -61,27 +66,6 @@ def quantize(src: str | os.PathLike, dst: str | os.PathLike, type: str = "q8_0",
         for t in reader.tensors:
             shape = tuple(int(d) for d in reversed(t.shape))  # numpy order
             qtype = tensor_type(t.name, shape, wtype, tied)
-            add_tensor_info(writer, t.name, shape, qtype)
-            plan.append((t, shape, qtype))
-        writer.write_header_to_file()
-        writer.write_kv_data_to_file()
-        writer.write_ti_data_to_file()
-        bar = None
-        if progress:
-            from tqdm import tqdm
-
-            bar = tqdm(total=len(plan), desc=f"quantize {dst.name}", unit="tensor")
-        for t, shape, qtype in plan:
-            data = gguf.quants.dequantize(t.data, t.tensor_type).reshape(shape)
-            writer.write_tensor_data(encode(np.asarray(data, dtype=np.float32), qtype, t.name))
-            if bar is not None:
-                bar.update(1)
-        if bar is not None:
-            bar.close()
-        writer.close()
-        os.replace(tmp, dst)
-    except BaseException:
-        writer.close()
-        tmp.unlink(missing_ok=True)
-        raise
+            plan.append((t.name, shape, qtype, functools.partial(_values, t, shape)))
+        write_tensors(writer, plan, progress=progress, desc=f"quantize {dst.name}")
     return dst
