@@ -11,6 +11,7 @@
 #include "dequant.h"
 #include "errors.h"
 #include "kernels.h"
+#include "quantize.h"
 
 namespace py = pybind11;
 using namespace mambalite;
@@ -57,6 +58,24 @@ void bind_kernels(py::module_& parent) {
     }
     py::array_t<float> out(n);
     dequantize_row(t, raw.data(), n, out.mutable_data());
+    return out;
+  });
+
+  // x (rows, cols) quantized to Q6_K: uint8 (rows, cols / 256 * 210), as ggml's reference.
+  m.def("quantize_q6_k", [](const F32Array& x) {
+    if (x.ndim() != 2 || x.shape(1) % kQKK != 0) {
+      throw InvalidArgument("Q6_K needs a 2-D array with rows of a multiple of 256 values");
+    }
+    const int64_t rows = x.shape(0), cols = x.shape(1);
+    const size_t row_bytes = static_cast<size_t>(cols / kQKK) * sizeof(BlockQ6_K);
+    py::array_t<uint8_t> out({static_cast<py::ssize_t>(rows), static_cast<py::ssize_t>(row_bytes)});
+    const float* src = x.data();
+    uint8_t* dst = out.mutable_data();
+    {
+      py::gil_scoped_release nogil;
+      for (int64_t r = 0; r < rows; ++r)
+        quantize_row_q6_k(src + r * cols, cols, dst + r * row_bytes);
+    }
     return out;
   });
 

@@ -27,6 +27,27 @@ def checkpoint(tmp_path_factory):
     return save_checkpoint(hf, tmp_path_factory.mktemp("llama"))
 
 
+def test_q6_k_quantizer_matches_ggml_bit_for_bit():
+    """Our Q6_K quantizer against ggml's quantize_row_q6_K_ref (llama-cpp-python's libggml)."""
+    import ctypes
+    import os
+
+    from mambalite._core import kernels
+
+    lib = ctypes.CDLL(os.path.join(os.path.dirname(llama_cpp.__file__), "lib",
+                                   "libggml-base.so"))
+    ref_fn = lib.quantize_row_q6_K_ref
+    ref_fn.argtypes = [ctypes.c_void_p, ctypes.c_void_p, ctypes.c_int64]
+    rng = np.random.default_rng(0)
+    for scale in (1e-3, 1.0, 100.0):
+        x = (rng.standard_normal((32, 768)) * scale).astype(np.float32)
+        x[0, :256] = 0.0  # an all-zero block
+        ours = kernels.quantize_q6_k(x)
+        ref = np.zeros_like(ours)
+        ref_fn(x.ctypes.data, ref.ctypes.data, x.size)
+        assert np.array_equal(ours, ref)
+
+
 @pytest.mark.parametrize("wtype,bound", [("f32", 1e-4), ("f16", 2e-3), ("q8_0", 5e-2),
                                          ("q4_0", 5e-2)])
 def test_logits_and_greedy_match_llama_cpp(checkpoint, wtype, bound):

@@ -110,8 +110,28 @@ def test_quantize_command_equals_export(models, tmp_path):
             if key in direct.fields:
                 assert via.fields[key].contents() == direct.fields[key].contents()
     tied = {t.name: t.tensor_type for t in gguf.GGUFReader(tmp_path / "q4_0.gguf").tensors}
-    assert tied["token_embd.weight"] == T.Q8_0  # the tied head (llama.cpp: Q6_K)
+    assert tied["token_embd.weight"] == T.Q8_0  # the tied head, rows of 64: not Q6_K-able
     assert tied["blk.0.ssm_in.weight"] == T.Q4_0
+
+
+@pytest.mark.parametrize("tied", [True, False])
+def test_q4_0_head_is_q6_k(tmp_path, tied):
+    """With head_type="q6_k", as llama-quantize: the output head (or the tied embedding) of a
+    Q4_0 file is Q6_K (by default Q8_0, which mambalite runs faster)."""
+    hf = make_hf_model(seed=9, vocab_size=300, hidden_size=256, num_hidden_layers=1,
+                       tie_word_embeddings=tied)
+    d = save_checkpoint(hf, tmp_path / "h")
+    default = {t.name: t.tensor_type for t in gguf.GGUFReader(export(d, "q4_0")).tensors}
+    assert default["token_embd.weight" if tied else "output.weight"] == T.Q8_0
+    path = mambalite.export(d, tmp_path / "q6k.gguf", "q4_0", head_type="q6_k", progress=False)
+    types = {t.name: t.tensor_type for t in gguf.GGUFReader(path).tensors}
+    head = "token_embd.weight" if tied else "output.weight"
+    assert types[head] == T.Q6_K
+    if not tied:
+        assert types["token_embd.weight"] == T.Q4_0
+    ids = list(range(1, 40))
+    got, ref = mambalite.load(path).forward(ids), hf_logits(hf, ids)
+    assert rel_err(got, ref) <= 0.15
 
 
 def test_quantize_errors(models, tmp_path):
@@ -125,6 +145,9 @@ def test_quantize_errors(models, tmp_path):
         mambalite.quantize(tmp_path / "none.gguf", tmp_path / "x.gguf", progress=False)
     with pytest.raises(ValueError, match="must differ"):
         mambalite.quantize(q8, q8, progress=False)
+    with pytest.raises(ValueError, match="head_type"):
+        mambalite.quantize(export(d, "f32"), tmp_path / "x.gguf", "q4_0", head_type="q2_k",
+                           progress=False)
 
 
 def test_loads_other_llama_cpp_types(models, tmp_path):

@@ -62,6 +62,9 @@ def _parser() -> argparse.ArgumentParser:
     e.add_argument("-o", "--output", required=True, help="GGUF file to write")
     e.add_argument("--type", default="f16", choices=["f32", "f16", "bf16", "q8_0", "q4_0"],
                    help="weight type of the matrices (default f16)")
+    e.add_argument("--head-type", default="q8_0", choices=["q8_0", "q6_k"],
+                   help="output head type in q4_0 files: q8_0 (default, fast in mambalite) or "
+                   "q6_k (what llama-quantize writes)")
     e.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
 
     q = sub.add_parser("quantize", help="quantize a GGUF model to q8_0 or q4_0",
@@ -71,6 +74,9 @@ def _parser() -> argparse.ArgumentParser:
     q.add_argument("output", help="GGUF file to write")
     q.add_argument("--type", default="q8_0", choices=["q8_0", "q4_0"],
                    help="quantization type (default q8_0)")
+    q.add_argument("--head-type", default="q8_0", choices=["q8_0", "q6_k"],
+                   help="output head type in q4_0 files: q8_0 (default, fast in mambalite) or "
+                   "q6_k (what llama-quantize writes)")
     q.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
 
     b = sub.add_parser("bench", help="measure a model's speed",
@@ -119,7 +125,8 @@ def _generate(args: argparse.Namespace) -> int:
 def _export(args: argparse.Namespace) -> int:
     from .export import export
 
-    path = export(args.checkpoint, args.output, args.type, progress=not args.quiet)
+    path = export(args.checkpoint, args.output, args.type, head_type=args.head_type,
+                  progress=not args.quiet)
     print(f"wrote {path} ({os.path.getsize(path) / 1e6:.1f} MB)")
     return 0
 
@@ -127,7 +134,8 @@ def _export(args: argparse.Namespace) -> int:
 def _quantize(args: argparse.Namespace) -> int:
     from .quantize import quantize
 
-    path = quantize(args.input, args.output, args.type, progress=not args.quiet)
+    path = quantize(args.input, args.output, args.type, head_type=args.head_type,
+                    progress=not args.quiet)
     print(f"wrote {path} ({os.path.getsize(path) / 1e6:.1f} MB)")
     return 0
 

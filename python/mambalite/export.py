@@ -30,21 +30,25 @@ EXPORT_TYPES = {
 }
 
 
+HEAD_TYPES = ("q8_0", "q6_k")
+
+
 def tensor_type(name: str, shape: tuple[int, ...], wtype: gguf.GGMLQuantizationType,
-                tied: bool) -> gguf.GGMLQuantizationType:
+                tied: bool, head_type: str = "q8_0") -> gguf.GGMLQuantizationType:
     """The type llama.cpp gives a Mamba tensor in a file of weight type `wtype`.
 
     Only 2-D ".weight" matrices take `wtype`; 1-D tensors, norms, ssm_a, ssm_d, biases and the
     conv kernel stay F32. A matrix whose rows are not a multiple of the block size falls back to
     F16 (the converter's rule; e.g. ssm_dt.weight of 130m has rows of 48). For Q4_0 the output
-    head (the embedding when tied) is Q8_0: llama-quantize uses Q6_K there, for which there is no
-    quantizer in the `gguf` package yet.
+    head (the embedding when tied) is `head_type`: "q8_0" by default, or "q6_k" as llama-quantize
+    writes it (Q8_0 when rows are not a multiple of 256). mambalite has no SIMD Q6_K kernel yet,
+    so a Q6_K head decodes several times slower here; choose it for files meant for llama.cpp.
     """
     is_matrix = len(shape) == 2 and name.endswith(".weight") and "conv1d" not in name
     if not is_matrix:
         return Q.F32
     if wtype == Q.Q4_0 and (name == "output.weight" or (tied and name == "token_embd.weight")):
-        wtype = Q.Q8_0
+        wtype = Q.Q6_K if head_type == "q6_k" and shape[-1] % 256 == 0 else Q.Q8_0
     block = gguf.GGML_QUANT_SIZES[wtype][0]
     if shape[-1] % block != 0:
         return Q.F16
@@ -61,7 +65,13 @@ def encode(data: np.ndarray, qtype: gguf.GGMLQuantizationType, name: str) -> np.
             raise ValueError(f"tensor {name} has values beyond float16's range (65504); "
                              "export with --type bf16 or f32")
         return out
-    return gguf.quants.quantize(np.ascontiguousarray(data, dtype=np.float32), qtype)
+    data = np.ascontiguousarray(data, dtype=np.float32)
+    if qtype == Q.Q6_K:  # ggml's reference quantizer, in the engine (`gguf` has none)
+        from ._core import kernels
+
+        return kernels.quantize_q6_k(data.reshape(-1, data.shape[-1])).reshape(
+            gguf.quants.quant_shape_to_byte_shape(data.shape, qtype))
+    return gguf.quants.quantize(data, qtype)
 
 
 def add_tensor_info(writer: gguf.GGUFWriter, name: str, shape: tuple[int, ...],
@@ -213,7 +223,8 @@ class _PlannedTensor:
     load: Callable[[], np.ndarray]  # float32 values, numpy order
 
 
-def _plan(ckpt: Checkpoint, hp: MambaHParams, wtype: gguf.GGMLQuantizationType):
+def _plan(ckpt: Checkpoint, hp: MambaHParams, wtype: gguf.GGMLQuantizationType,
+          head_type: str):
     D, E, N, K, R = hp.d_model, hp.d_inner, hp.d_state, hp.d_conv, hp.dt_rank
     errors: list[str] = []
     plan: list[_PlannedTensor] = []
@@ -282,12 +293,12 @@ def _plan(ckpt: Checkpoint, hp: MambaHParams, wtype: gguf.GGMLQuantizationType):
                          f"\n  - {listed}")
     tied = not any(t.name == "output.weight" for t in plan)
     for t in plan:
-        t.qtype = tensor_type(t.name, t.shape, wtype, tied)
+        t.qtype = tensor_type(t.name, t.shape, wtype, tied, head_type)
     return plan, V
 
 
 def export(src: str | os.PathLike, dst: str | os.PathLike, type: str = "f16", *,
-           progress: bool = True) -> Path:
+           head_type: str = "q8_0", progress: bool = True) -> Path:
     """Convert a Mamba checkpoint directory to a GGUF file.
 
     Args:
@@ -296,6 +307,8 @@ def export(src: str | os.PathLike, dst: str | os.PathLike, type: str = "f16", *,
         dst: path of the GGUF file to write (written to a temporary name, then renamed).
         type: weight type of the matrices: "f32", "f16", "bf16", "q8_0" or "q4_0". Norms, A,
             D, biases and the conv kernel stay F32, as in llama.cpp (see `tensor_type`).
+        head_type: for q4_0, the type of the output head: "q8_0" (fast in mambalite) or "q6_k"
+            (llama-quantize's choice).
         progress: show a progress bar on stderr.
 
     Returns:
@@ -306,9 +319,11 @@ def export(src: str | os.PathLike, dst: str | os.PathLike, type: str = "f16", *,
         raise ValueError(f"unsupported export type {type!r}; choose one of "
                          f"{', '.join(EXPORT_TYPES)}")
     wtype, ftype = EXPORT_TYPES[wtype_name]
+    if head_type not in HEAD_TYPES:
+        raise ValueError(f"head_type must be one of {', '.join(HEAD_TYPES)}, got {head_type!r}")
     ckpt = Checkpoint(src)
     hp = read_hparams(ckpt)
-    plan, n_vocab = _plan(ckpt, hp, wtype)
+    plan, n_vocab = _plan(ckpt, hp, wtype, head_type)
 
     dst = Path(dst)
     if dst.is_dir():

@@ -9,7 +9,7 @@ from pathlib import Path
 import gguf
 import numpy as np
 
-from .export import EXPORT_TYPES, Q, atomic_gguf_writer, tensor_type, write_tensors
+from .export import EXPORT_TYPES, HEAD_TYPES, Q, atomic_gguf_writer, tensor_type, write_tensors
 
 _SOURCE_TYPES = (Q.F32, Q.F16, Q.BF16)
 _SKIP_KEYS = ("general.architecture", "general.file_type", "general.quantization_version")
@@ -22,17 +22,20 @@ def _values(tensor: gguf.ReaderTensor, shape: tuple[int, ...]) -> np.ndarray:
 
 
 def quantize(src: str | os.PathLike, dst: str | os.PathLike, type: str = "q8_0", *,
-             progress: bool = True) -> Path:
+             head_type: str = "q8_0", progress: bool = True) -> Path:
     """Writes `dst`, a copy of the GGUF model `src` with its matrices quantized to `type`.
 
     Tensor types follow `mambalite.export.tensor_type` (llama.cpp's rules). The source must hold
     F32/F16/BF16 tensors: re-quantizing an already quantized file would compound the error.
-    Metadata (tokenizer included) is copied; tensors are converted one at a time.
+    Metadata (tokenizer included) is copied; tensors are converted one at a time. `head_type`
+    ("q8_0" or "q6_k") is the output head's type in q4_0 files (see `tensor_type`).
     """
     name = str(type).lower()
     if name not in ("q8_0", "q4_0"):
         raise ValueError(f"unsupported quantization type {type!r}; choose q8_0 or q4_0")
     wtype, ftype = EXPORT_TYPES[name]
+    if head_type not in HEAD_TYPES:
+        raise ValueError(f"head_type must be one of {', '.join(HEAD_TYPES)}, got {head_type!r}")
     src, dst = Path(src), Path(dst)
     if not src.is_file():
         raise FileNotFoundError(f"model file {src} does not exist")
@@ -65,7 +68,7 @@ def quantize(src: str | os.PathLike, dst: str | os.PathLike, type: str = "q8_0",
         plan = []
         for t in reader.tensors:
             shape = tuple(int(d) for d in reversed(t.shape))  # numpy order
-            qtype = tensor_type(t.name, shape, wtype, tied)
+            qtype = tensor_type(t.name, shape, wtype, tied, head_type)
             plan.append((t.name, shape, qtype, functools.partial(_values, t, shape)))
         write_tensors(writer, plan, progress=progress, desc=f"quantize {dst.name}")
     return dst
