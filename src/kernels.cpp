@@ -85,7 +85,9 @@ const KernelTable& select_kernels() {
   return kernels_for(available_isas().front());
 }
 
-bool uses_q8_activations(GgmlType type) { return type == GgmlType::Q8_0 || type == GgmlType::Q4_0; }
+bool uses_q8_activations(GgmlType type) {
+  return type == GgmlType::Q8_0 || type == GgmlType::Q4_0 || type == GgmlType::Q6_K;
+}
 
 size_t activation_row_bytes(GgmlType type, int64_t cols) {
   return uses_q8_activations(type) ? static_cast<size_t>(cols / kQK) * sizeof(ActQ8)
@@ -133,6 +135,9 @@ void matmul(const KernelTable& k, const MatView& w, const uint8_t* act, size_t a
       dot = reinterpret_cast<Dot>(k.dot_q4_0);
       dot4 = k.dot4_q4_0;
       break;
+    case GgmlType::Q6_K:  // no 4-token tile yet: single products
+      dot = reinterpret_cast<Dot>(k.dot_q6_k);
+      break;
     default:
       break;
   }
@@ -144,10 +149,10 @@ void matmul(const KernelTable& k, const MatView& w, const uint8_t* act, size_t a
       row = dequantized;
     }
     const Dot d1 = dot != nullptr ? dot : reinterpret_cast<Dot>(k.dot_f32);
-    const Dot4 d4 = dot4 != nullptr ? dot4 : k.dot4_f32;
+    const Dot4 d4 = dot != nullptr ? dot4 : k.dot4_f32;  // null: single products only
     int64_t t = 0;
     float out[4];
-    for (; t + 4 <= n; t += 4) {
+    for (; d4 != nullptr && t + 4 <= n; t += 4) {
       d4(cols, row, act + t * act_stride, act_stride, out);
       for (int i = 0; i < 4; ++i) y[(t + i) * ldy + r] = out[i];
     }

@@ -38,6 +38,7 @@ struct KernelTable {
   float (*dot_bf16)(int64_t n, const uint8_t* w, const float* x);
   float (*dot_q8_0)(int64_t n, const uint8_t* w, const ActQ8* x);
   float (*dot_q4_0)(int64_t n, const uint8_t* w, const ActQ8* x);
+  float (*dot_q6_k)(int64_t n, const uint8_t* w, const ActQ8* x);
 
   // The same for four activation rows at once (rows x + i * stride, i < 4; stride in bytes):
   // out[i] = dot(w, x_i). Each weight block is decoded once for all four (prefill).

@@ -146,6 +146,43 @@ float dot_q4_0(int64_t n, const uint8_t* w, const ActQ8* x) {
   return hsum(_mm256_add_ps(acc0, acc1)) - 8.0f * offset;
 }
 
+// Q6_K: each 32-value activation block meets one 32-byte slice of ql (low or high nibbles) plus
+// two bits of each qh byte, and two 16-value sub-blocks with their own int8 scales.
+float dot_q6_k(int64_t n, const uint8_t* w, const ActQ8* x) {
+  const BlockQ6_K* b = reinterpret_cast<const BlockQ6_K*>(w);
+  const __m256i m4 = _mm256_set1_epi8(0x0F), m3 = _mm256_set1_epi8(3), m32 = _mm256_set1_epi8(32);
+  __m256 acc = _mm256_setzero_ps();
+  for (int64_t i = 0; i < n / kQKK; ++i) {
+    _mm_prefetch(reinterpret_cast<const char*>(b + i) + kPrefetchBytes, _MM_HINT_T0);
+    _mm_prefetch(reinterpret_cast<const char*>(b + i) + kPrefetchBytes + 64, _MM_HINT_T0);
+    _mm_prefetch(reinterpret_cast<const char*>(b + i) + kPrefetchBytes + 128, _MM_HINT_T0);
+    const float d = _cvtsh_ss(b[i].d);
+    const ActQ8* xb = x + i * (kQKK / kQK);
+    for (int half = 0; half < 2; ++half) {
+      const uint8_t* ql = b[i].ql + 64 * half;
+      const int8_t* sc = b[i].scales + 8 * half;
+      const __m256i l0 = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(ql));
+      const __m256i l1 = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(ql + 32));
+      const __m256i h = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(b[i].qh + 32 * half));
+      const __m256i lo[4] = {_mm256_and_si256(l0, m4), _mm256_and_si256(l1, m4),
+                             _mm256_and_si256(_mm256_srli_epi16(l0, 4), m4),
+                             _mm256_and_si256(_mm256_srli_epi16(l1, 4), m4)};
+      for (int c = 0; c < 4; ++c) {
+        const __m256i hi = _mm256_and_si256(_mm256_srli_epi16(h, 2 * c), m3);
+        const __m256i q = _mm256_sub_epi8(_mm256_or_si256(lo[c], _mm256_slli_epi16(hi, 4)), m32);
+        const ActQ8& a = xb[4 * half + c];
+        const __m256i p16 =
+            _mm256_maddubs_epi16(_mm256_sign_epi8(q, q), _mm256_sign_epi8(load32(a.qs), q));
+        const __m256i s16 =
+            _mm256_set_m128i(_mm_set1_epi16(sc[2 * c + 1]), _mm_set1_epi16(sc[2 * c]));
+        acc = _mm256_fmadd_ps(_mm256_set1_ps(d * a.d),
+                              _mm256_cvtepi32_ps(_mm256_madd_epi16(p16, s16)), acc);
+      }
+    }
+  }
+  return hsum(acc);
+}
+
 // Four tokens at once: each 8-wide weight load is used by four FMAs (two accumulators per token
 // to hide FMA latency).
 template <typename Load, typename Scalar>
@@ -336,9 +373,9 @@ void selective_scan(int64_t n, int64_t E, int64_t N, const float* x, const float
   }
 }
 
-const KernelTable kAvx2 = {"avx2",    dot_f32,      dot_f16,  dot_bf16,  dot_q8_0,
-                           dot_q4_0,  dot4_f32,     dot4_f16, dot4_bf16, dot4_q8_0,
-                           dot4_q4_0, quantize_act, rms_norm, conv_silu, selective_scan};
+const KernelTable kAvx2 = {"avx2",       dot_f32,  dot_f16,   dot_bf16,      dot_q8_0,  dot_q4_0,
+                           dot_q6_k,     dot4_f32, dot4_f16,  dot4_bf16,     dot4_q8_0, dot4_q4_0,
+                           quantize_act, rms_norm, conv_silu, selective_scan};
 
 }  // namespace
 

@@ -241,9 +241,10 @@ void selective_scan(int64_t n, int64_t E, int64_t N, const float* x, const float
   }
 }
 
-const KernelTable kNeon = {"neon",    dot_f32,      dot_f16,  dot_bf16,  dot_q8_0,
-                           dot_q4_0,  dot4_f32,     dot4_f16, dot4_bf16, dot4_q8_0,
-                           dot4_q4_0, quantize_act, rms_norm, conv_silu, selective_scan};
+const KernelTable kNeon = {"neon",       dot_f32,   dot_f16,          dot_bf16,
+                           dot_q8_0,     dot_q4_0,  dot_q6_k_generic, dot4_f32,
+                           dot4_f16,     dot4_bf16, dot4_q8_0,        dot4_q4_0,
+                           quantize_act, rms_norm,  conv_silu,        selective_scan};
 
 }  // namespace
 

@@ -116,14 +116,15 @@ def test_quantize_command_equals_export(models, tmp_path):
 
 @pytest.mark.parametrize("tied", [True, False])
 def test_q4_0_head_is_q6_k(tmp_path, tied):
-    """With head_type="q6_k", as llama-quantize: the output head (or the tied embedding) of a
-    Q4_0 file is Q6_K (by default Q8_0, which mambalite runs faster)."""
+    """As llama-quantize: the output head (or the tied embedding) of a Q4_0 file is Q6_K (Q8_0
+    with head_type="q8_0"), and it runs through the Q6_K kernels."""
     hf = make_hf_model(seed=9, vocab_size=300, hidden_size=256, num_hidden_layers=1,
                        tie_word_embeddings=tied)
     d = save_checkpoint(hf, tmp_path / "h")
-    default = {t.name: t.tensor_type for t in gguf.GGUFReader(export(d, "q4_0")).tensors}
-    assert default["token_embd.weight" if tied else "output.weight"] == T.Q8_0
-    path = mambalite.export(d, tmp_path / "q6k.gguf", "q4_0", head_type="q6_k", progress=False)
+    q8 = mambalite.export(d, tmp_path / "q8.gguf", "q4_0", head_type="q8_0", progress=False)
+    q8_types = {t.name: t.tensor_type for t in gguf.GGUFReader(q8).tensors}
+    assert q8_types["token_embd.weight" if tied else "output.weight"] == T.Q8_0
+    path = export(d, "q4_0")
     types = {t.name: t.tensor_type for t in gguf.GGUFReader(path).tensors}
     head = "token_embd.weight" if tied else "output.weight"
     assert types[head] == T.Q6_K

@@ -62,9 +62,9 @@ def _parser() -> argparse.ArgumentParser:
     e.add_argument("-o", "--output", required=True, help="GGUF file to write")
     e.add_argument("--type", default="f16", choices=["f32", "f16", "bf16", "q8_0", "q4_0"],
                    help="weight type of the matrices (default f16)")
-    e.add_argument("--head-type", default="q8_0", choices=["q8_0", "q6_k"],
-                   help="output head type in q4_0 files: q8_0 (default, fast in mambalite) or "
-                   "q6_k (what llama-quantize writes)")
+    e.add_argument("--head-type", default="q6_k", choices=["q6_k", "q8_0"],
+                   help="output head type in q4_0 files: q6_k (default, as llama-quantize) or "
+                   "q8_0")
     e.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
 
     q = sub.add_parser("quantize", help="quantize a GGUF model to q8_0 or q4_0",
@@ -74,9 +74,9 @@ def _parser() -> argparse.ArgumentParser:
     q.add_argument("output", help="GGUF file to write")
     q.add_argument("--type", default="q8_0", choices=["q8_0", "q4_0"],
                    help="quantization type (default q8_0)")
-    q.add_argument("--head-type", default="q8_0", choices=["q8_0", "q6_k"],
-                   help="output head type in q4_0 files: q8_0 (default, fast in mambalite) or "
-                   "q6_k (what llama-quantize writes)")
+    q.add_argument("--head-type", default="q6_k", choices=["q6_k", "q8_0"],
+                   help="output head type in q4_0 files: q6_k (default, as llama-quantize) or "
+                   "q8_0")
     q.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
 
     b = sub.add_parser("bench", help="measure a model's speed",

@@ -30,19 +30,18 @@ EXPORT_TYPES = {
 }
 
 
-HEAD_TYPES = ("q8_0", "q6_k")
+HEAD_TYPES = ("q6_k", "q8_0")
 
 
 def tensor_type(name: str, shape: tuple[int, ...], wtype: gguf.GGMLQuantizationType,
-                tied: bool, head_type: str = "q8_0") -> gguf.GGMLQuantizationType:
+                tied: bool, head_type: str = "q6_k") -> gguf.GGMLQuantizationType:
     """The type llama.cpp gives a Mamba tensor in a file of weight type `wtype`.
 
     Only 2-D ".weight" matrices take `wtype`; 1-D tensors, norms, ssm_a, ssm_d, biases and the
     conv kernel stay F32. A matrix whose rows are not a multiple of the block size falls back to
     F16 (the converter's rule; e.g. ssm_dt.weight of 130m has rows of 48). For Q4_0 the output
-    head (the embedding when tied) is `head_type`: "q8_0" by default, or "q6_k" as llama-quantize
-    writes it (Q8_0 when rows are not a multiple of 256). mambalite has no SIMD Q6_K kernel yet,
-    so a Q6_K head decodes several times slower here; choose it for files meant for llama.cpp.
+    head (the embedding when tied) is `head_type`: "q6_k" by default, as llama-quantize writes it
+    (Q8_0 when rows are not a multiple of 256), or "q8_0" (larger, slightly more accurate).
     """
     is_matrix = len(shape) == 2 and name.endswith(".weight") and "conv1d" not in name
     if not is_matrix:
@@ -298,7 +297,7 @@ def _plan(ckpt: Checkpoint, hp: MambaHParams, wtype: gguf.GGMLQuantizationType,
 
 
 def export(src: str | os.PathLike, dst: str | os.PathLike, type: str = "f16", *,
-           head_type: str = "q8_0", progress: bool = True) -> Path:
+           head_type: str = "q6_k", progress: bool = True) -> Path:
     """Convert a Mamba checkpoint directory to a GGUF file.
 
     Args:
@@ -307,8 +306,8 @@ def export(src: str | os.PathLike, dst: str | os.PathLike, type: str = "f16", *,
         dst: path of the GGUF file to write (written to a temporary name, then renamed).
         type: weight type of the matrices: "f32", "f16", "bf16", "q8_0" or "q4_0". Norms, A,
             D, biases and the conv kernel stay F32, as in llama.cpp (see `tensor_type`).
-        head_type: for q4_0, the type of the output head: "q8_0" (fast in mambalite) or "q6_k"
-            (llama-quantize's choice).
+        head_type: for q4_0, the type of the output head: "q6_k" (llama-quantize's choice, the
+            default) or "q8_0".
         progress: show a progress bar on stderr.
 
     Returns:

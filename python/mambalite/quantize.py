@@ -22,13 +22,13 @@ def _values(tensor: gguf.ReaderTensor, shape: tuple[int, ...]) -> np.ndarray:
 
 
 def quantize(src: str | os.PathLike, dst: str | os.PathLike, type: str = "q8_0", *,
-             head_type: str = "q8_0", progress: bool = True) -> Path:
+             head_type: str = "q6_k", progress: bool = True) -> Path:
     """Writes `dst`, a copy of the GGUF model `src` with its matrices quantized to `type`.
 
     Tensor types follow `mambalite.export.tensor_type` (llama.cpp's rules). The source must hold
     F32/F16/BF16 tensors: re-quantizing an already quantized file would compound the error.
     Metadata (tokenizer included) is copied; tensors are converted one at a time. `head_type`
-    ("q8_0" or "q6_k") is the output head's type in q4_0 files (see `tensor_type`).
+    ("q6_k" or "q8_0") is the output head's type in q4_0 files (see `tensor_type`).
     """
     name = str(type).lower()
     if name not in ("q8_0", "q4_0"):
