@@ -24,6 +24,14 @@ def _positive_int(text: str) -> int:
     return v
 
 
+def _add_writer_options(p: argparse.ArgumentParser) -> None:
+    """Options shared by the commands that write GGUF files."""
+    p.add_argument("--head-type", default="q6_k", choices=["q6_k", "q8_0"],
+                   help="output head type in q4_0 files: q6_k (default, as llama-quantize) or "
+                   "q8_0")
+    p.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
+
+
 def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="mambalite",
@@ -62,10 +70,7 @@ def _parser() -> argparse.ArgumentParser:
     e.add_argument("-o", "--output", required=True, help="GGUF file to write")
     e.add_argument("--type", default="f16", choices=["f32", "f16", "bf16", "q8_0", "q4_0"],
                    help="weight type of the matrices (default f16)")
-    e.add_argument("--head-type", default="q6_k", choices=["q6_k", "q8_0"],
-                   help="output head type in q4_0 files: q6_k (default, as llama-quantize) or "
-                   "q8_0")
-    e.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
+    _add_writer_options(e)
 
     q = sub.add_parser("quantize", help="quantize a GGUF model to q8_0 or q4_0",
                        description="Write a copy of an f32/f16/bf16 GGUF model with its "
@@ -74,10 +79,7 @@ def _parser() -> argparse.ArgumentParser:
     q.add_argument("output", help="GGUF file to write")
     q.add_argument("--type", default="q8_0", choices=["q8_0", "q4_0"],
                    help="quantization type (default q8_0)")
-    q.add_argument("--head-type", default="q6_k", choices=["q6_k", "q8_0"],
-                   help="output head type in q4_0 files: q6_k (default, as llama-quantize) or "
-                   "q8_0")
-    q.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
+    _add_writer_options(q)
 
     b = sub.add_parser("bench", help="measure a model's speed",
                        description="Median prefill tokens/s, decode ms/token and the achieved "
