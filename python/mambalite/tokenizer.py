@@ -53,8 +53,9 @@ class Tokenizer:
             self.kind = "llama (rebuilt)"
         else:
             raise ValueError(
-                "this model file has no tokenizer (no tokenizer.ggml.* keys); pass token ids "
-                "instead of text, or re-export the checkpoint with its tokenizer files present"
+                f"this model file has no tokenizer (tokenizer.ggml.model is {model!r}); pass "
+                "token ids instead of text, or re-export the checkpoint with its tokenizer files "
+                "(tokenizer.json or tokenizer.model) present"
             )
 
         def special(kind: str) -> int | None:
