@@ -170,7 +170,7 @@ def test_stream_stopped_early_advances_state(ml_text):
     assert np.abs(a - b).max() <= 1e-5 * np.abs(b).max()
 
 
-def test_incremental_decoder_keeps_utf8_whole(bpe_tokenizer, ml_text):
+def test_incremental_decoder_keeps_utf8_whole(ml_text):
     tok = ml_text.tokenizer
     text = "naïve café 東京 😀 🚀 ∑ Привет"
     ids = tok.encode(text)

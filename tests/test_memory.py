@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import tracemalloc
 
 import pytest
@@ -19,7 +20,7 @@ def rss_kb() -> int:
     raise RuntimeError("no VmRSS")
 
 
-@pytest.mark.skipif(not __import__("os").path.exists("/proc/self/status"), reason="needs /proc")
+@pytest.mark.skipif(not os.path.exists("/proc/self/status"), reason="needs /proc")
 def test_rss_constant_over_long_generation(text_model):
     model = mambalite.load(text_model[1], threads=2)
     model.tokenizer.eos_id = None  # run the full length

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import json
 import struct
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -194,6 +193,3 @@ class Checkpoint:
     def load(self, name: str) -> np.ndarray:
         """The tensor as a numpy array (bfloat16 widened to float32)."""
         return self._files[self._where[name]].load(name)
-
-    def __iter__(self) -> Iterator[str]:
-        return iter(self._where)

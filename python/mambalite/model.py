@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Union
 
@@ -31,7 +31,6 @@ class Config:
     vocab_size: int  # rows of token_embd (= n_vocab), padding ids included
     norm_eps: float
     tied_embeddings: bool
-    extra: dict[str, Any] = field(default_factory=dict, repr=False)
 
     @property
     def n_vocab(self) -> int:

@@ -177,7 +177,6 @@ void test_elementwise(const KernelTable& k, const KernelTable& ref) {
   for (int64_t K : {2, 4, 5}) {
     const int64_t E = 21, n = 3;
     std::vector<float> win(static_cast<size_t>((K - 1) * E)), x(n * E), w(K * E), b(E);
-    for (float* v : {win.data(), x.data(), w.data(), b.data()}) (void)v;
     for (float& v : win) v = uniform();
     for (float& v : x) v = uniform();
     for (float& v : w) v = uniform();
