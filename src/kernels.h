@@ -4,8 +4,9 @@
 //
 // Conventions: a weight matrix is `rows` rows of `cols` contiguous values (ggml order: ne0 =
 // cols, ne1 = rows). Activations are fp32 rows; for Q8_0/Q4_0/Q6_K weights they are first
-// quantized to int8 blocks (ActQ8) and the dot products accumulate in int32, as ggml does. Functions that
-// take a range [begin, end) process only that slice, so callers can split work across threads.
+// quantized to int8 blocks (ActQ8) and the dot products accumulate in int32, as ggml does.
+// Functions that take a range [begin, end) process only that slice, so callers can split work
+// across threads.
 #pragma once
 
 #include <cstddef>
