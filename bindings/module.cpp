@@ -215,6 +215,10 @@ PYBIND11_MODULE(_core, mod) {
              d["d_state"] = c.d_state;
              d["d_conv"] = c.d_conv;
              d["dt_rank"] = c.dt_rank;
+             d["n_head"] = c.n_head;
+             d["n_group"] = c.n_group;
+             d["dt_b_c_rms"] = c.dt_b_c_rms;
+             d["mixer_eps"] = c.mixer_eps;
              d["n_vocab"] = c.n_vocab;
              d["norm_eps"] = c.norm_eps;  // float32, as stored in the file
              d["tied_embeddings"] = c.tied_embeddings;

@@ -69,6 +69,13 @@ struct KernelTable {
                          const float* A, const float* B, const float* C, int64_t ldbc,
                          const float* D, const float* z, int64_t ldz, float* s, float* y,
                          int64_t c0, int64_t c1);
+
+  // Mamba-2 scan of one head over n tokens, state s: (P, N), fp32. x: (n, ldx) the head's P
+  // values; dt, dA: (n) its step softplus(dt_raw + dt_bias) and exp(dt * A); B, C: (n, ldbc) its
+  // group's N values; z: (n, ldz) P gate values; y: (n, ldy) = (s @ C + Dh * x) * silu(z).
+  void (*head_scan)(int64_t n, int64_t P, int64_t N, const float* x, int64_t ldx, const float* dt,
+                    const float* dA, const float* B, const float* C, int64_t ldbc, float Dh,
+                    const float* z, int64_t ldz, float* s, float* y, int64_t ldy);
 };
 
 // The instruction sets built into this binary that the CPU supports, best first ("scalar" last).

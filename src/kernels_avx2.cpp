@@ -373,9 +373,53 @@ void selective_scan(int64_t n, int64_t E, int64_t N, const float* x, const float
   }
 }
 
+// State rows in 8-float vectors; the row of one channel stays in L1 across the block's tokens.
+void head_scan(int64_t n, int64_t P, int64_t N, const float* x, int64_t ldx, const float* dt,
+               const float* dA, const float* B, const float* C, int64_t ldbc, float Dh,
+               const float* z, int64_t ldz, float* s, float* y, int64_t ldy) {
+  const int64_t N8 = N & ~int64_t{7};
+  for (int64_t p = 0; p < P; ++p) {
+    float* sp = s + p * N;
+    for (int64_t t = 0; t < n; ++t) {
+      const float xv = x[t * ldx + p];
+      const float dx = dt[t] * xv;
+      const float a = dA[t];
+      const __m256 va = _mm256_set1_ps(a);
+      const __m256 vdx = _mm256_set1_ps(dx);
+      const float* Bt = B + t * ldbc;
+      const float* Ct = C + t * ldbc;
+      __m256 acc0 = _mm256_setzero_ps(), acc1 = _mm256_setzero_ps();
+      int64_t k = 0;
+      for (; k + 16 <= N8; k += 16) {
+        const __m256 s0 = _mm256_fmadd_ps(_mm256_loadu_ps(sp + k), va,
+                                          _mm256_mul_ps(vdx, _mm256_loadu_ps(Bt + k)));
+        const __m256 s1 = _mm256_fmadd_ps(_mm256_loadu_ps(sp + k + 8), va,
+                                          _mm256_mul_ps(vdx, _mm256_loadu_ps(Bt + k + 8)));
+        _mm256_storeu_ps(sp + k, s0);
+        _mm256_storeu_ps(sp + k + 8, s1);
+        acc0 = _mm256_fmadd_ps(s0, _mm256_loadu_ps(Ct + k), acc0);
+        acc1 = _mm256_fmadd_ps(s1, _mm256_loadu_ps(Ct + k + 8), acc1);
+      }
+      for (; k < N8; k += 8) {
+        const __m256 s0 = _mm256_fmadd_ps(_mm256_loadu_ps(sp + k), va,
+                                          _mm256_mul_ps(vdx, _mm256_loadu_ps(Bt + k)));
+        _mm256_storeu_ps(sp + k, s0);
+        acc0 = _mm256_fmadd_ps(s0, _mm256_loadu_ps(Ct + k), acc0);
+      }
+      float acc = hsum(_mm256_add_ps(acc0, acc1));
+      for (; k < N; ++k) {
+        sp[k] = sp[k] * a + dx * Bt[k];
+        acc += sp[k] * Ct[k];
+      }
+      y[t * ldy + p] = (acc + Dh * xv) * silu(z[t * ldz + p]);
+    }
+  }
+}
+
 const KernelTable kAvx2 = {"avx2",       dot_f32,  dot_f16,   dot_bf16,      dot_q8_0,  dot_q4_0,
                            dot_q6_k,     dot4_f32, dot4_f16,  dot4_bf16,     dot4_q8_0, dot4_q4_0,
-                           quantize_act, rms_norm, conv_silu, selective_scan};
+                           quantize_act, rms_norm, conv_silu, selective_scan,
+                           head_scan};
 
 }  // namespace
 

@@ -241,10 +241,49 @@ void selective_scan(int64_t n, int64_t E, int64_t N, const float* x, const float
   }
 }
 
+void head_scan(int64_t n, int64_t P, int64_t N, const float* x, int64_t ldx, const float* dt,
+               const float* dA, const float* B, const float* C, int64_t ldbc, float Dh,
+               const float* z, int64_t ldz, float* s, float* y, int64_t ldy) {
+  const int64_t N4 = N & ~int64_t{3};
+  for (int64_t p = 0; p < P; ++p) {
+    float* sp = s + p * N;
+    for (int64_t t = 0; t < n; ++t) {
+      const float xv = x[t * ldx + p];
+      const float dx = dt[t] * xv;
+      const float a = dA[t];
+      const float* Bt = B + t * ldbc;
+      const float* Ct = C + t * ldbc;
+      float32x4_t acc0 = vdupq_n_f32(0.0f), acc1 = vdupq_n_f32(0.0f);
+      int64_t k = 0;
+      for (; k + 8 <= N4; k += 8) {
+        const float32x4_t s0 = vfmaq_n_f32(vmulq_n_f32(vld1q_f32(Bt + k), dx), vld1q_f32(sp + k), a);
+        const float32x4_t s1 =
+            vfmaq_n_f32(vmulq_n_f32(vld1q_f32(Bt + k + 4), dx), vld1q_f32(sp + k + 4), a);
+        vst1q_f32(sp + k, s0);
+        vst1q_f32(sp + k + 4, s1);
+        acc0 = vfmaq_f32(acc0, s0, vld1q_f32(Ct + k));
+        acc1 = vfmaq_f32(acc1, s1, vld1q_f32(Ct + k + 4));
+      }
+      for (; k < N4; k += 4) {
+        const float32x4_t s0 = vfmaq_n_f32(vmulq_n_f32(vld1q_f32(Bt + k), dx), vld1q_f32(sp + k), a);
+        vst1q_f32(sp + k, s0);
+        acc0 = vfmaq_f32(acc0, s0, vld1q_f32(Ct + k));
+      }
+      float acc = vaddvq_f32(vaddq_f32(acc0, acc1));
+      for (; k < N; ++k) {
+        sp[k] = sp[k] * a + dx * Bt[k];
+        acc += sp[k] * Ct[k];
+      }
+      y[t * ldy + p] = (acc + Dh * xv) * silu(z[t * ldz + p]);
+    }
+  }
+}
+
 const KernelTable kNeon = {"neon",       dot_f32,   dot_f16,          dot_bf16,
                            dot_q8_0,     dot_q4_0,  dot_q6_k_generic, dot4_f32,
                            dot4_f16,     dot4_bf16, dot4_q8_0,        dot4_q4_0,
-                           quantize_act, rms_norm,  conv_silu,        selective_scan};
+                           quantize_act, rms_norm,  conv_silu,        selective_scan,
+                           head_scan};
 
 }  // namespace
 

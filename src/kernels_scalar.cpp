@@ -103,7 +103,8 @@ const KernelTable kScalar = {"scalar",
                              quantize_act,
                              rms_norm,
                              conv_silu,
-                             selective_scan_generic};
+                             selective_scan_generic,
+                             head_scan_generic};
 
 }  // namespace
 

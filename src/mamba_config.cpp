@@ -25,26 +25,37 @@ MambaConfig MambaConfig::from_gguf(const GgufFile& f) {
   }
   c.architecture = f.get_string("general.architecture");
   const std::string& a = c.architecture;
-  if (a == "mamba2") {
-    throw FormatError("'" + f.path() +
-                      "' is a Mamba-2 model; this version of mambalite runs "
-                      "Mamba-1 ('mamba') models only");
-  }
-  if (a != "mamba") {
+  if (a != "mamba" && a != "mamba2") {
     throw FormatError("'" + f.path() + "' holds a '" + a +
-                      "' model, but mambalite runs Mamba "
-                      "models (architecture 'mamba')");
-  }
-  if (f.get_bool_or(a + ".ssm.dt_b_c_rms", false)) {
-    throw FormatError("'" + f.path() + "' is a FalconMamba model (" + a +
-                      ".ssm.dt_b_c_rms = true); this version runs plain Mamba-1 models only");
+                      "' model, but mambalite runs Mamba models (architecture 'mamba' or "
+                      "'mamba2')");
   }
   c.d_model = dim(f, a + ".embedding_length", 1 << 16);
   c.n_layer = dim(f, a + ".block_count", 1 << 12);
   c.d_inner = dim(f, a + ".ssm.inner_size", 1 << 18);
   c.d_state = dim(f, a + ".ssm.state_size", 1 << 12);
   c.d_conv = dim(f, a + ".ssm.conv_kernel", 64);
-  c.dt_rank = dim(f, a + ".ssm.time_step_rank", 1 << 16);
+  if (c.is_mamba2()) {
+    // llama.cpp stores the number of heads under time_step_rank for Mamba-2.
+    c.n_head = dim(f, a + ".ssm.time_step_rank", 1 << 16);
+    c.n_group = f.has(a + ".ssm.group_count") ? dim(f, a + ".ssm.group_count", 1 << 12) : 1;
+    if (c.d_inner % c.n_head != 0 || c.n_head % c.n_group != 0) {
+      throw FormatError("'" + f.path() + "': Mamba-2 needs n_head to divide inner_size and " +
+                        "group_count to divide n_head, but inner_size = " +
+                        std::to_string(c.d_inner) + ", n_head = " + std::to_string(c.n_head) +
+                        ", group_count = " + std::to_string(c.n_group));
+    }
+  } else {
+    c.dt_rank = dim(f, a + ".ssm.time_step_rank", 1 << 16);
+    c.dt_b_c_rms = f.get_bool_or(a + ".ssm.dt_b_c_rms", false);
+    // llama.cpp files do not record FalconMamba's mixer eps: 1e-6 is the released model's value.
+    const double mixer_eps = f.get_float_or("mambalite.ssm.mixer_rms_epsilon", 1e-6);
+    if (!(mixer_eps > 0.0 && mixer_eps < 1.0)) {
+      throw FormatError("'" + f.path() + "': mambalite.ssm.mixer_rms_epsilon = " +
+                        std::to_string(mixer_eps) + " is out of range (0, 1)");
+    }
+    c.mixer_eps = static_cast<float>(mixer_eps);
+  }
   const double eps = f.get_float_or(a + ".attention.layer_norm_rms_epsilon", 1e-5);
   if (!(eps > 0.0 && eps < 1.0)) {
     throw FormatError("'" + f.path() + "': layer_norm_rms_epsilon = " + std::to_string(eps) +

@@ -108,10 +108,13 @@ Model::Model(const std::string& path, int n_threads)
   const int64_t T = kBlock;
   resid_.resize(T * c.d_model);
   hn_.resize(T * c.d_model);
-  xz_.resize(T * 2 * c.d_inner);
-  xc_.resize(T * c.d_inner);
-  dbc_.resize(T * (c.dt_rank + 2 * c.d_state));
-  dt_.resize(T * c.d_inner);
+  xz_.resize(T * c.in_proj_rows());
+  xc_.resize(T * c.conv_dim());
+  if (!c.is_mamba2()) {
+    dbc_.resize(T * (c.dt_rank + 2 * c.d_state));
+    dt_.resize(T * c.d_inner);
+    if (c.dt_b_c_rms) ones_.assign(std::max(c.dt_rank, c.d_state), 1.0f);
+  }
   y_.resize(T * c.d_inner);
   out_.resize(T * c.d_model);
   const int64_t max_cols = std::max({c.d_model, c.d_inner, c.dt_rank});
@@ -122,7 +125,8 @@ Model::Model(const std::string& path, int n_threads)
 void Model::bind_weights() {
   const MambaConfig& c = config_;
   const int64_t D = c.d_model, E = c.d_inner, N = c.d_state, K = c.d_conv, R = c.dt_rank;
-  const int64_t V = c.n_vocab;
+  const int64_t H = c.n_head, G = c.n_group, CD = c.conv_dim(), V = c.n_vocab;
+  const bool m2 = c.is_mamba2();
   Binder b(file_);
   token_embd_ = b.matrix("token_embd.weight", V, D);
   output_ = c.tied_embeddings ? token_embd_ : b.matrix("output.weight", V, D);
@@ -132,19 +136,26 @@ void Model::bind_weights() {
     const std::string p = "blk." + std::to_string(l) + ".";
     LayerWeights& w = layers_[static_cast<size_t>(l)];
     w.attn_norm = b.floats(p + "attn_norm.weight", {D});
-    w.in_proj = b.matrix(p + "ssm_in.weight", 2 * E, D);
-    const std::vector<float> conv = b.floats(p + "ssm_conv1d.weight", {K, E});  // (E, K)
+    w.in_proj = b.matrix(p + "ssm_in.weight", c.in_proj_rows(), D);
+    const std::vector<float> conv = b.floats(p + "ssm_conv1d.weight", {K, CD});  // (CD, K)
     if (!conv.empty()) {
-      w.conv_w.resize(static_cast<size_t>(K * E));
-      for (int64_t e = 0; e < E; ++e)
-        for (int64_t k = 0; k < K; ++k) w.conv_w[k * E + e] = conv[e * K + k];
+      w.conv_w.resize(static_cast<size_t>(K * CD));
+      for (int64_t e = 0; e < CD; ++e)
+        for (int64_t k = 0; k < K; ++k) w.conv_w[k * CD + e] = conv[e * K + k];
     }
-    w.conv_b = b.floats(p + "ssm_conv1d.bias", {E});
-    w.x_proj = b.matrix(p + "ssm_x.weight", R + 2 * N, E);
-    w.dt_proj = b.matrix(p + "ssm_dt.weight", E, R);
-    w.dt_b = b.floats(p + "ssm_dt.bias", {E});
-    w.A = b.floats(p + "ssm_a", {N, E});
-    w.D = b.floats(p + "ssm_d", {E});
+    w.conv_b = b.floats(p + "ssm_conv1d.bias", {CD});
+    if (m2) {
+      w.dt_b = b.floats(p + "ssm_dt.bias", {H});
+      w.A = b.floats(p + "ssm_a", {1, H});
+      w.D = b.floats(p + "ssm_d", {1, H});
+      w.ssm_norm = b.floats(p + "ssm_norm.weight", {E / G, G});
+    } else {
+      w.x_proj = b.matrix(p + "ssm_x.weight", R + 2 * N, E);
+      w.dt_proj = b.matrix(p + "ssm_dt.weight", E, R);
+      w.dt_b = b.floats(p + "ssm_dt.bias", {E});
+      w.A = b.floats(p + "ssm_a", {N, E});
+      w.D = b.floats(p + "ssm_d", {E});
+    }
     w.out_proj = b.matrix(p + "ssm_out.weight", D, E);
   }
   b.throw_if_errors();
@@ -193,52 +204,16 @@ void Model::parallel_matmul(const MatView& w, const float* x, int64_t ldx, int64
 }
 
 void Model::run_block(State& state, const int32_t* ids, int64_t n) {
-  const MambaConfig& c = config_;
-  const int64_t D = c.d_model, E = c.d_inner, N = c.d_state, K = c.d_conv, R = c.dt_rank;
-  const int64_t ldbc = R + 2 * N;
-  const KernelTable& k = *k_;
+  const int64_t D = config_.d_model;
   for (int64_t t = 0; t < n; ++t) {
     dequantize_row(token_embd_.type, token_embd_.row(ids[t]), D, resid_.data() + t * D);
   }
-
-  // Four barriers per layer: a channel's conv needs only its own in_proj rows, and its scan only
-  // its own dt_proj row, so those pairs run in one parallel job over the same channel ranges.
-  for (int64_t l = 0; l < c.n_layer; ++l) {
-    const LayerWeights& w = layers_[static_cast<size_t>(l)];
-    for (int64_t t = 0; t < n; ++t) {
-      k.rms_norm(resid_.data() + t * D, w.attn_norm.data(), D, c.norm_eps, hn_.data() + t * D);
+  for (int64_t l = 0; l < config_.n_layer; ++l) {
+    if (config_.is_mamba2()) {
+      mamba2_layer(state, l, n);
+    } else {
+      mamba1_layer(state, l, n);
     }
-    size_t stride = 0;
-    const uint8_t* act = prepare(w.in_proj, hn_.data(), D, n, &stride);
-    float* window = state.conv(l);
-    pool_.run([&](int i, int nt) {
-      int64_t c0, c1;
-      ThreadPool::split(E, i, nt, 16, &c0, &c1);
-      if (c0 >= c1) return;
-      // xz: (n, 2E): x rows [c0, c1) and z rows [E + c0, E + c1) of in_proj.
-      matmul_rows(w.in_proj, act, stride, n, xz_.data(), 2 * E, c0, c1, i);
-      matmul_rows(w.in_proj, act, stride, n, xz_.data(), 2 * E, E + c0, E + c1, i);
-      k.conv_silu(n, K, E, window, xz_.data(), 2 * E, w.conv_w.data(), w.conv_b.data(), xc_.data(),
-                  c0, c1);
-    });
-    parallel_matmul(w.x_proj, xc_.data(), E, n, dbc_.data(), ldbc);  // dbc: (n, R + 2N)
-    act = prepare(w.dt_proj, dbc_.data(), ldbc, n, &stride);
-    float* s = state.ssm(l);
-    pool_.run([&](int i, int nt) {
-      int64_t c0, c1;
-      ThreadPool::split(E, i, nt, 16, &c0, &c1);
-      if (c0 >= c1) return;
-      matmul_rows(w.dt_proj, act, stride, n, dt_.data(), E, c0, c1, i);  // dt: (n, E)
-      for (int64_t t = 0; t < n; ++t) {
-        float* dt = dt_.data() + t * E;
-        for (int64_t ch = c0; ch < c1; ++ch) dt[ch] = softplus(dt[ch] + w.dt_b[ch]);
-      }
-      k.selective_scan(n, E, N, xc_.data(), dt_.data(), w.A.data(), dbc_.data() + R,
-                       dbc_.data() + R + N, ldbc, w.D.data(), xz_.data() + E, 2 * E, s, y_.data(),
-                       c0, c1);
-    });
-    parallel_matmul(w.out_proj, y_.data(), E, n, out_.data(), D);  // out: (n, D)
-    for (int64_t i = 0; i < n * D; ++i) resid_[i] += out_[i];
   }
 }
 

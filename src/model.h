@@ -1,4 +1,4 @@
-// A Mamba-1 model loaded from a GGUF file: weights are used in place from the memory mapping
+// A Mamba-1, FalconMamba or Mamba-2 model loaded from a GGUF file: weights are used in place from the memory mapping
 // (small per-channel tensors are converted to fp32 copies), and evaluation advances a State.
 #pragma once
 
@@ -16,16 +16,18 @@
 
 namespace mambalite {
 
+// One layer's weights. Mamba-1 shapes first; Mamba-2 differences in brackets (C = conv_dim).
 struct LayerWeights {
   std::vector<float> attn_norm;  // (D)
-  MatView in_proj;               // (2E, D): rows [0, E) give x, [E, 2E) give z
-  std::vector<float> conv_w;     // (K, E), transposed from the file's (E, K)
-  std::vector<float> conv_b;     // (E)
-  MatView x_proj;                // (R + 2N, E): dt, B, C
-  MatView dt_proj;               // (E, R)
-  std::vector<float> dt_b;       // (E)
-  std::vector<float> A;          // (E, N) = -exp(A_log)
-  std::vector<float> D;          // (E)
+  MatView in_proj;               // (2E, D): x then z  [(E + C + H, D): z, xBC, dt]
+  std::vector<float> conv_w;     // (K, E), transposed from the file's (E, K)  [(K, C)]
+  std::vector<float> conv_b;     // (E)  [(C)]
+  MatView x_proj;                // (R + 2N, E): dt, B, C  [unused]
+  MatView dt_proj;               // (E, R)  [unused]
+  std::vector<float> dt_b;       // (E)  [(H)]
+  std::vector<float> A;          // (E, N) = -exp(A_log)  [(H)]
+  std::vector<float> D;          // (E)  [(H)]
+  std::vector<float> ssm_norm;   // [(E): gated RMSNorm weight, normalised per group of E / G]
   MatView out_proj;              // (D, E)
 };
 
@@ -54,6 +56,9 @@ class Model {
  private:
   void bind_weights();
   void run_block(State& state, const int32_t* ids, int64_t n);
+  // resid_ (n, D) += mixer of layer l (model_layers.cpp).
+  void mamba1_layer(State& state, int64_t l, int64_t n);
+  void mamba2_layer(State& state, int64_t l, int64_t n);
   void compute_logits(const float* resid, int64_t n, float* logits);
   // Activations x (n, ldx) in the form w's dot products read (quantized into act_ if needed).
   const uint8_t* prepare(const MatView& w, const float* x, int64_t ldx, int64_t n, size_t* stride);
@@ -75,10 +80,11 @@ class Model {
   static constexpr int64_t kBlock = 32;
   std::vector<float> resid_;    // (T, D) residual stream, fp32
   std::vector<float> hn_;       // (T, D) normalised input
-  std::vector<float> xz_;       // (T, 2E)
-  std::vector<float> xc_;       // (T, E) conv + SiLU output
-  std::vector<float> dbc_;      // (T, R + 2N)
-  std::vector<float> dt_;       // (T, E)
+  std::vector<float> xz_;       // (T, in_proj rows): x, z  [z, xBC, dt]
+  std::vector<float> xc_;       // (T, conv_dim) conv + SiLU output
+  std::vector<float> dbc_;      // (T, R + 2N)  [unused]
+  std::vector<float> dt_;       // (T, E)  [unused]
+  std::vector<float> ones_;     // (max(R, N)) weight of FalconMamba's weightless norms
   std::vector<float> y_;        // (T, E)
   std::vector<float> out_;      // (T, D)
   std::vector<float> scratch_;  // (threads, max cols) per-thread row buffers

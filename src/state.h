@@ -18,10 +18,11 @@ struct StateShape {
   int64_t d_inner = 0;
   int64_t d_state = 0;
   int64_t d_conv = 0;
+  int64_t conv_dim = 0;  // channels of the conv window: E (Mamba-1) or E + 2GN (Mamba-2)
 
   static StateShape of(const MambaConfig& c);
   bool operator==(const StateShape& o) const;
-  std::string describe() const;  // "mamba, 24 layers, d_inner 1536, d_state 16, d_conv 4"
+  std::string describe() const;  // "mamba, 24 layers, d_inner 1536, d_state 16, d_conv 4, ..."
 };
 
 class State {
@@ -32,7 +33,7 @@ class State {
   int64_t n_tokens() const { return n_tokens_; }
   void add_tokens(int64_t n) { n_tokens_ += n; }
 
-  float* conv(int64_t layer) { return conv_.data() + layer * conv_stride(); }  // (K-1, E)
+  float* conv(int64_t layer) { return conv_.data() + layer * conv_stride(); }  // (K-1, conv_dim)
   float* ssm(int64_t layer) { return ssm_.data() + layer * ssm_stride(); }     // (E, N)
   size_t n_bytes() const { return (conv_.size() + ssm_.size()) * sizeof(float); }
 
@@ -41,13 +42,13 @@ class State {
   static State from_bytes(std::string_view bytes);
 
  private:
-  int64_t conv_stride() const { return (shape_.d_conv - 1) * shape_.d_inner; }
+  int64_t conv_stride() const { return (shape_.d_conv - 1) * shape_.conv_dim; }
   int64_t ssm_stride() const { return shape_.d_inner * shape_.d_state; }
 
   StateShape shape_;
   int64_t n_tokens_ = 0;
-  std::vector<float> conv_;  // (n_layer, K-1, E)
-  std::vector<float> ssm_;   // (n_layer, E, N)
+  std::vector<float> conv_;  // (n_layer, K-1, conv_dim)
+  std::vector<float> ssm_;   // (n_layer, E, N); Mamba-2: (n_layer, H, P, N)
 };
 
 }  // namespace mambalite

@@ -62,6 +62,34 @@ def make_hf_model(seed: int = 0, **config) -> torch.nn.Module:
     return model
 
 
+def make_hf_mamba2(seed: int = 0, **config) -> torch.nn.Module:
+    """A random transformers Mamba2ForCausalLM in fp32 eval mode (chunk_size 16, so that its
+    chunked SSD form crosses chunk boundaries on short prompts)."""
+    defaults = dict(vocab_size=320, hidden_size=64, state_size=16, num_hidden_layers=2,
+                    conv_kernel=4, expand=2, num_heads=8, head_dim=16, n_groups=1,
+                    chunk_size=16, tie_word_embeddings=True, layer_norm_epsilon=1e-5,
+                    bos_token_id=0, eos_token_id=0, pad_token_id=0)
+    defaults.update(config)
+    torch.manual_seed(seed)
+    model = transformers.Mamba2ForCausalLM(transformers.Mamba2Config(**defaults)).eval()
+    randomize_(model, seed)
+    return model
+
+
+def make_hf_falcon_mamba(seed: int = 0, **config) -> torch.nn.Module:
+    """A random transformers FalconMambaForCausalLM in fp32 eval mode."""
+    defaults = dict(vocab_size=320, hidden_size=64, state_size=16, num_hidden_layers=2,
+                    conv_kernel=4, intermediate_size=96, tie_word_embeddings=False,
+                    layer_norm_epsilon=1e-5, mixer_rms_eps=1e-6,
+                    bos_token_id=0, eos_token_id=0, pad_token_id=0)
+    defaults.update(config)
+    torch.manual_seed(seed)
+    model = transformers.FalconMambaForCausalLM(
+        transformers.FalconMambaConfig(**defaults)).eval()
+    randomize_(model, seed)
+    return model
+
+
 def train_bpe_tokenizer():
     """A small GPT-NeoX-style byte-level BPE tokenizer (NFC + byte-level), ~300 ids."""
     from tokenizers import Tokenizer, decoders, models, normalizers, pre_tokenizers, trainers

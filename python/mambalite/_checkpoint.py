@@ -126,7 +126,8 @@ class _TorchFile:
 
 
 class Checkpoint:
-    """All tensors of a checkpoint directory, by name, plus its config.json."""
+    """All tensors of a checkpoint directory, by name, plus its config (config.json, or
+    params.json for mistral's layout)."""
 
     def __init__(self, directory: str | Path) -> None:
         d = Path(directory)
@@ -135,7 +136,10 @@ class Checkpoint:
         if not d.is_dir():
             raise ValueError(f"{d} is not a directory: give the folder that holds config.json")
         self.dir = d
-        self.config = self._read_json("config.json", required=True)
+        # transformers and mamba_ssm write config.json; mistral's releases params.json.
+        self.config_name = "params.json" if not (d / "config.json").is_file() and (
+            d / "params.json").is_file() else "config.json"
+        self.config = self._read_json(self.config_name, required=True)
         self._files: dict[str, Any] = {}
         self._where: dict[str, str] = {}
         for f in self._weight_files():

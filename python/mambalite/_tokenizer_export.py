@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 import sys
+from pathlib import Path
 from typing import Any
 
 import gguf
@@ -109,10 +110,17 @@ def _add_bpe(writer: gguf.GGUFWriter, ckpt: Checkpoint, n_vocab: int) -> None:
     _add_special(writer, ckpt, _special_ids(ckpt, vocab.get), n_vocab)
 
 
-def _add_spm(writer: gguf.GGUFWriter, ckpt: Checkpoint, n_vocab: int) -> None:
+def _spm_path(ckpt: Checkpoint) -> Path | None:
+    """tokenizer.model, or mistral's versioned tokenizer.model.v3 (the newest one)."""
+    if (ckpt.dir / "tokenizer.model").is_file():
+        return ckpt.dir / "tokenizer.model"
+    found = sorted(p for p in ckpt.dir.glob("tokenizer.model.v*") if p.is_file())
+    return found[-1] if found else None
+
+
+def _add_spm(writer: gguf.GGUFWriter, ckpt: Checkpoint, path: Path, n_vocab: int) -> None:
     import sentencepiece as spm
 
-    path = ckpt.dir / "tokenizer.model"
     data = path.read_bytes()
     sp = spm.SentencePieceProcessor()
     try:
@@ -160,7 +168,8 @@ def add_tokenizer(writer: gguf.GGUFWriter, ckpt: Checkpoint, n_vocab: int) -> bo
     if (ckpt.dir / "tokenizer.json").is_file():
         _add_bpe(writer, ckpt, n_vocab)
         return True
-    if (ckpt.dir / "tokenizer.model").is_file():
-        _add_spm(writer, ckpt, n_vocab)
+    spm_path = _spm_path(ckpt)
+    if spm_path is not None:
+        _add_spm(writer, ckpt, spm_path, n_vocab)
         return True
     return False

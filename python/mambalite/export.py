@@ -6,7 +6,6 @@ Tensors are streamed: header and tensor table first, then one tensor at a time.
 
 from __future__ import annotations
 
-import math
 import os
 import re
 from collections.abc import Callable, Iterator
@@ -18,6 +17,7 @@ import gguf
 import numpy as np
 
 from ._checkpoint import Checkpoint
+from ._hparams import MambaHParams, read_hparams
 from ._tokenizer_export import add_tokenizer
 
 Q = gguf.GGMLQuantizationType
@@ -37,13 +37,15 @@ def tensor_type(name: str, shape: tuple[int, ...], wtype: gguf.GGMLQuantizationT
                 tied: bool, head_type: str = "q6_k") -> gguf.GGMLQuantizationType:
     """The type llama.cpp gives a Mamba tensor in a file of weight type `wtype`.
 
-    Only 2-D ".weight" matrices take `wtype`; 1-D tensors, norms, ssm_a, ssm_d, biases and the
-    conv kernel stay F32. A matrix whose rows are not a multiple of the block size falls back to
-    F16 (the converter's rule; e.g. ssm_dt.weight of 130m has rows of 48). For Q4_0 the output
-    head (the embedding when tied) is `head_type`: "q6_k" by default, as llama-quantize writes it
-    (Q8_0 when rows are not a multiple of 256), or "q8_0" (larger, slightly more accurate).
+    Only 2-D ".weight" matrices take `wtype`; 1-D tensors, norms (also Mamba-2's 2-D
+    ssm_norm), ssm_a, ssm_d, biases and the conv kernel stay F32. A matrix whose rows are not a
+    multiple of the block size falls back to F16 (the converter's rule; e.g. ssm_dt.weight of
+    130m has rows of 48). For Q4_0 the output head (the embedding when tied) is `head_type`:
+    "q6_k" by default, as llama-quantize writes it (Q8_0 when rows are not a multiple of 256),
+    or "q8_0" (larger, slightly more accurate).
     """
-    is_matrix = len(shape) == 2 and name.endswith(".weight") and "conv1d" not in name
+    is_matrix = (len(shape) == 2 and name.endswith(".weight") and "conv1d" not in name
+                 and "norm" not in name)
     if not is_matrix:
         return Q.F32
     if wtype == Q.Q4_0 and (name == "output.weight" or (tied and name == "token_embd.weight")):
@@ -130,91 +132,6 @@ def write_tensors(writer: gguf.GGUFWriter,
 
 
 @dataclass
-class MambaHParams:
-    """Hyper-parameters of a Mamba-1 checkpoint, whatever its config format."""
-
-    source_format: str  # "transformers" or "mamba_ssm"
-    d_model: int
-    n_layer: int
-    d_inner: int
-    d_state: int
-    d_conv: int
-    dt_rank: int
-    norm_eps: float
-    tie_embeddings: bool
-    embedding_key: str
-    has_conv_bias: bool
-
-
-def _int(cfg: dict, key: str, default: int | None = None) -> int:
-    v = cfg.get(key, default)
-    if isinstance(v, bool) or not isinstance(v, int) or v <= 0:
-        raise ValueError(f"config.json: {key!r} should be a positive integer, found {v!r}")
-    return v
-
-
-def read_hparams(ckpt: Checkpoint) -> MambaHParams:
-    """Reads a transformers or mamba_ssm Mamba-1 config; raises ValueError for anything else."""
-    cfg = ckpt.config
-    model_type = cfg.get("model_type")
-    archs = cfg.get("architectures") or []
-    if "ssm_cfg" in cfg or ("d_model" in cfg and "hidden_size" not in cfg):
-        ssm = cfg.get("ssm_cfg") or {}
-        layer = ssm.get("layer", "Mamba1")
-        if layer != "Mamba1":
-            raise ValueError(f"{ckpt.dir}: ssm_cfg.layer is {layer!r}; this version exports "
-                             "Mamba-1 checkpoints only")
-        if not cfg.get("rms_norm", True):
-            raise ValueError(f"{ckpt.dir}: rms_norm is false (LayerNorm); Mamba models in "
-                             "llama.cpp's format use RMSNorm")
-        d_model = _int(cfg, "d_model")
-        expand = ssm.get("expand", 2)
-        dt_rank = ssm.get("dt_rank", "auto")
-        return MambaHParams(
-            source_format="mamba_ssm",
-            d_model=d_model,
-            n_layer=_int(cfg, "n_layer"),
-            d_inner=int(expand * d_model),
-            d_state=_int(ssm, "d_state", 16),
-            d_conv=_int(ssm, "d_conv", 4),
-            dt_rank=math.ceil(d_model / 16) if dt_rank == "auto" else _int(ssm, "dt_rank"),
-            norm_eps=float(cfg.get("norm_epsilon", 1e-5)),
-            tie_embeddings=bool(cfg.get("tie_embeddings", True)),
-            embedding_key="backbone.embedding.weight",
-            has_conv_bias=bool(ssm.get("conv_bias", True)),
-        )
-    if model_type == "mamba" or "MambaForCausalLM" in archs:
-        if cfg.get("use_bias", False):
-            raise ValueError(f"{ckpt.dir}: use_bias is true (in_proj/out_proj biases), which "
-                             "llama.cpp's Mamba format cannot hold")
-        d_model = _int(cfg, "hidden_size")
-        dt_rank = cfg.get("time_step_rank", "auto")
-        d_inner = cfg.get("intermediate_size") or int(cfg.get("expand", 2) * d_model)
-        return MambaHParams(
-            source_format="transformers",
-            d_model=d_model,
-            n_layer=_int(cfg, "num_hidden_layers"),
-            d_inner=int(d_inner),
-            d_state=_int(cfg, "state_size", 16),
-            d_conv=_int(cfg, "conv_kernel", 4),
-            dt_rank=math.ceil(d_model / 16) if dt_rank == "auto" else _int(cfg, "time_step_rank"),
-            norm_eps=float(cfg.get("layer_norm_epsilon", 1e-5)),
-            tie_embeddings=bool(cfg.get("tie_word_embeddings", True)),
-            embedding_key="backbone.embeddings.weight",
-            has_conv_bias=bool(cfg.get("use_conv_bias", True)),
-        )
-    if model_type in ("mamba2", "falcon_mamba") or any(
-        a in archs for a in ("Mamba2ForCausalLM", "FalconMambaForCausalLM")
-    ):
-        raise ValueError(f"{ckpt.dir} is a {model_type or archs[0]} checkpoint; this version "
-                         "exports Mamba-1 checkpoints only")
-    raise ValueError(
-        f"{ckpt.dir} is not a Mamba checkpoint (model_type {model_type!r}, architectures "
-        f"{archs}); expected a transformers MambaForCausalLM or a mamba_ssm config.json"
-    )
-
-
-@dataclass
 class _PlannedTensor:
     name: str  # GGUF name
     shape: tuple[int, ...]  # numpy order
@@ -225,6 +142,9 @@ class _PlannedTensor:
 def _plan(ckpt: Checkpoint, hp: MambaHParams, wtype: gguf.GGMLQuantizationType,
           head_type: str):
     D, E, N, K, R = hp.d_model, hp.d_inner, hp.d_state, hp.d_conv, hp.dt_rank
+    H, G = hp.n_head, hp.n_group
+    CD = E + 2 * G * N if hp.arch == "mamba2" else E  # conv channels
+    pre = hp.key_prefix
     errors: list[str] = []
     plan: list[_PlannedTensor] = []
     used: set[str] = set()
@@ -233,6 +153,7 @@ def _plan(ckpt: Checkpoint, hp: MambaHParams, wtype: gguf.GGMLQuantizationType,
         return lambda: np.asarray(ckpt.load(name), dtype=np.float32)
 
     def add(src: str, dst: str, shape: tuple[int, ...], *, accept=None, transform=None) -> None:
+        src = pre + src
         if src not in ckpt:
             errors.append(f"missing tensor {src!r}")
             return
@@ -243,44 +164,55 @@ def _plan(ckpt: Checkpoint, hp: MambaHParams, wtype: gguf.GGMLQuantizationType,
             return
         load = f32(src)
         if transform is not None:
-            load = (lambda ld, tf: lambda: tf(ld()))(load, transform)
+            load = (lambda ld, tf: lambda: tf(ld()).reshape(shape))(load, transform)
         elif got != shape:
             load = (lambda ld: lambda: ld().reshape(shape))(load)
         plan.append(_PlannedTensor(dst, shape, Q.F32, load))
 
-    if hp.embedding_key not in ckpt:
-        raise ValueError(f"{ckpt.dir}: missing the embedding {hp.embedding_key!r}")
-    V = ckpt.shape(hp.embedding_key)[0]
+    if pre + hp.embedding_key not in ckpt:
+        raise ValueError(f"{ckpt.dir}: missing the embedding {pre + hp.embedding_key!r}")
+    V = ckpt.shape(pre + hp.embedding_key)[0]
     add(hp.embedding_key, "token_embd.weight", (V, D))
     for i in range(hp.n_layer):
         p = f"backbone.layers.{i}."
         b = f"blk.{i}."
         add(p + "norm.weight", b + "attn_norm.weight", (D,))
-        add(p + "mixer.in_proj.weight", b + "ssm_in.weight", (2 * E, D))
-        add(p + "mixer.conv1d.weight", b + "ssm_conv1d.weight", (E, K), accept=[(E, 1, K)])
+        if hp.arch == "mamba2":
+            add(p + "mixer.in_proj.weight", b + "ssm_in.weight", (E + CD + H, D))
+        else:
+            add(p + "mixer.in_proj.weight", b + "ssm_in.weight", (2 * E, D))
+        add(p + "mixer.conv1d.weight", b + "ssm_conv1d.weight", (CD, K), accept=[(CD, 1, K)])
         if hp.has_conv_bias:
-            add(p + "mixer.conv1d.bias", b + "ssm_conv1d.bias", (E,))
+            add(p + "mixer.conv1d.bias", b + "ssm_conv1d.bias", (CD,))
         else:  # llama.cpp's graph always adds a bias: a zero one is the same model
-            plan.append(_PlannedTensor(b + "ssm_conv1d.bias", (E,), Q.F32,
-                                       lambda: np.zeros(E, dtype=np.float32)))
-        add(p + "mixer.x_proj.weight", b + "ssm_x.weight", (R + 2 * N, E))
-        add(p + "mixer.dt_proj.weight", b + "ssm_dt.weight", (E, R))
-        add(p + "mixer.dt_proj.bias", b + "ssm_dt.bias", (E,))
-        add(p + "mixer.A_log", b + "ssm_a", (E, N), transform=lambda a: -np.exp(a))
-        add(p + "mixer.D", b + "ssm_d", (E,))
+            plan.append(_PlannedTensor(b + "ssm_conv1d.bias", (CD,), Q.F32,
+                                       lambda: np.zeros(CD, dtype=np.float32)))
+        if hp.arch == "mamba2":
+            add(p + "mixer.dt_bias", b + "ssm_dt.bias", (H,))
+            add(p + "mixer.A_log", b + "ssm_a", (H, 1), accept=[(H,)],
+                transform=lambda a: -np.exp(a))
+            add(p + "mixer.D", b + "ssm_d", (H, 1), accept=[(H,)])
+            add(p + "mixer.norm.weight", b + "ssm_norm.weight", (G, E // G), accept=[(E,)])
+        else:
+            add(p + "mixer.x_proj.weight", b + "ssm_x.weight", (R + 2 * N, E))
+            add(p + "mixer.dt_proj.weight", b + "ssm_dt.weight", (E, R))
+            add(p + "mixer.dt_proj.bias", b + "ssm_dt.bias", (E,))
+            add(p + "mixer.A_log", b + "ssm_a", (E, N), transform=lambda a: -np.exp(a))
+            add(p + "mixer.D", b + "ssm_d", (E,))
         add(p + "mixer.out_proj.weight", b + "ssm_out.weight", (D, E))
     add("backbone.norm_f.weight", "output_norm.weight", (D,))
 
-    if "lm_head.weight" in ckpt:
-        used.add("lm_head.weight")
-        got = ckpt.shape("lm_head.weight")
+    head = pre + "lm_head.weight"
+    if head in ckpt:
+        used.add(head)
+        got = ckpt.shape(head)
         if got != (V, D):
-            errors.append(f"tensor 'lm_head.weight' has shape {list(got)}, expected {[V, D]}")
-        elif not np.array_equal(ckpt.load("lm_head.weight"), ckpt.load(hp.embedding_key)):
+            errors.append(f"tensor {head!r} has shape {list(got)}, expected {[V, D]}")
+        elif not np.array_equal(ckpt.load(head), ckpt.load(pre + hp.embedding_key)):
             # An untied head (llama.cpp also drops a head that equals the embedding).
             add("lm_head.weight", "output.weight", (V, D))
     elif not hp.tie_embeddings:
-        errors.append("config says the head is not tied, but 'lm_head.weight' is missing")
+        errors.append(f"config says the head is not tied, but {head!r} is missing")
 
     unknown = sorted(n for n in ckpt.names() if n not in used)
     if unknown:
@@ -288,8 +220,9 @@ def _plan(ckpt: Checkpoint, hp: MambaHParams, wtype: gguf.GGMLQuantizationType,
         errors.append(f"unexpected tensors {', '.join(unknown[:8])}{more}")
     if errors:
         listed = "\n  - ".join(errors[:20])
-        raise ValueError(f"{ckpt.dir} is not a Mamba-1 checkpoint this exporter understands:"
-                         f"\n  - {listed}")
+        kind = {"mamba": "FalconMamba" if hp.dt_b_c_rms else "Mamba-1", "mamba2": "Mamba-2"}
+        raise ValueError(f"{ckpt.dir} is not a {kind[hp.arch]} checkpoint this exporter "
+                         f"understands:\n  - {listed}")
     tied = not any(t.name == "output.weight" for t in plan)
     for t in plan:
         t.qtype = tensor_type(t.name, t.shape, wtype, tied, head_type)
@@ -298,11 +231,13 @@ def _plan(ckpt: Checkpoint, hp: MambaHParams, wtype: gguf.GGMLQuantizationType,
 
 def export(src: str | os.PathLike, dst: str | os.PathLike, type: str = "f16", *,
            head_type: str = "q6_k", progress: bool = True) -> Path:
-    """Convert a Mamba checkpoint directory to a GGUF file.
+    """Convert a Mamba-1, FalconMamba or Mamba-2 checkpoint directory to a GGUF file.
 
     Args:
         src: directory with config.json and model.safetensors / pytorch_model.bin (sharded
-            checkpoints with an index json work too), in transformers or mamba_ssm format.
+            checkpoints with an index json work too), in transformers format (Mamba, FalconMamba,
+            Mamba2), mamba_ssm format (Mamba1 or Mamba2 layers) or mistral's Codestral
+            Mamba layout (params.json + consolidated.safetensors + tokenizer.model.v3).
         dst: path of the GGUF file to write (written to a temporary name, then renamed).
         type: weight type of the matrices: "f32", "f16", "bf16", "q8_0" or "q4_0". Norms, A,
             D, biases and the conv kernel stay F32, as in llama.cpp (see `tensor_type`).
@@ -327,8 +262,8 @@ def export(src: str | os.PathLike, dst: str | os.PathLike, type: str = "f16", *,
     dst = Path(dst)
     if dst.is_dir():
         raise ValueError(f"{dst} is a directory; give the path of the .gguf file to write")
-    with atomic_gguf_writer(dst, "mamba") as writer:
-        arch = "mamba"
+    arch = hp.arch
+    with atomic_gguf_writer(dst, arch) as writer:
         name = re.sub(r"[^\w.\-]+", "-", ckpt.dir.resolve().name) or "mamba"
         writer.add_name(name)
         writer.add_file_type(int(ftype))
@@ -343,9 +278,15 @@ def export(src: str | os.PathLike, dst: str | os.PathLike, type: str = "f16", *,
         writer.add_ssm_conv_kernel(hp.d_conv)
         writer.add_ssm_inner_size(hp.d_inner)
         writer.add_ssm_state_size(hp.d_state)
-        writer.add_ssm_time_step_rank(hp.dt_rank)
         writer.add_layer_norm_rms_eps(hp.norm_eps)
-        writer.add_bool(f"{arch}.ssm.dt_b_c_rms", False)
+        if arch == "mamba2":  # llama.cpp keeps the head count under time_step_rank
+            writer.add_ssm_time_step_rank(hp.n_head)
+            writer.add_ssm_group_count(hp.n_group)
+        else:
+            writer.add_ssm_time_step_rank(hp.dt_rank)
+            writer.add_bool(f"{arch}.ssm.dt_b_c_rms", hp.dt_b_c_rms)
+            if hp.dt_b_c_rms:
+                writer.add_float32("mambalite.ssm.mixer_rms_epsilon", hp.mixer_eps)
         writer.add_string("mambalite.source_format", hp.source_format)
         if not add_tokenizer(writer, ckpt, n_vocab):
             writer.add_tokenizer_model("none")  # llama.cpp's loader needs the key: "no vocab"

@@ -27,10 +27,14 @@ class Config:
     d_inner: int
     d_state: int
     d_conv: int
-    dt_rank: int
+    dt_rank: int  # Mamba-1 only (0 for Mamba-2)
+    n_head: int  # Mamba-2 only (0 for Mamba-1); head_dim = d_inner // n_head
+    n_group: int  # Mamba-2 only: B and C are shared by n_head // n_group heads
     vocab_size: int  # rows of token_embd (= n_vocab), padding ids included
     norm_eps: float
     tied_embeddings: bool
+    dt_b_c_rms: bool  # FalconMamba: weightless RMSNorms on dt, B and C
+    mixer_eps: float  # their eps
 
     @property
     def n_vocab(self) -> int:
@@ -101,8 +105,10 @@ class Model:
         self.config = Config(
             architecture=c["architecture"], d_model=c["d_model"], n_layer=c["n_layer"],
             d_inner=c["d_inner"], d_state=c["d_state"], d_conv=c["d_conv"],
-            dt_rank=c["dt_rank"], vocab_size=c["n_vocab"], norm_eps=float(f"{c['norm_eps']:.7g}"),
-            tied_embeddings=c["tied_embeddings"],
+            dt_rank=c["dt_rank"], n_head=c["n_head"], n_group=c["n_group"],
+            vocab_size=c["n_vocab"], norm_eps=float(f"{c['norm_eps']:.7g}"),
+            tied_embeddings=c["tied_embeddings"], dt_b_c_rms=c["dt_b_c_rms"],
+            mixer_eps=float(f"{c['mixer_eps']:.7g}"),
         )
 
     @classmethod

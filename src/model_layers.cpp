@@ -1,0 +1,120 @@
+// The mixers of one layer for a block of n <= kBlock tokens: Mamba-1 (and FalconMamba) and
+// Mamba-2 (DESIGN.md §1). Both read hn_ = RMSNorm(resid_) and add their output to resid_.
+#include <cmath>
+
+#include "model.h"
+
+namespace mambalite {
+
+void Model::mamba1_layer(State& state, int64_t l, int64_t n) {
+  const MambaConfig& c = config_;
+  const int64_t D = c.d_model, E = c.d_inner, N = c.d_state, K = c.d_conv, R = c.dt_rank;
+  const int64_t ldbc = R + 2 * N;
+  const KernelTable& k = *k_;
+  const LayerWeights& w = layers_[static_cast<size_t>(l)];
+  for (int64_t t = 0; t < n; ++t) {
+    k.rms_norm(resid_.data() + t * D, w.attn_norm.data(), D, c.norm_eps, hn_.data() + t * D);
+  }
+  // Four barriers per layer: a channel's conv needs only its own in_proj rows, and its scan only
+  // its own dt_proj row, so those pairs run in one parallel job over the same channel ranges.
+  size_t stride = 0;
+  const uint8_t* act = prepare(w.in_proj, hn_.data(), D, n, &stride);
+  float* window = state.conv(l);  // (K-1, E)
+  pool_.run([&](int i, int nt) {
+    int64_t c0, c1;
+    ThreadPool::split(E, i, nt, 16, &c0, &c1);
+    if (c0 >= c1) return;
+    // xz: (n, 2E): x rows [c0, c1) and z rows [E + c0, E + c1) of in_proj.
+    matmul_rows(w.in_proj, act, stride, n, xz_.data(), 2 * E, c0, c1, i);
+    matmul_rows(w.in_proj, act, stride, n, xz_.data(), 2 * E, E + c0, E + c1, i);
+    k.conv_silu(n, K, E, window, xz_.data(), 2 * E, w.conv_w.data(), w.conv_b.data(), xc_.data(),
+                c0, c1);
+  });
+  parallel_matmul(w.x_proj, xc_.data(), E, n, dbc_.data(), ldbc);  // dbc: (n, R + 2N)
+  if (c.dt_b_c_rms) {  // FalconMamba: weightless RMSNorm of dt, B and C, each on its own
+    for (int64_t t = 0; t < n; ++t) {
+      float* row = dbc_.data() + t * ldbc;
+      k.rms_norm(row, ones_.data(), R, c.mixer_eps, row);
+      k.rms_norm(row + R, ones_.data(), N, c.mixer_eps, row + R);
+      k.rms_norm(row + R + N, ones_.data(), N, c.mixer_eps, row + R + N);
+    }
+  }
+  act = prepare(w.dt_proj, dbc_.data(), ldbc, n, &stride);
+  float* s = state.ssm(l);  // (E, N)
+  pool_.run([&](int i, int nt) {
+    int64_t c0, c1;
+    ThreadPool::split(E, i, nt, 16, &c0, &c1);
+    if (c0 >= c1) return;
+    matmul_rows(w.dt_proj, act, stride, n, dt_.data(), E, c0, c1, i);  // dt: (n, E)
+    for (int64_t t = 0; t < n; ++t) {
+      float* dt = dt_.data() + t * E;
+      for (int64_t ch = c0; ch < c1; ++ch) dt[ch] = softplus(dt[ch] + w.dt_b[ch]);
+    }
+    k.selective_scan(n, E, N, xc_.data(), dt_.data(), w.A.data(), dbc_.data() + R,
+                     dbc_.data() + R + N, ldbc, w.D.data(), xz_.data() + E, 2 * E, s, y_.data(),
+                     c0, c1);
+  });
+  parallel_matmul(w.out_proj, y_.data(), E, n, out_.data(), D);  // out: (n, D)
+  for (int64_t i = 0; i < n * D; ++i) resid_[i] += out_[i];
+}
+
+// Mamba-2 prefill runs the recurrence token by token inside the block, with each head's state
+// rows held in cache: on a CPU the chunked SSD form costs more arithmetic than the recurrence
+// (its intra-chunk products add about chunk * (N + P) / 2 multiply-adds per token and channel
+// group to the recurrence's 2 * N * P), and its advantage, tensor-core matmuls, does not apply.
+void Model::mamba2_layer(State& state, int64_t l, int64_t n) {
+  const MambaConfig& c = config_;
+  const int64_t D = c.d_model, E = c.d_inner, N = c.d_state, K = c.d_conv;
+  const int64_t H = c.n_head, G = c.n_group, P = c.head_dim();
+  const int64_t CD = c.conv_dim(), NR = c.in_proj_rows();
+  const int64_t heads_per_group = H / G, group_size = E / G;
+  const KernelTable& k = *k_;
+  const LayerWeights& w = layers_[static_cast<size_t>(l)];
+  for (int64_t t = 0; t < n; ++t) {
+    k.rms_norm(resid_.data() + t * D, w.attn_norm.data(), D, c.norm_eps, hn_.data() + t * D);
+  }
+  // in_proj and the conv in one job: each thread computes the xBC rows of its conv channels (and
+  // convolves them), plus a share of the z and dt rows. zxbcdt = xz_: (n, NR).
+  size_t stride = 0;
+  const uint8_t* act = prepare(w.in_proj, hn_.data(), D, n, &stride);
+  float* window = state.conv(l);  // (K-1, CD)
+  pool_.run([&](int i, int nt) {
+    int64_t c0, c1, z0, z1, h0, h1;
+    ThreadPool::split(CD, i, nt, 16, &c0, &c1);
+    ThreadPool::split(E, i, nt, 16, &z0, &z1);
+    ThreadPool::split(H, i, nt, 1, &h0, &h1);
+    matmul_rows(w.in_proj, act, stride, n, xz_.data(), NR, E + c0, E + c1, i);
+    if (c0 < c1) {
+      k.conv_silu(n, K, CD, window, xz_.data() + E, NR, w.conv_w.data(), w.conv_b.data(),
+                  xc_.data(), c0, c1);  // xc: (n, CD) = x (E), B (G, N), C (G, N)
+    }
+    matmul_rows(w.in_proj, act, stride, n, xz_.data(), NR, z0, z1, i);
+    matmul_rows(w.in_proj, act, stride, n, xz_.data(), NR, E + CD + h0, E + CD + h1, i);
+  });
+  float* s = state.ssm(l);  // (H, P, N)
+  pool_.run([&](int i, int nt) {
+    int64_t h0, h1;
+    ThreadPool::split(H, i, nt, 1, &h0, &h1);
+    float dt[kBlock], dA[kBlock];  // (n) this head's step and decay
+    for (int64_t h = h0; h < h1; ++h) {
+      for (int64_t t = 0; t < n; ++t) {
+        dt[t] = softplus(xz_[t * NR + E + CD + h] + w.dt_b[h]);
+        dA[t] = std::exp(dt[t] * w.A[h]);
+      }
+      const int64_t g = h / heads_per_group;
+      k.head_scan(n, P, N, xc_.data() + h * P, CD, dt, dA, xc_.data() + E + g * N,
+                  xc_.data() + E + (G + g) * N, CD, w.D[h], xz_.data() + h * P, NR,
+                  s + h * P * N, y_.data() + h * P, E);  // y: (n, E) = y * silu(z)
+    }
+  });
+  for (int64_t t = 0; t < n; ++t) {  // gated RMSNorm, each group of E / G channels on its own
+    for (int64_t g = 0; g < G; ++g) {
+      float* v = y_.data() + t * E + g * group_size;
+      k.rms_norm(v, w.ssm_norm.data() + g * group_size, group_size, c.norm_eps, v);
+    }
+  }
+  parallel_matmul(w.out_proj, y_.data(), E, n, out_.data(), D);  // out: (n, D)
+  for (int64_t i = 0; i < n * D; ++i) resid_[i] += out_[i];
+}
+
+}  // namespace mambalite
