@@ -9,12 +9,26 @@ pytest.importorskip("transformers")
 
 import mambalite  # noqa: E402
 
-from helpers import export, make_hf_model, save_checkpoint, train_bpe_tokenizer  # noqa: E402
+from helpers import (  # noqa: E402
+    export,
+    make_hf_model,
+    save_checkpoint,
+    train_bpe_tokenizer,
+    train_spm,
+)
 
 
 @pytest.fixture(scope="session")
 def bpe_tokenizer():
     return train_bpe_tokenizer()
+
+
+@pytest.fixture(scope="session")
+def spm_model_bytes(tmp_path_factory) -> bytes:
+    """A trained SentencePiece model (600 pieces, byte fallback), serialised."""
+    tmp = tmp_path_factory.mktemp("spm-model")
+    train_spm(tmp)
+    return (tmp / "sp.model").read_bytes()
 
 
 @pytest.fixture(scope="session")

@@ -105,6 +105,23 @@ def train_bpe_tokenizer():
     return tok
 
 
+def train_spm(tmp_path: Path):
+    """A SentencePiece BPE model (600 pieces, byte fallback) trained on CORPUS, saved as
+    tmp_path/sp.model."""
+    import sentencepiece as spm
+
+    corpus = tmp_path / "corpus.txt"
+    corpus.write_text("\n".join(CORPUS * 5), encoding="utf-8")
+    spm.SentencePieceTrainer.train(
+        input=str(corpus), model_prefix=str(tmp_path / "sp"), vocab_size=600,
+        model_type="bpe", byte_fallback=True, character_coverage=1.0,
+        bos_id=1, eos_id=2, unk_id=0, pad_id=-1, minloglevel=2,
+        # As LLaMA/Mistral tokenizers (what llama.cpp's "llama" vocabulary models): no NFKC, no
+        # whitespace collapsing.
+        normalization_rule_name="identity", remove_extra_whitespaces=False)
+    return spm.SentencePieceProcessor(model_file=str(tmp_path / "sp.model"))
+
+
 def save_checkpoint(model, directory: Path, tokenizer=None, **save_kwargs) -> Path:
     directory.mkdir(parents=True, exist_ok=True)
     model.save_pretrained(directory, **save_kwargs)

@@ -1,4 +1,5 @@
-"""State semantics: prefill/decode equivalence, continuation, copies, serialisation."""
+"""State semantics: prefill/decode equivalence, continuation, copies, serialisation, for
+Mamba-1, FalconMamba and Mamba-2 (one and several groups)."""
 
 from __future__ import annotations
 
@@ -7,17 +8,29 @@ import pytest
 
 import mambalite
 
-from helpers import export, make_hf_model, save_checkpoint
+from helpers import export, make_hf_falcon_mamba, make_hf_mamba2, make_hf_model, save_checkpoint
 
 # Equal up to summation order: prefill runs tokens in blocks of 32 but each dot product and each
 # scan step is the same computation, so results agree to fp32 round-off (in practice exactly).
 ATOL_REL = 1e-5
 
 
-@pytest.fixture(scope="module")
-def model(tmp_path_factory):
-    hf = make_hf_model(seed=7, vocab_size=300, hidden_size=48, state_size=12, conv_kernel=4,
-                       num_hidden_layers=3, tie_word_embeddings=False)
+ARCHS = {
+    "mamba": lambda: make_hf_model(seed=7, vocab_size=300, hidden_size=48, state_size=12,
+                                   conv_kernel=4, num_hidden_layers=3, tie_word_embeddings=False),
+    "falcon_mamba": lambda: make_hf_falcon_mamba(seed=7, vocab_size=300, hidden_size=48,
+                                                 intermediate_size=80, num_hidden_layers=2),
+    "mamba2": lambda: make_hf_mamba2(seed=7, vocab_size=300, hidden_size=48, num_heads=6,
+                                     head_dim=16, state_size=24, num_hidden_layers=2),
+    "mamba2_g3": lambda: make_hf_mamba2(seed=7, vocab_size=300, hidden_size=48, num_heads=6,
+                                        head_dim=16, state_size=8, n_groups=3, conv_kernel=3,
+                                        num_hidden_layers=2),
+}
+
+
+@pytest.fixture(scope="module", params=list(ARCHS))
+def model(tmp_path_factory, request):
+    hf = ARCHS[request.param]()
     d = save_checkpoint(hf, tmp_path_factory.mktemp("state"))
     return mambalite.load(export(d, "f32"), threads=2)
 
@@ -81,7 +94,8 @@ def test_state_size_is_constant(model):
     state = model.new_state()
     size, nbytes = len(state.to_bytes()), state.nbytes
     c = model.config
-    assert nbytes == 4 * c.n_layer * c.d_inner * (c.d_conv - 1 + c.d_state)
+    conv_dim = c.d_inner + (2 * c.n_group * c.d_state if c.architecture == "mamba2" else 0)
+    assert nbytes == 4 * c.n_layer * ((c.d_conv - 1) * conv_dim + c.d_inner * c.d_state)
     model.prefill(state, ids_of(500, seed=4))
     for t in range(50):
         model.step(state, t)

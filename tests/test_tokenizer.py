@@ -10,7 +10,7 @@ import pytest
 import mambalite
 from mambalite.tokenizer import Tokenizer
 
-from helpers import CORPUS, export, make_hf_model, save_checkpoint
+from helpers import CORPUS, export, make_hf_model, save_checkpoint, train_spm
 from test_errors import rewrite
 
 SAMPLES = [
@@ -71,25 +71,10 @@ def test_bpe_rebuilt_from_ggml_keys(bpe_file, bpe_tokenizer, tmp_path):
         assert tok.decode(ids) == bpe_tokenizer.decode(ids)
 
 
-def _train_spm(tmp_path):
-    import sentencepiece as spm
-
-    corpus = tmp_path / "corpus.txt"
-    corpus.write_text("\n".join(CORPUS * 5), encoding="utf-8")
-    spm.SentencePieceTrainer.train(
-        input=str(corpus), model_prefix=str(tmp_path / "sp"), vocab_size=600,
-        model_type="bpe", byte_fallback=True, character_coverage=1.0,
-        bos_id=1, eos_id=2, unk_id=0, pad_id=-1, minloglevel=2,
-        # As LLaMA/Mistral tokenizers (what llama.cpp's "llama" vocabulary models): no NFKC, no
-        # whitespace collapsing.
-        normalization_rule_name="identity", remove_extra_whitespaces=False)
-    return spm.SentencePieceProcessor(model_file=str(tmp_path / "sp.model"))
-
-
 @pytest.fixture(scope="module")
 def spm_file(tmp_path_factory):
     tmp = tmp_path_factory.mktemp("spm")
-    sp = _train_spm(tmp)
+    sp = train_spm(tmp)
     hf = make_hf_model(seed=32, vocab_size=610, hidden_size=16, num_hidden_layers=1)
     d = save_checkpoint(hf, tmp / "ckpt")
     (d / "tokenizer.model").write_bytes((tmp / "sp.model").read_bytes())
