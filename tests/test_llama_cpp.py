@@ -1,6 +1,16 @@
-"""Our GGUF files in llama.cpp (through llama-cpp-python, an independent implementation): they
-load, give the same logits within the types' bounds, and the same greedy continuation.
-Skipped unless `pip install llama-cpp-python` (built from source) has been run.
+"""Files both ways between mambalite and llama.cpp (through llama-cpp-python, an independent
+implementation), for Mamba-1, FalconMamba and Mamba-2.
+
+- Our files in llama.cpp: they load, give the same logits within the types' bounds, and the same
+  greedy continuation.
+- llama.cpp's files in mambalite: files from llama.cpp's quantizer (Q8_0, Q4_0 with its Q6_K
+  head, Q4_K_M, F16) give llama.cpp's logits on the same file; files from llama.cpp's converter
+  (`convert_hf_to_gguf.py`) give the logits of our own export of the same checkpoint, and their
+  tokenizer (rebuilt from `tokenizer.ggml.*`) encodes like llama.cpp's.
+
+Skipped unless `pip install llama-cpp-python` (built from source) has been run; the converter
+tests also need a llama.cpp source tree named by LLAMA_CPP_DIR (for example the `vendor/llama.cpp`
+folder of llama-cpp-python's sdist), as the converter is not part of any wheel.
 
 Bounds (max |difference| / max |logit|): f32 1e-4 (both compute in fp32; measured 3e-7 on the
 130m shape); f16 2e-3 (ggml rounds activations to f16 before f16 matrix products, 2^-11
@@ -10,21 +20,61 @@ its own rounding, so the int8 activations differ slightly; measured 8e-3).
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
+from pathlib import Path
+
 import numpy as np
 import pytest
 
 import mambalite
 
-from helpers import export, make_hf_model, save_checkpoint
+from helpers import (
+    CORPUS,
+    export,
+    hf_logits,
+    make_hf_falcon_mamba,
+    make_hf_mamba2,
+    make_hf_model,
+    save_checkpoint,
+)
 
 llama_cpp = pytest.importorskip("llama_cpp", reason="llama-cpp-python is not installed")
 
 
+ARCHS = {
+    "mamba": lambda **kw: make_hf_model(seed=81, num_hidden_layers=3, **kw),
+    # llama.cpp's converter accepts only intermediate_size = 2 x hidden_size
+    "falcon_mamba": lambda **kw: make_hf_falcon_mamba(
+        seed=82, intermediate_size=2 * kw["hidden_size"], **kw),
+    "mamba2": lambda **kw: make_hf_mamba2(seed=83, num_heads=kw["hidden_size"] // 16,
+                                          head_dim=32, n_groups=2, **kw),
+}
+
+
 @pytest.fixture(scope="module")
-def checkpoint(tmp_path_factory):
-    hf = make_hf_model(seed=81, vocab_size=512, hidden_size=128, num_hidden_layers=3,
-                       tie_word_embeddings=False)
-    return save_checkpoint(hf, tmp_path_factory.mktemp("llama"))
+def checkpoints(tmp_path_factory):
+    cache = {}
+
+    def get(arch: str):
+        if arch not in cache:
+            hf = ARCHS[arch](vocab_size=512, hidden_size=128, tie_word_embeddings=False)
+            cache[arch] = save_checkpoint(hf, tmp_path_factory.mktemp(arch))
+        return cache[arch]
+
+    return get
+
+
+def llama_logits(path: Path, ids: list[int]) -> np.ndarray:
+    llm = llama_cpp.Llama(model_path=str(path), n_threads=2, n_ctx=256, logits_all=True,
+                          verbose=False)
+    llm.eval(ids)
+    return np.array(llm.scores[: len(ids)])
+
+
+def rel(a: np.ndarray, b: np.ndarray) -> float:
+    return float(np.abs(a - b).max() / np.abs(b).max())
 
 
 def test_q6_k_quantizer_matches_ggml_bit_for_bit():
@@ -48,23 +98,127 @@ def test_q6_k_quantizer_matches_ggml_bit_for_bit():
         assert np.array_equal(ours, ref)
 
 
+@pytest.mark.parametrize("arch", list(ARCHS))
 @pytest.mark.parametrize("wtype,bound", [("f32", 1e-4), ("f16", 2e-3), ("q8_0", 5e-2),
                                          ("q4_0", 5e-2)])
-def test_logits_and_greedy_match_llama_cpp(checkpoint, wtype, bound):
-    path = export(checkpoint, wtype)
-    llm = llama_cpp.Llama(model_path=str(path), n_threads=2, n_ctx=256, logits_all=True,
-                          verbose=False)
+def test_logits_and_greedy_match_llama_cpp(checkpoints, arch, wtype, bound):
+    path = export(checkpoints(arch), wtype)
     ids = [3, 17, 250, 9, 511, 0, 42, 42, 7]
-    llm.eval(ids)
-    theirs = np.array(llm.scores[: len(ids)])
+    theirs = llama_logits(path, ids)
     model = mambalite.load(path, threads=2)
-    ours = model.forward(ids)
-    assert np.abs(theirs - ours).max() <= bound * np.abs(ours).max()
+    assert rel(model.forward(ids), theirs) <= bound
     if wtype == "f32":
-        llm.reset()
+        llm = llama_cpp.Llama(model_path=str(path), n_threads=2, n_ctx=256, verbose=False)
         greedy = []
         for tok in llm.generate(ids, temp=0.0, top_k=1, reset=True):
             greedy.append(tok)
             if len(greedy) == 32:
                 break
         assert greedy == list(model.generate_tokens(ids, max_new_tokens=32, temperature=0))
+
+
+# --- llama.cpp's quantizer -------------------------------------------------------------------
+
+FTYPES = {"q8_0": 7, "q4_0": 2, "q4_k_m": 15, "f16": 1}  # llama_ftype values
+
+
+def llama_quantize(src: Path, dst: Path, ftype: str) -> Path:
+    params = llama_cpp.llama_model_quantize_default_params()
+    params.ftype = FTYPES[ftype]
+    params.nthread = 2
+    rc = llama_cpp.llama_model_quantize(str(src).encode(), str(dst).encode(), params)
+    assert rc == 0, f"llama_model_quantize failed ({rc})"
+    return dst
+
+
+@pytest.fixture(scope="module")
+def wide(tmp_path_factory):
+    """d_model 256 so that llama.cpp's K-quants (256-value super blocks) apply to every matrix."""
+    def get(arch: str):
+        hf = ARCHS[arch](vocab_size=512, hidden_size=256, tie_word_embeddings=arch == "mamba2")
+        d = save_checkpoint(hf, tmp_path_factory.mktemp(f"wide-{arch}"))
+        return hf, export(d, "f32")
+    return get
+
+
+@pytest.mark.parametrize("arch", list(ARCHS))
+@pytest.mark.parametrize("ftype,bound", [("q8_0", 5e-2), ("q4_0", 5e-2), ("q4_k_m", 5e-2),
+                                         ("f16", 2e-3)])
+def test_files_from_llama_quantize(wide, tmp_path, arch, ftype, bound):
+    """Bounds as above (the same computation on the same weights; only activation rounding
+    differs: ggml rounds to f16 or int8 with fp16 scales, we use fp32 scales)."""
+    hf, f32_path = wide(arch)
+    path = llama_quantize(f32_path, tmp_path / f"{arch}-{ftype}.gguf", ftype)
+    model = mambalite.load(path, threads=2)
+    types = {t["type"] for t in model.tensors}
+    expected = {"q8_0": {"Q8_0"}, "q4_0": {"Q4_0", "Q6_K"}, "q4_k_m": {"Q4_K", "Q6_K"},
+                "f16": {"F16"}}[ftype]
+    assert expected <= types, types
+    ids = [3, 17, 250, 9, 511, 0, 42, 42, 7, 100, 200]
+    ours = model.forward(ids)
+    assert rel(ours, llama_logits(path, ids)) <= bound
+    # and the quantization costs what it should against the fp32 reference
+    assert rel(ours, hf_logits(hf, ids)) <= {"f16": 5e-3, "q8_0": 5e-2}.get(ftype, 0.4)
+
+
+# --- llama.cpp's converter -------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def converter():
+    root = os.environ.get("LLAMA_CPP_DIR")
+    if not root or not (Path(root) / "convert_hf_to_gguf.py").is_file():
+        pytest.skip("set LLAMA_CPP_DIR to a llama.cpp source tree (with convert_hf_to_gguf.py "
+                    "and gguf-py) to test files written by llama.cpp's converter")
+    root = Path(root)
+
+    def convert(src: Path, dst: Path, outtype: str) -> Path:
+        env = {**os.environ, "PYTHONPATH": str(root / "gguf-py")}
+        subprocess.run([sys.executable, str(root / "convert_hf_to_gguf.py"), str(src),
+                        "--outtype", outtype, "--outfile", str(dst)],
+                       check=True, env=env, capture_output=True)
+        return dst
+
+    return convert
+
+
+@pytest.mark.parametrize("arch", list(ARCHS))
+def test_files_from_llama_cpp_converter(converter, tmp_path, arch):
+    """No tokenizer files: the converter embeds its built-in GPT-NeoX vocabulary (50277 tokens,
+    byte-level BPE with merges), the tokenizer of the state-spaces models."""
+    hf = ARCHS[arch](vocab_size=50288, hidden_size=64, tie_word_embeddings=True)
+    d = save_checkpoint(hf, tmp_path / "ckpt")
+    ids = [3, 17, 250, 9, 50000, 0, 42, 42, 7]
+    ref = hf_logits(hf, ids)
+    for outtype, bound in (("f32", 1e-4), ("f16", 5e-3), ("q8_0", 5e-2)):
+        theirs = converter(d, tmp_path / f"llama-{outtype}.gguf", outtype)
+        model = mambalite.load(theirs)
+        assert model.config.architecture == ("mamba2" if arch == "mamba2" else "mamba")
+        got = model.forward(ids)
+        assert rel(got, ref) <= bound
+        if outtype in ("f32", "q8_0"):  # the same types as our own export: the same logits
+            ours = mambalite.load(export(d, outtype)).forward(ids)
+            assert rel(got, ours) <= 1e-5
+    # The converter's tokenizer, rebuilt by us from tokenizer.ggml.*, against llama.cpp's own.
+    tok = mambalite.load(theirs).tokenizer
+    llm = llama_cpp.Llama(model_path=str(theirs), n_ctx=64, verbose=False, vocab_only=True)
+    for text in sorted(set(CORPUS)) + ["  leading spaces", "tabs\t\tand\r\nCRLF", "x" * 300]:
+        want = llm.tokenize(text.encode(), add_bos=False, special=False)
+        assert tok.encode(text, add_bos=False) == want, text
+        assert tok.decode(want) == text
+
+
+def test_spm_file_from_llama_cpp_converter(converter, tmp_path, spm_model_bytes):
+    """tokenizer.model: the converter writes a llama (SentencePiece) vocabulary from tokens and
+    scores; our rebuild must encode like the original model."""
+    import sentencepiece as spm
+
+    hf = make_hf_mamba2(seed=84, vocab_size=608, hidden_size=64, num_heads=4, head_dim=32)
+    d = save_checkpoint(hf, tmp_path / "ckpt")
+    (d / "tokenizer.model").write_bytes(spm_model_bytes)
+    model = mambalite.load(converter(d, tmp_path / "spm.gguf", "f32"))
+    assert model.metadata["tokenizer.ggml.model"] == "llama"
+    assert "mambalite.tokenizer.sentencepiece_model" not in model.metadata
+    sp = spm.SentencePieceProcessor(model_proto=spm_model_bytes)
+    for text in sorted(set(CORPUS)) + ["  leading spaces", "a\n\n\nb", "x" * 300]:
+        assert model.tokenizer.encode(text, add_bos=False) == sp.encode(text), text
