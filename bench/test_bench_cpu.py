@@ -18,11 +18,12 @@ from engines import LlamaCpp, Mambalite, interleaved, llama_cpp_available
 
 PREFILL = 512
 TYPES = ["f32", "f16", "q8_0", "q4_0"]
+SHAPES = ["130m", "370m", "mamba2-130m"]
 needs_llama = pytest.mark.skipif(not llama_cpp_available(),
                                  reason="llama-cpp-python is not installed")
 
 
-@pytest.mark.parametrize("shape", ["130m", "370m"])
+@pytest.mark.parametrize("shape", SHAPES)
 @pytest.mark.parametrize("wtype", TYPES)
 @pytest.mark.parametrize("threads", [1, 2])
 def test_decode(benchmark, model_file, shape, wtype, threads):
@@ -33,7 +34,7 @@ def test_decode(benchmark, model_file, shape, wtype, threads):
     benchmark.pedantic(lambda: engine.model.step(state, 7), rounds=40, warmup_rounds=3)
 
 
-@pytest.mark.parametrize("shape", ["130m", "370m"])
+@pytest.mark.parametrize("shape", SHAPES)
 @pytest.mark.parametrize("wtype", TYPES)
 @pytest.mark.parametrize("threads", [1, 2])
 def test_prefill512(benchmark, model_file, shape, wtype, threads):
@@ -44,7 +45,7 @@ def test_prefill512(benchmark, model_file, shape, wtype, threads):
 
 
 @needs_llama
-@pytest.mark.parametrize("shape", ["130m", "370m"])
+@pytest.mark.parametrize("shape", SHAPES)
 @pytest.mark.parametrize("wtype", TYPES)
 @pytest.mark.parametrize("threads", [1, 2])
 def test_vs_llama_cpp(model_file, shape, wtype, threads, record_property):

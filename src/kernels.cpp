@@ -111,21 +111,26 @@ void matmul(const KernelTable& k, const MatView& w, const uint8_t* act, size_t a
             int64_t n, float* y, int64_t ldy, int64_t r0, int64_t r1, float* scratch) {
   using Dot = float (*)(int64_t, const uint8_t*, const void*);
   using Dot4 = void (*)(int64_t, const uint8_t*, const uint8_t*, size_t, float*);
+  using Tile = void (*)(int64_t, const uint8_t*, size_t, const uint8_t*, size_t, float*);
   const int64_t cols = w.cols;
   Dot dot = nullptr;
   Dot4 dot4 = nullptr;
+  Tile tile = nullptr;
   switch (w.type) {
     case GgmlType::F32:
       dot = reinterpret_cast<Dot>(k.dot_f32);
       dot4 = k.dot4_f32;
+      tile = k.tile4x2_f32;
       break;
     case GgmlType::F16:
       dot = reinterpret_cast<Dot>(k.dot_f16);
       dot4 = k.dot4_f16;
+      tile = k.tile4x2_f16;
       break;
     case GgmlType::BF16:
       dot = reinterpret_cast<Dot>(k.dot_bf16);
       dot4 = k.dot4_bf16;
+      tile = k.tile4x2_bf16;
       break;
     case GgmlType::Q8_0:
       dot = reinterpret_cast<Dot>(k.dot_q8_0);
@@ -141,8 +146,26 @@ void matmul(const KernelTable& k, const MatView& w, const uint8_t* act, size_t a
     default:
       break;
   }
+  int64_t r = r0;
+  if (tile != nullptr && n >= 2) {  // 4 rows x 2 tokens at a time, then the leftovers below
+    float out[8];
+    for (; r + 4 <= r1; r += 4) {
+      int64_t t = 0;
+      for (; t + 2 <= n; t += 2) {
+        tile(cols, w.row(r), w.row_bytes, act + t * act_stride, act_stride, out);
+        for (int i = 0; i < 4; ++i) {
+          y[t * ldy + r + i] = out[2 * i];
+          y[(t + 1) * ldy + r + i] = out[2 * i + 1];
+        }
+      }
+      if (t < n) {
+        for (int i = 0; i < 4; ++i)
+          y[t * ldy + r + i] = dot(cols, w.row(r + i), act + t * act_stride);
+      }
+    }
+  }
   const uint8_t* dequantized = reinterpret_cast<const uint8_t*>(scratch);
-  for (int64_t r = r0; r < r1; ++r) {
+  for (; r < r1; ++r) {
     const uint8_t* row = w.row(r);
     if (dot == nullptr) {  // other llama.cpp types: dequantize the row once, fp32 dot products
       dequantize_row(w.type, row, cols, scratch);

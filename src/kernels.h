@@ -49,6 +49,16 @@ struct KernelTable {
   void (*dot4_q8_0)(int64_t n, const uint8_t* w, const uint8_t* x, size_t stride, float* out);
   void (*dot4_q4_0)(int64_t n, const uint8_t* w, const uint8_t* x, size_t stride, float* out);
 
+  // Four weight rows (w + r * row_bytes) times two fp32 activation rows (x + t * stride, bytes):
+  // out[2 * r + t] = dot(w_r, x_t). Each activation vector is loaded once for the four rows, so
+  // prefill with 16/32-bit weights does not re-read its fp32 activations from L2 for every row.
+  void (*tile4x2_f32)(int64_t n, const uint8_t* w, size_t row_bytes, const uint8_t* x,
+                      size_t stride, float* out);
+  void (*tile4x2_f16)(int64_t n, const uint8_t* w, size_t row_bytes, const uint8_t* x,
+                      size_t stride, float* out);
+  void (*tile4x2_bf16)(int64_t n, const uint8_t* w, size_t row_bytes, const uint8_t* x,
+                       size_t stride, float* out);
+
   // out (n / 32 blocks) = x (n) quantized: d = max|x| / 127, q = round-half-even(x / d).
   void (*quantize_act)(const float* x, int64_t n, ActQ8* out);
 

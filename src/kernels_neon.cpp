@@ -256,7 +256,8 @@ void head_scan(int64_t n, int64_t P, int64_t N, const float* x, int64_t ldx, con
       float32x4_t acc0 = vdupq_n_f32(0.0f), acc1 = vdupq_n_f32(0.0f);
       int64_t k = 0;
       for (; k + 8 <= N4; k += 8) {
-        const float32x4_t s0 = vfmaq_n_f32(vmulq_n_f32(vld1q_f32(Bt + k), dx), vld1q_f32(sp + k), a);
+        const float32x4_t s0 =
+            vfmaq_n_f32(vmulq_n_f32(vld1q_f32(Bt + k), dx), vld1q_f32(sp + k), a);
         const float32x4_t s1 =
             vfmaq_n_f32(vmulq_n_f32(vld1q_f32(Bt + k + 4), dx), vld1q_f32(sp + k + 4), a);
         vst1q_f32(sp + k, s0);
@@ -265,7 +266,8 @@ void head_scan(int64_t n, int64_t P, int64_t N, const float* x, int64_t ldx, con
         acc1 = vfmaq_f32(acc1, s1, vld1q_f32(Ct + k + 4));
       }
       for (; k < N4; k += 4) {
-        const float32x4_t s0 = vfmaq_n_f32(vmulq_n_f32(vld1q_f32(Bt + k), dx), vld1q_f32(sp + k), a);
+        const float32x4_t s0 =
+            vfmaq_n_f32(vmulq_n_f32(vld1q_f32(Bt + k), dx), vld1q_f32(sp + k), a);
         vst1q_f32(sp + k, s0);
         acc0 = vfmaq_f32(acc0, s0, vld1q_f32(Ct + k));
       }
@@ -279,10 +281,25 @@ void head_scan(int64_t n, int64_t P, int64_t N, const float* x, int64_t ldx, con
   }
 }
 
-const KernelTable kNeon = {"neon",       dot_f32,   dot_f16,          dot_bf16,
-                           dot_q8_0,     dot_q4_0,  dot_q6_k_generic, dot4_f32,
-                           dot4_f16,     dot4_bf16, dot4_q8_0,        dot4_q4_0,
-                           quantize_act, rms_norm,  conv_silu,        selective_scan,
+const KernelTable kNeon = {"neon",
+                           dot_f32,
+                           dot_f16,
+                           dot_bf16,
+                           dot_q8_0,
+                           dot_q4_0,
+                           dot_q6_k_generic,
+                           dot4_f32,
+                           dot4_f16,
+                           dot4_bf16,
+                           dot4_q8_0,
+                           dot4_q4_0,
+                           tile4x2_generic<dot_f32>,
+                           tile4x2_generic<dot_f16>,
+                           tile4x2_generic<dot_bf16>,
+                           quantize_act,
+                           rms_norm,
+                           conv_silu,
+                           selective_scan,
                            head_scan};
 
 }  // namespace

@@ -1,5 +1,6 @@
-// A Mamba-1, FalconMamba or Mamba-2 model loaded from a GGUF file: weights are used in place from the memory mapping
-// (small per-channel tensors are converted to fp32 copies), and evaluation advances a State.
+// A Mamba-1, FalconMamba or Mamba-2 model loaded from a GGUF file: weights are used in place from
+// the memory mapping (small per-channel tensors are converted to fp32 copies), and evaluation
+// advances a State.
 #pragma once
 
 #include <cstdint>

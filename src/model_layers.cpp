@@ -51,8 +51,8 @@ void Model::mamba1_layer(State& state, int64_t l, int64_t n) {
       for (int64_t ch = c0; ch < c1; ++ch) dt[ch] = softplus(dt[ch] + w.dt_b[ch]);
     }
     k.selective_scan(n, E, N, xc_.data(), dt_.data(), w.A.data(), dbc_.data() + R,
-                     dbc_.data() + R + N, ldbc, w.D.data(), xz_.data() + E, 2 * E, s, y_.data(),
-                     c0, c1);
+                     dbc_.data() + R + N, ldbc, w.D.data(), xz_.data() + E, 2 * E, s, y_.data(), c0,
+                     c1);
   });
   parallel_matmul(w.out_proj, y_.data(), E, n, out_.data(), D);  // out: (n, D)
   for (int64_t i = 0; i < n * D; ++i) resid_[i] += out_[i];
@@ -103,8 +103,8 @@ void Model::mamba2_layer(State& state, int64_t l, int64_t n) {
       }
       const int64_t g = h / heads_per_group;
       k.head_scan(n, P, N, xc_.data() + h * P, CD, dt, dA, xc_.data() + E + g * N,
-                  xc_.data() + E + (G + g) * N, CD, w.D[h], xz_.data() + h * P, NR,
-                  s + h * P * N, y_.data() + h * P, E);  // y: (n, E) = y * silu(z)
+                  xc_.data() + E + (G + g) * N, CD, w.D[h], xz_.data() + h * P, NR, s + h * P * N,
+                  y_.data() + h * P, E);  // y: (n, E) = y * silu(z)
     }
   });
   for (int64_t t = 0; t < n; ++t) {  // gated RMSNorm, each group of E / G channels on its own

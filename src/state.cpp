@@ -96,8 +96,7 @@ State State::from_bytes(std::string_view in) {
   const int64_t lim = int64_t{1} << 20;
   if (shape.n_layer <= 0 || shape.n_layer > lim || shape.d_inner <= 0 || shape.d_inner > lim ||
       shape.d_state <= 0 || shape.d_state > lim || shape.d_conv <= 0 || shape.d_conv > 64 ||
-      shape.conv_dim < shape.d_inner || shape.conv_dim > 2 * lim ||
-      n_tokens < 0) {
+      shape.conv_dim < shape.d_inner || shape.conv_dim > 2 * lim || n_tokens < 0) {
     throw InvalidArgument("state bytes are corrupt (shape fields out of range)");
   }
   const uint64_t n_floats =

@@ -147,6 +147,41 @@ void test_dots(const KernelTable& k, const KernelTable& ref) {
   }
 }
 
+// Whole matrices through matmul (7 rows x 5 tokens: 4 x 2 tiles plus leftover rows and tokens,
+// row ranges starting off the tile grid), against the scalar table's single dot products.
+void test_matmul_tiles(const KernelTable& k, const KernelTable& ref) {
+  const std::string isa = k.name;
+  for (GgmlType type :
+       {GgmlType::F32, GgmlType::F16, GgmlType::BF16, GgmlType::Q8_0, GgmlType::Q4_0}) {
+    for (int64_t n : {32, 64, 96, 160}) {
+      const int rows = 7, tokens = 5;
+      const std::vector<uint8_t> w = random_rows(type, n, rows);
+      std::vector<float> x(static_cast<size_t>(tokens * n));
+      for (float& v : x) v = uniform();
+      std::vector<uint8_t> act(activation_row_bytes(type, n) * tokens);
+      size_t stride = 0;
+      const uint8_t* a =
+          prepare_activations(ref, type, x.data(), n, tokens, n, act.data(), &stride);
+      MatView view{type, w.data(), rows, n, w.size() / rows};
+      std::vector<float> y_ref(rows * tokens), y(rows * tokens, 0.0f), scratch(n);
+      for (int r = 0; r < rows; ++r) {  // one row and one token at a time: single products
+        for (int t = 0; t < tokens; ++t) {
+          matmul(ref, view, a + t * stride, stride, 1, y_ref.data() + t * rows, rows, r, r + 1,
+                 scratch.data());
+        }
+      }
+      matmul(k, view, a, stride, tokens, y.data(), rows, 0, 2, scratch.data());
+      matmul(k, view, a, stride, tokens, y.data(), rows, 2, rows, scratch.data());
+      float mag = 0.0f;
+      for (float v : x) mag += std::fabs(v);
+      bool ok = true;
+      for (size_t i = 0; i < y.size(); ++i) ok = ok && close(y[i], y_ref[i], mag * 8.0f);
+      check(ok, isa + " matmul tiles type " + std::to_string(static_cast<int>(type)) +
+                    " n=" + std::to_string(n));
+    }
+  }
+}
+
 void test_elementwise(const KernelTable& k, const KernelTable& ref) {
   const std::string isa = k.name;
   for (int64_t N : {16, 8, 12, 32}) {
@@ -235,6 +270,7 @@ int main() {
     tested += (tested.empty() ? "" : ",") + isa;
     test_dots(k, ref);
     test_elementwise(k, ref);
+    test_matmul_tiles(k, ref);
   }
   std::printf("tested: %s\n", tested.c_str());
   std::printf("%d passed, %d failed\n", g_passed, g_failed);
