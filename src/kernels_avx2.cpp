@@ -441,46 +441,86 @@ void selective_scan(int64_t n, int64_t E, int64_t N, const float* x, const float
   }
 }
 
-// State rows in 8-float vectors; the row of one channel stays in L1 across the block's tokens.
+// Two channels at a time share the B and C loads; their state rows stay in L1 across the block's
+// tokens. The gate y *= silu(z) runs afterwards, vectorised.
 void head_scan(int64_t n, int64_t P, int64_t N, const float* x, int64_t ldx, const float* dt,
                const float* dA, const float* B, const float* C, int64_t ldbc, float Dh,
                const float* z, int64_t ldz, float* s, float* y, int64_t ldy) {
   const int64_t N8 = N & ~int64_t{7};
-  for (int64_t p = 0; p < P; ++p) {
-    float* sp = s + p * N;
+  int64_t p = 0;
+  for (; p + 2 <= P; p += 2) {
+    float* s0 = s + p * N;
+    float* s1 = s0 + N;
     for (int64_t t = 0; t < n; ++t) {
-      const float xv = x[t * ldx + p];
-      const float dx = dt[t] * xv;
-      const float a = dA[t];
-      const __m256 va = _mm256_set1_ps(a);
-      const __m256 vdx = _mm256_set1_ps(dx);
+      const float x0 = x[t * ldx + p], x1 = x[t * ldx + p + 1];
+      const float dx0 = dt[t] * x0, dx1 = dt[t] * x1, a = dA[t];
+      const __m256 va = _mm256_set1_ps(a), vdx0 = _mm256_set1_ps(dx0), vdx1 = _mm256_set1_ps(dx1);
       const float* Bt = B + t * ldbc;
       const float* Ct = C + t * ldbc;
-      __m256 acc0 = _mm256_setzero_ps(), acc1 = _mm256_setzero_ps();
+      __m256 acc0 = _mm256_setzero_ps(), acc1 = acc0, acc2 = acc0, acc3 = acc0;
       int64_t k = 0;
       for (; k + 16 <= N8; k += 16) {
-        const __m256 s0 = _mm256_fmadd_ps(_mm256_loadu_ps(sp + k), va,
-                                          _mm256_mul_ps(vdx, _mm256_loadu_ps(Bt + k)));
-        const __m256 s1 = _mm256_fmadd_ps(_mm256_loadu_ps(sp + k + 8), va,
-                                          _mm256_mul_ps(vdx, _mm256_loadu_ps(Bt + k + 8)));
-        _mm256_storeu_ps(sp + k, s0);
-        _mm256_storeu_ps(sp + k + 8, s1);
-        acc0 = _mm256_fmadd_ps(s0, _mm256_loadu_ps(Ct + k), acc0);
-        acc1 = _mm256_fmadd_ps(s1, _mm256_loadu_ps(Ct + k + 8), acc1);
+        const __m256 b0 = _mm256_loadu_ps(Bt + k), b1 = _mm256_loadu_ps(Bt + k + 8);
+        const __m256 c0 = _mm256_loadu_ps(Ct + k), c1 = _mm256_loadu_ps(Ct + k + 8);
+        const __m256 u0 = _mm256_fmadd_ps(_mm256_loadu_ps(s0 + k), va, _mm256_mul_ps(vdx0, b0));
+        const __m256 u1 = _mm256_fmadd_ps(_mm256_loadu_ps(s0 + k + 8), va, _mm256_mul_ps(vdx0, b1));
+        const __m256 v0 = _mm256_fmadd_ps(_mm256_loadu_ps(s1 + k), va, _mm256_mul_ps(vdx1, b0));
+        const __m256 v1 = _mm256_fmadd_ps(_mm256_loadu_ps(s1 + k + 8), va, _mm256_mul_ps(vdx1, b1));
+        _mm256_storeu_ps(s0 + k, u0);
+        _mm256_storeu_ps(s0 + k + 8, u1);
+        _mm256_storeu_ps(s1 + k, v0);
+        _mm256_storeu_ps(s1 + k + 8, v1);
+        acc0 = _mm256_fmadd_ps(u0, c0, acc0);
+        acc1 = _mm256_fmadd_ps(u1, c1, acc1);
+        acc2 = _mm256_fmadd_ps(v0, c0, acc2);
+        acc3 = _mm256_fmadd_ps(v1, c1, acc3);
       }
       for (; k < N8; k += 8) {
-        const __m256 s0 = _mm256_fmadd_ps(_mm256_loadu_ps(sp + k), va,
-                                          _mm256_mul_ps(vdx, _mm256_loadu_ps(Bt + k)));
-        _mm256_storeu_ps(sp + k, s0);
-        acc0 = _mm256_fmadd_ps(s0, _mm256_loadu_ps(Ct + k), acc0);
+        const __m256 b0 = _mm256_loadu_ps(Bt + k), c0 = _mm256_loadu_ps(Ct + k);
+        const __m256 u0 = _mm256_fmadd_ps(_mm256_loadu_ps(s0 + k), va, _mm256_mul_ps(vdx0, b0));
+        const __m256 v0 = _mm256_fmadd_ps(_mm256_loadu_ps(s1 + k), va, _mm256_mul_ps(vdx1, b0));
+        _mm256_storeu_ps(s0 + k, u0);
+        _mm256_storeu_ps(s1 + k, v0);
+        acc0 = _mm256_fmadd_ps(u0, c0, acc0);
+        acc2 = _mm256_fmadd_ps(v0, c0, acc2);
       }
-      float acc = hsum(_mm256_add_ps(acc0, acc1));
+      float sum0 = hsum(_mm256_add_ps(acc0, acc1)), sum1 = hsum(_mm256_add_ps(acc2, acc3));
       for (; k < N; ++k) {
+        s0[k] = s0[k] * a + dx0 * Bt[k];
+        s1[k] = s1[k] * a + dx1 * Bt[k];
+        sum0 += s0[k] * Ct[k];
+        sum1 += s1[k] * Ct[k];
+      }
+      y[t * ldy + p] = sum0 + Dh * x0;
+      y[t * ldy + p + 1] = sum1 + Dh * x1;
+    }
+  }
+  for (; p < P; ++p) {  // an odd last channel
+    float* sp = s + p * N;
+    for (int64_t t = 0; t < n; ++t) {
+      const float xv = x[t * ldx + p], dx = dt[t] * xv, a = dA[t];
+      const float* Bt = B + t * ldbc;
+      const float* Ct = C + t * ldbc;
+      float acc = 0.0f;
+      for (int64_t k = 0; k < N; ++k) {
         sp[k] = sp[k] * a + dx * Bt[k];
         acc += sp[k] * Ct[k];
       }
-      y[t * ldy + p] = (acc + Dh * xv) * silu(z[t * ldz + p]);
+      y[t * ldy + p] = acc + Dh * xv;
     }
+  }
+  const __m256 one = _mm256_set1_ps(1.0f);
+  for (int64_t t = 0; t < n; ++t) {  // y *= silu(z) = z / (1 + exp(-z))
+    float* yt = y + t * ldy;
+    const float* zt = z + t * ldz;
+    int64_t i = 0;
+    for (; i + 8 <= P; i += 8) {
+      const __m256 zv = _mm256_loadu_ps(zt + i);
+      const __m256 g =
+          _mm256_div_ps(zv, _mm256_add_ps(one, exp8(_mm256_sub_ps(_mm256_setzero_ps(), zv))));
+      _mm256_storeu_ps(yt + i, _mm256_mul_ps(_mm256_loadu_ps(yt + i), g));
+    }
+    for (; i < P; ++i) yt[i] *= silu(zt[i]);
   }
 }
 
