@@ -1,5 +1,5 @@
-"""Benchmark fixtures: Mamba-1 and Mamba-2 models of released shapes with random weights (speed does not
-depend on the values), exported once and cached in $MAMBALITE_BENCH_CACHE (default
+"""Benchmark fixtures: Mamba-1 and Mamba-2 models of released shapes with random weights (speed
+does not depend on the values), exported once and cached in $MAMBALITE_BENCH_CACHE (default
 ~/.cache/mambalite-bench)."""
 
 from __future__ import annotations

@@ -157,6 +157,18 @@ def test_greedy_generation_matches_transformers(exported):
     assert got == ref
 
 
+@pytest.mark.parametrize("shape", ["g2-odd", "falcon"])
+def test_quantize_command_equals_export(exported, tmp_path, shape):
+    """`mambalite quantize` of our f32 file writes the same tensors as a direct export."""
+    _, d, f32 = exported(shape)
+    for wtype in ("q8_0", "q4_0"):
+        q = mambalite.quantize(f32, tmp_path / f"{shape}-{wtype}.gguf", wtype)
+        direct = mambalite.load(export(d, wtype))
+        assert mambalite.load(q).tensors == direct.tensors
+        ids = list(range(1, 30))
+        assert np.array_equal(mambalite.load(q).forward(ids), direct.forward(ids))
+
+
 def _mamba_ssm_state_dict(hf, prefix: str = "") -> dict[str, torch.Tensor]:
     sd = {}
     for k, v in hf.state_dict().items():

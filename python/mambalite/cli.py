@@ -64,9 +64,11 @@ def _parser() -> argparse.ArgumentParser:
                    help="compute threads (default: all cores)")
 
     e = sub.add_parser("export", help="convert a PyTorch checkpoint to GGUF",
-                       description="Convert a Mamba checkpoint directory (transformers or "
-                       "mamba_ssm format) to a GGUF file that mambalite and llama.cpp load.")
-    e.add_argument("checkpoint", help="directory with config.json and the weights")
+                       description="Convert a Mamba-1, FalconMamba or Mamba-2 checkpoint "
+                       "directory (transformers, mamba_ssm or mistral format) to a GGUF file "
+                       "that mambalite and llama.cpp load.")
+    e.add_argument("checkpoint", help="directory with config.json (or mistral's params.json) "
+                   "and the weights")
     e.add_argument("-o", "--output", required=True, help="GGUF file to write")
     e.add_argument("--type", default="f16", choices=["f32", "f16", "bf16", "q8_0", "q4_0"],
                    help="weight type of the matrices (default f16)")

@@ -44,8 +44,13 @@ def describe(path: str | os.PathLike, *, list_tensors: bool = False) -> str:
     if model is not None:
         c = model.config
         lines.append(f"layers:        {c.n_layer}")
+        if c.architecture == "mamba2":
+            variant = (f"   heads: {c.n_head} x {c.d_inner // c.n_head}   groups: {c.n_group}")
+        else:
+            variant = f"   dt_rank: {c.dt_rank}" + (
+                f"   dt/B/C RMSNorm (FalconMamba, eps {c.mixer_eps:g})" if c.dt_b_c_rms else "")
         lines.append(f"d_model:       {c.d_model}   d_inner: {c.d_inner}   d_state: {c.d_state}"
-                     f"   d_conv: {c.d_conv}   dt_rank: {c.dt_rank}")
+                     f"   d_conv: {c.d_conv}{variant}")
         lines.append(f"vocab:         {c.vocab_size}   head: "
                      f"{'tied to the embedding' if c.tied_embeddings else 'untied'}"
                      f"   rms eps: {c.norm_eps:g}")

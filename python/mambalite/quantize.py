@@ -47,8 +47,9 @@ def quantize(src: str | os.PathLike, dst: str | os.PathLike, type: str = "q8_0",
         raise ValueError(f"{src} is not a readable GGUF file: {e}") from None
     arch = reader.fields["general.architecture"].contents() \
         if "general.architecture" in reader.fields else None
-    if arch != "mamba":
-        raise ValueError(f"{src} holds a {arch!r} model; mambalite quantizes 'mamba' models")
+    if arch not in ("mamba", "mamba2"):
+        raise ValueError(f"{src} holds a {arch!r} model; mambalite quantizes 'mamba' and "
+                         "'mamba2' models")
     bad = [f"{t.name} ({t.tensor_type.name})" for t in reader.tensors
            if t.tensor_type not in _SOURCE_TYPES]
     if bad:
