@@ -495,32 +495,23 @@ void head_scan(int64_t n, int64_t P, int64_t N, const float* x, int64_t ldx, con
       y[t * ldy + p + 1] = sum1 + Dh * x1;
     }
   }
-  for (; p < P; ++p) {  // an odd last channel
-    float* sp = s + p * N;
-    for (int64_t t = 0; t < n; ++t) {
-      const float xv = x[t * ldx + p], dx = dt[t] * xv, a = dA[t];
-      const float* Bt = B + t * ldbc;
-      const float* Ct = C + t * ldbc;
-      float acc = 0.0f;
-      for (int64_t k = 0; k < N; ++k) {
-        sp[k] = sp[k] * a + dx * Bt[k];
-        acc += sp[k] * Ct[k];
-      }
-      y[t * ldy + p] = acc + Dh * xv;
-    }
+  const int64_t P2 = p;  // channels done above; the gate below covers those
+  if (p < P) {           // an odd last channel, gate included
+    head_scan_generic(n, 1, N, x + p, ldx, dt, dA, B, C, ldbc, Dh, z + p, ldz, s + p * N, y + p,
+                      ldy);
   }
   const __m256 one = _mm256_set1_ps(1.0f);
   for (int64_t t = 0; t < n; ++t) {  // y *= silu(z) = z / (1 + exp(-z))
     float* yt = y + t * ldy;
     const float* zt = z + t * ldz;
     int64_t i = 0;
-    for (; i + 8 <= P; i += 8) {
+    for (; i + 8 <= P2; i += 8) {
       const __m256 zv = _mm256_loadu_ps(zt + i);
       const __m256 g =
           _mm256_div_ps(zv, _mm256_add_ps(one, exp8(_mm256_sub_ps(_mm256_setzero_ps(), zv))));
       _mm256_storeu_ps(yt + i, _mm256_mul_ps(_mm256_loadu_ps(yt + i), g));
     }
-    for (; i < P; ++i) yt[i] *= silu(zt[i]);
+    for (; i < P2; ++i) yt[i] *= silu(zt[i]);
   }
 }
 

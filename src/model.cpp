@@ -209,11 +209,17 @@ void Model::run_block(State& state, const int32_t* ids, int64_t n) {
     dequantize_row(token_embd_.type, token_embd_.row(ids[t]), D, resid_.data() + t * D);
   }
   for (int64_t l = 0; l < config_.n_layer; ++l) {
+    const LayerWeights& w = layers_[static_cast<size_t>(l)];
+    for (int64_t t = 0; t < n; ++t) {
+      k_->rms_norm(resid_.data() + t * D, w.attn_norm.data(), D, config_.norm_eps,
+                   hn_.data() + t * D);
+    }
     if (config_.is_mamba2()) {
       mamba2_layer(state, l, n);
     } else {
       mamba1_layer(state, l, n);
     }
+    for (int64_t i = 0; i < n * D; ++i) resid_[i] += out_[i];  // residual stream in fp32
   }
 }
 

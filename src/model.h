@@ -57,7 +57,7 @@ class Model {
  private:
   void bind_weights();
   void run_block(State& state, const int32_t* ids, int64_t n);
-  // resid_ (n, D) += mixer of layer l (model_layers.cpp).
+  // out_ (n, D) = mixer of layer l applied to hn_ (model_layers.cpp).
   void mamba1_layer(State& state, int64_t l, int64_t n);
   void mamba2_layer(State& state, int64_t l, int64_t n);
   void compute_logits(const float* resid, int64_t n, float* logits);

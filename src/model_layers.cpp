@@ -1,5 +1,5 @@
 // The mixers of one layer for a block of n <= kBlock tokens: Mamba-1 (and FalconMamba) and
-// Mamba-2 (DESIGN.md §1). Both read hn_ = RMSNorm(resid_) and add their output to resid_.
+// Mamba-2 (DESIGN.md §1). Both read hn_ = RMSNorm(resid_) and write out_ (run_block adds it).
 #include <cmath>
 
 #include "model.h"
@@ -12,9 +12,6 @@ void Model::mamba1_layer(State& state, int64_t l, int64_t n) {
   const int64_t ldbc = R + 2 * N;
   const KernelTable& k = *k_;
   const LayerWeights& w = layers_[static_cast<size_t>(l)];
-  for (int64_t t = 0; t < n; ++t) {
-    k.rms_norm(resid_.data() + t * D, w.attn_norm.data(), D, c.norm_eps, hn_.data() + t * D);
-  }
   // Four barriers per layer: a channel's conv needs only its own in_proj rows, and its scan only
   // its own dt_proj row, so those pairs run in one parallel job over the same channel ranges.
   size_t stride = 0;
@@ -55,7 +52,6 @@ void Model::mamba1_layer(State& state, int64_t l, int64_t n) {
                      c1);
   });
   parallel_matmul(w.out_proj, y_.data(), E, n, out_.data(), D);  // out: (n, D)
-  for (int64_t i = 0; i < n * D; ++i) resid_[i] += out_[i];
 }
 
 // Mamba-2 prefill runs the recurrence token by token inside the block, with each head's state
@@ -70,9 +66,6 @@ void Model::mamba2_layer(State& state, int64_t l, int64_t n) {
   const int64_t heads_per_group = H / G, group_size = E / G;
   const KernelTable& k = *k_;
   const LayerWeights& w = layers_[static_cast<size_t>(l)];
-  for (int64_t t = 0; t < n; ++t) {
-    k.rms_norm(resid_.data() + t * D, w.attn_norm.data(), D, c.norm_eps, hn_.data() + t * D);
-  }
   // in_proj and the conv in one job: each thread computes the xBC rows of its conv channels (and
   // convolves them), plus a share of the z and dt rows. zxbcdt = xz_: (n, NR).
   size_t stride = 0;
@@ -114,7 +107,6 @@ void Model::mamba2_layer(State& state, int64_t l, int64_t n) {
     }
   }
   parallel_matmul(w.out_proj, y_.data(), E, n, out_.data(), D);  // out: (n, D)
-  for (int64_t i = 0; i < n * D; ++i) resid_[i] += out_[i];
 }
 
 }  // namespace mambalite
