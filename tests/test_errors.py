@@ -8,7 +8,7 @@ import pytest
 
 import mambalite
 
-from helpers import export, make_hf_model, save_checkpoint
+from helpers import export, make_hf_mamba2, make_hf_model, save_checkpoint
 
 
 @pytest.fixture(scope="module")
@@ -109,6 +109,28 @@ def test_missing_and_misshaped_tensors_in_one_error(good, tmp_path):
     assert "missing tensor 'blk.1.ssm_x.weight'" in msg
     assert "missing tensor 'blk.0.ssm_d'" in msg
     assert "'blk.0.ssm_in.weight' has shape {32, 64}, expected {32, 128}" in msg
+
+
+@pytest.fixture(scope="module")
+def good_mamba2(tmp_path_factory):
+    hf = make_hf_mamba2(seed=22, vocab_size=96, hidden_size=32, num_heads=4, head_dim=16,
+                        n_groups=2)
+    return export(save_checkpoint(hf, tmp_path_factory.mktemp("err2")), "f32")
+
+
+def test_mamba2_file_errors(good, good_mamba2, tmp_path):
+    T = gguf.GGUFValueType.UINT32
+    bad_groups = rewrite(good_mamba2, tmp_path / "g3.gguf", kv={"mamba2.ssm.group_count": (3, T)},
+                         drop_kv=("mamba2.ssm.group_count",))
+    with pytest.raises(ValueError, match="group_count to divide n_head.*group_count = 3"):
+        mambalite.load(bad_groups)
+    with pytest.raises(ValueError, match="missing tensor 'blk.1.ssm_norm.weight'"):
+        mambalite.load(rewrite(good_mamba2, tmp_path / "nonorm.gguf",
+                               drop=("blk.1.ssm_norm.weight",)))
+    # A Mamba-1 file labelled Mamba-2: every mismatching tensor named, no crash.
+    with pytest.raises(ValueError, match="is not a usable Mamba model") as e:
+        mambalite.load(rewrite(good, tmp_path / "relabelled.gguf", arch="mamba2"))
+    assert "missing tensor 'blk.0.ssm_norm.weight'" in str(e.value)
 
 
 def test_missing_metadata(good, tmp_path):
