@@ -90,6 +90,26 @@ def test_bytes_round_trip(model):
     assert restored.to_bytes() == state.to_bytes()
 
 
+def test_version_1_bytes_still_read(model):
+    """States saved before conv_dim was recorded (format 1: conv channels = d_inner) load for
+    Mamba-1 models; for Mamba-2, whose conv has more channels, they are refused."""
+    import struct
+
+    state = model.new_state()
+    model.prefill(state, ids_of(9, seed=5))
+    data = state.to_bytes()
+    arch_len = struct.unpack_from("<I", data, 12)[0]
+    shape_end = 16 + arch_len + 4 * 8  # magic, version, name length, name, 4 shape fields
+    conv_dim = struct.unpack_from("<q", data, shape_end)[0]
+    old = data[:8] + struct.pack("<I", 1) + data[12:shape_end] + data[shape_end + 8:]
+    if conv_dim == model.config.d_inner:
+        restored = model.state_from_bytes(old)
+        assert restored.to_bytes() == data
+    else:
+        with pytest.raises(ValueError):
+            model.state_from_bytes(old)
+
+
 def test_state_size_is_constant(model):
     state = model.new_state()
     size, nbytes = len(state.to_bytes()), state.nbytes

@@ -81,7 +81,7 @@ def _mamba2_from_tensors(ckpt: Checkpoint, hp: MambaHParams) -> MambaHParams:
     return hp
 
 
-def _from_mamba_ssm(ckpt: Checkpoint, cfg: dict, prefix: str = "") -> MambaHParams:
+def _from_mamba_ssm(ckpt: Checkpoint, cfg: dict) -> MambaHParams:
     ssm = cfg.get("ssm_cfg") or {}
     layer = ssm.get("layer", "Mamba1")
     if layer not in ("Mamba1", "Mamba2"):
@@ -113,8 +113,7 @@ def _from_mamba_ssm(ckpt: Checkpoint, cfg: dict, prefix: str = "") -> MambaHPara
                          f"{d_inner} (an MLP part in in_proj), which the GGUF format cannot hold")
     headdim = _int(ssm, "headdim", 64)
     hp = MambaHParams(arch="mamba2", d_state=_int(ssm, "d_state", 128),
-                      n_head=d_inner // headdim, n_group=_int(ssm, "ngroups", 1),
-                      key_prefix=prefix, **common)
+                      n_head=d_inner // headdim, n_group=_int(ssm, "ngroups", 1), **common)
     if d_inner % headdim:
         raise ValueError(f"{ckpt.dir}: headdim {headdim} does not divide d_inner {d_inner}")
     return _mamba2_from_tensors(ckpt, hp)
@@ -158,9 +157,10 @@ def _from_transformers(ckpt: Checkpoint, cfg: dict, model_type: str) -> MambaHPa
             raise ValueError(f"{ckpt.dir}: rms_norm=false or norm_before_gate=true is not the "
                              "Mamba-2 form llama.cpp's format holds (gate, then RMSNorm)")
         d_inner = int(cfg.get("expand", 2) * d_model)
-        n_head = _int(cfg, "num_heads", d_inner // _int(cfg, "head_dim", 64))
-        if n_head * _int(cfg, "head_dim", 64) != d_inner:
-            raise ValueError(f"{ckpt.dir}: num_heads {n_head} x head_dim {cfg.get('head_dim')} "
+        head_dim = _int(cfg, "head_dim", 64)
+        n_head = _int(cfg, "num_heads", d_inner // head_dim)
+        if n_head * head_dim != d_inner:
+            raise ValueError(f"{ckpt.dir}: num_heads {n_head} x head_dim {head_dim} "
                              f"!= expand x hidden_size = {d_inner}")
         hp = MambaHParams(arch="mamba2", d_inner=d_inner, d_state=_int(cfg, "state_size", 128),
                           n_head=n_head, n_group=_int(cfg, "n_groups", 1), **common)

@@ -2,8 +2,9 @@
 
 - tokenizer.json (byte-level BPE): `tokenizer.ggml.model = "gpt2"` with tokens, types and merges,
   plus the whole file under `tokenizer.huggingface.json`.
-- tokenizer.model (SentencePiece): `tokenizer.ggml.model = "llama"` with tokens, scores and types,
-  plus the model bytes under `mambalite.tokenizer.sentencepiece_model`.
+- tokenizer.model (or mistral's tokenizer.model.v3; SentencePiece): `tokenizer.ggml.model =
+  "llama"` with tokens, scores and types, plus the model bytes under
+  `mambalite.tokenizer.sentencepiece_model`.
 
 The token list always has exactly one entry per embedding row: ids the tokenizer does not use
 become `[PAD<i>]` tokens of type UNUSED, which are never sampled.
