@@ -100,6 +100,43 @@ float dot_q4_0(int64_t n, const uint8_t* w, const ActQ8* x) {
   return dot_q(n, w, sizeof(BlockQ4_0), unpack_q4_0, x);
 }
 
+// Q6_K: each 32-value activation block meets 16-byte halves of one ql slice (low or high
+// nibbles of ql[0, 32) or ql[32, 64) of the half-block), two bits of each qh byte, and two
+// 16-value sub-blocks with their own int8 scales (one per 16-lane vector).
+float dot_q6_k(int64_t n, const uint8_t* w, const ActQ8* x) {
+  const BlockQ6_K* b = reinterpret_cast<const BlockQ6_K*>(w);
+  const uint8x16_t m4 = vdupq_n_u8(0x0F), m3 = vdupq_n_u8(3);
+  const int8x16_t m32 = vdupq_n_s8(32);
+  float32x4_t acc = vdupq_n_f32(0.0f);
+  for (int64_t i = 0; i < n / kQKK; ++i) {
+    const float d = fp16_to_fp32(b[i].d);
+    const ActQ8* xb = x + i * (kQKK / kQK);
+    for (int half = 0; half < 2; ++half) {
+      const uint8_t* ql = b[i].ql + 64 * half;
+      const uint8_t* qh = b[i].qh + 32 * half;
+      const int8_t* sc = b[i].scales + 8 * half;
+      const uint8x16_t l[4] = {vld1q_u8(ql), vld1q_u8(ql + 16), vld1q_u8(ql + 32),
+                               vld1q_u8(ql + 48)};
+      const uint8x16_t h[2] = {vld1q_u8(qh), vld1q_u8(qh + 16)};
+      for (int c = 0; c < 4; ++c) {  // values [32 c, 32 c + 32) of this half
+        const ActQ8& a = xb[4 * half + c];
+        const int8x16_t shift = vdupq_n_s8(static_cast<int8_t>(-2 * c));
+        int32x4_t isum = vdupq_n_s32(0);
+        for (int sub = 0; sub < 2; ++sub) {
+          const uint8x16_t src = l[2 * (c & 1) + sub];
+          const uint8x16_t lo = c < 2 ? vandq_u8(src, m4) : vshrq_n_u8(src, 4);
+          const uint8x16_t hi = vshlq_n_u8(vandq_u8(vshlq_u8(h[sub], shift), m3), 4);
+          const int8x16_t q = vsubq_s8(vreinterpretq_s8_u8(vorrq_u8(lo, hi)), m32);
+          const int32x4_t dq = vdotq_s32(vdupq_n_s32(0), q, vld1q_s8(a.qs + 16 * sub));
+          isum = vmlaq_n_s32(isum, dq, sc[2 * c + sub]);
+        }
+        acc = vfmaq_n_f32(acc, vcvtq_f32_s32(isum), d * a.d);
+      }
+    }
+  }
+  return vaddvq_f32(acc);
+}
+
 // Four activation rows at once, each weight vector loaded and converted once.
 template <typename Load, typename Scalar>
 inline void dot4x4(int64_t n, const uint8_t* xb, size_t stride, Load load, Scalar scalar,
@@ -287,7 +324,7 @@ const KernelTable kNeon = {"neon",
                            dot_bf16,
                            dot_q8_0,
                            dot_q4_0,
-                           dot_q6_k_generic,
+                           dot_q6_k,
                            dot4_f32,
                            dot4_f16,
                            dot4_bf16,

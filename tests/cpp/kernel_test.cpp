@@ -60,6 +60,13 @@ std::vector<uint8_t> random_rows(GgmlType type, int64_t n, int rows) {
         out.push_back(static_cast<uint8_t>(h & 0xFF));
         out.push_back(static_cast<uint8_t>(h >> 8));
       }
+    } else if (type == GgmlType::Q6_K) {  // ql, qh, int8 scales (any byte), then d
+      for (int64_t b = 0; b < n / kQKK; ++b) {
+        for (size_t j = 0; j + 2 < sizeof(BlockQ6_K); ++j) out.push_back(byte());
+        const uint16_t d = random_scale();
+        out.push_back(static_cast<uint8_t>(d & 0xFF));
+        out.push_back(static_cast<uint8_t>(d >> 8));
+      }
     } else {
       const size_t block = type == GgmlType::Q8_0 ? sizeof(BlockQ8_0) : sizeof(BlockQ4_0);
       for (int64_t b = 0; b < n / kQK; ++b) {
@@ -85,11 +92,10 @@ void test_dots(const KernelTable& k, const KernelTable& ref) {
     GgmlType type;
     std::vector<int64_t> sizes;
   };
-  const Case cases[] = {{GgmlType::F32, {1, 7, 33, 100, 257, 1024}},
-                        {GgmlType::F16, {1, 7, 33, 100, 257, 1024}},
-                        {GgmlType::BF16, {1, 7, 33, 100, 257, 1024}},
-                        {GgmlType::Q8_0, {32, 96, 544, 2048}},
-                        {GgmlType::Q4_0, {32, 96, 544, 2048}}};
+  const Case cases[] = {
+      {GgmlType::F32, {1, 7, 33, 100, 257, 1024}},  {GgmlType::F16, {1, 7, 33, 100, 257, 1024}},
+      {GgmlType::BF16, {1, 7, 33, 100, 257, 1024}}, {GgmlType::Q8_0, {32, 96, 544, 2048}},
+      {GgmlType::Q4_0, {32, 96, 544, 2048}},        {GgmlType::Q6_K, {256, 768, 2048}}};
   for (const Case& c : cases) {
     for (int64_t n : c.sizes) {
       const std::vector<uint8_t> w = random_rows(c.type, n, 1);
@@ -109,7 +115,7 @@ void test_dots(const KernelTable& k, const KernelTable& ref) {
       float got4[4];
       float mag = 0.0f;
       for (int64_t i = 0; i < n; ++i) mag += std::fabs(x[static_cast<size_t>(i)]);
-      mag *= q ? 4.0f : 32.0f;  // rough bound on sum |w x|
+      mag *= c.type == GgmlType::Q6_K ? 128.0f : q ? 4.0f : 32.0f;  // rough bound on sum |w x|
       MatView view{c.type, w.data(), 1, n, w.size()};
       std::vector<float> y_ref(4), y(4), scratch(static_cast<size_t>(n));
       matmul(ref, view, a, stride, 4, y_ref.data(), 1, 0, 1, scratch.data());  // via dot4
@@ -128,8 +134,11 @@ void test_dots(const KernelTable& k, const KernelTable& ref) {
           case GgmlType::Q8_0:
             single = k.dot_q8_0(n, w.data(), reinterpret_cast<const ActQ8*>(a + t * stride));
             break;
-          default:
+          case GgmlType::Q4_0:
             single = k.dot_q4_0(n, w.data(), reinterpret_cast<const ActQ8*>(a + t * stride));
+            break;
+          default:
+            single = k.dot_q6_k(n, w.data(), reinterpret_cast<const ActQ8*>(a + t * stride));
             break;
         }
         check(close(single, y_ref[t], mag),
