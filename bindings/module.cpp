@@ -241,6 +241,19 @@ PYBIND11_MODULE(_core, mod) {
              }
              return out;
            })
+      .def("forward_state",
+           [](Model& m, State& s, const IdArray& ids) {
+             // Logits at every position (n, n_vocab), continuing `s` (which advances).
+             const int64_t n = ids.size();
+             const int64_t V = m.config().n_vocab;
+             py::array_t<float> out({static_cast<py::ssize_t>(n), static_cast<py::ssize_t>(V)});
+             float* dst = out.mutable_data();
+             {
+               py::gil_scoped_release nogil;
+               m.eval(s, ids.data(), n, LogitsMode::kAll, dst);
+             }
+             return out;
+           })
       .def("prefill",
            [](Model& m, State& s, const IdArray& ids) {
              py::array_t<float> out(static_cast<py::ssize_t>(m.config().n_vocab));
