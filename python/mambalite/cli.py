@@ -1,4 +1,4 @@
-"""The `mambalite` command: generate, export, quantize, bench, info.
+"""The `mambalite` command: generate, perplexity, export, quantize, bench, info.
 
 Exit codes: 0 success, 1 runtime error (bad file, bad model, I/O), 2 usage error, 130 on Ctrl-C.
 Errors are printed as one line on stderr.
@@ -32,6 +32,9 @@ def _add_writer_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
 
 
+_MODEL_HELP = "GGUF model file (default: the small model shipped with mambalite)"
+
+
 def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="mambalite",
@@ -44,7 +47,7 @@ def _parser() -> argparse.ArgumentParser:
                        description="Generate a continuation of PROMPT and stream it to stdout.")
     g.add_argument("prompt", nargs="?", default=None,
                    help="the prompt text; omit it or give '-' to read it from stdin")
-    g.add_argument("-m", "--model", required=True, help="GGUF model file")
+    g.add_argument("-m", "--model", default=None, help=_MODEL_HELP)
     g.add_argument("-n", "--max-new-tokens", type=int, default=128, metavar="N",
                    help="maximum number of tokens to generate (default 128)")
     g.add_argument("--temperature", type=float, default=0.8,
@@ -60,8 +63,24 @@ def _parser() -> argparse.ArgumentParser:
     g.add_argument("--seed", type=int, default=None, help="random seed for reproducible output")
     g.add_argument("--stop", action="append", default=[], metavar="TEXT",
                    help="stop when TEXT is generated (repeatable; TEXT is not printed)")
+    g.add_argument("--no-token-healing", dest="token_healing", action="store_false",
+                   help="keep the prompt's last token as it is (by default it is re-generated "
+                   "so that the model picks where that token ends; see the README)")
     g.add_argument("-t", "--threads", type=_positive_int, default=None,
                    help="compute threads (default: all cores)")
+
+    pp = sub.add_parser("perplexity", help="measure a model's perplexity on a text file",
+                        description="Token-level cross-entropy and perplexity of a text file "
+                        "(UTF-8) under a model: every token after the first is predicted from "
+                        "the ones before it.")
+    pp.add_argument("file", help="text file ('-' reads stdin)")
+    pp.add_argument("-m", "--model", default=None, help=_MODEL_HELP)
+    pp.add_argument("-w", "--window", type=_positive_int, default=None, metavar="N",
+                    help="score independent windows of N tokens, each from a fresh state "
+                    "(default: the whole file in one state, full context)")
+    pp.add_argument("-t", "--threads", type=_positive_int, default=None,
+                    help="compute threads (default: all cores)")
+    pp.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
 
     e = sub.add_parser("export", help="convert a PyTorch checkpoint to GGUF",
                        description="Convert a Mamba-1, FalconMamba or Mamba-2 checkpoint "
@@ -86,7 +105,7 @@ def _parser() -> argparse.ArgumentParser:
     b = sub.add_parser("bench", help="measure a model's speed",
                        description="Median prefill tokens/s, decode ms/token and the achieved "
                        "bandwidth (weights read per decoded token) of a GGUF model.")
-    b.add_argument("-m", "--model", required=True, help="GGUF model file")
+    b.add_argument("-m", "--model", default=None, help=_MODEL_HELP)
     b.add_argument("-t", "--threads", type=_positive_int, action="append", default=None,
                    help="compute threads (repeatable; default: all cores)")
     b.add_argument("-p", "--prefill", type=_positive_int, default=512, metavar="N",
@@ -99,7 +118,8 @@ def _parser() -> argparse.ArgumentParser:
     i = sub.add_parser("info", help="describe a GGUF model file",
                        description="Print a GGUF model's architecture, shapes, tensor types, "
                        "tokenizer and size.")
-    i.add_argument("model", help="GGUF model file")
+    i.add_argument("model", nargs="?", default=None,
+                   help="GGUF model file (default: the model shipped with mambalite)")
     i.add_argument("--tensors", action="store_true", help="also list every tensor")
     return p
 
@@ -118,11 +138,37 @@ def _generate(args: argparse.Namespace) -> int:
         prompt, max_new_tokens=args.max_new_tokens, temperature=args.temperature,
         top_k=args.top_k, top_p=args.top_p, min_p=args.min_p,
         repetition_penalty=args.repetition_penalty, seed=args.seed, stop=args.stop,
-        stream=True,
+        stream=True, token_healing=args.token_healing,
     ):
         out.write(piece)
         out.flush()
     out.write("\n")
+    return 0
+
+
+def _perplexity(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from .model import load
+
+    if args.file == "-":
+        if sys.stdin is None or sys.stdin.isatty():
+            raise ValueError("no text: give a file, or pipe the text to stdin with '-'")
+        text = sys.stdin.read()
+    else:
+        path = Path(args.file)
+        if not path.is_file():
+            raise FileNotFoundError(f"text file {path} does not exist")
+        try:
+            text = path.read_text(encoding="utf-8")
+        except UnicodeDecodeError as e:
+            raise ValueError(f"{path} is not UTF-8 text ({e.reason} at byte {e.start}); "
+                             "give a UTF-8 text file") from None
+    if not text:
+        raise ValueError(f"{args.file} is empty: give a text to score")
+    model = load(args.model, threads=args.threads)
+    result = model.perplexity(text, window=args.window, progress=False if args.quiet else None)
+    print(result)
     return 0
 
 
@@ -147,6 +193,10 @@ def _quantize(args: argparse.Namespace) -> int:
 def _bench(args: argparse.Namespace) -> int:
     from .bench import bench
 
+    if args.model is None:
+        from .model import default_model_path
+
+        args.model = str(default_model_path())
     print(f"{args.model}:")
     for threads in args.threads or [None]:
         print("  " + str(bench(args.model, threads=threads, prefill_tokens=args.prefill,
@@ -157,6 +207,10 @@ def _bench(args: argparse.Namespace) -> int:
 def _info(args: argparse.Namespace) -> int:
     from .info import describe
 
+    if args.model is None:
+        from .model import default_model_path
+
+        args.model = default_model_path()
     print(describe(args.model, list_tensors=args.tensors))
     return 0
 
@@ -164,8 +218,8 @@ def _info(args: argparse.Namespace) -> int:
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the `mambalite` command; returns the exit code."""
     args = _parser().parse_args(argv)
-    handler = {"generate": _generate, "export": _export, "quantize": _quantize,
-               "bench": _bench, "info": _info}[args.command]
+    handler = {"generate": _generate, "perplexity": _perplexity, "export": _export,
+               "quantize": _quantize, "bench": _bench, "info": _info}[args.command]
     try:
         return handler(args)
     except KeyboardInterrupt:

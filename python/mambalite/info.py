@@ -30,8 +30,16 @@ def describe(path: str | os.PathLike, *, list_tensors: bool = False) -> str:
     tensors = f.tensors()
     arch = md.get("general.architecture", "?")
     lines = [f"file:          {p} ({_size(f.file_size)}, GGUF v{f.version})"]
-    if "general.name" in md:
-        lines.append(f"name:          {md['general.name']}")
+    from .model import DEFAULT_MODEL, default_model_path
+
+    shipped = ""
+    try:
+        if p.resolve() == default_model_path():
+            shipped = f" (mambalite's default model, {DEFAULT_MODEL})"
+    except FileNotFoundError:
+        pass
+    if "general.name" in md or shipped:
+        lines.append(f"name:          {md.get('general.name', '?')}{shipped}")
     lines.append(f"architecture:  {arch}")
 
     from .model import load

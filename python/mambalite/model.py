@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import sys
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -15,6 +16,47 @@ from ._streaming import IncrementalDecoder, StopStrings
 from .tokenizer import Tokenizer
 
 Prompt = Union[str, Sequence[int], np.ndarray]
+
+DEFAULT_MODEL = "mambalite-pystdlib-q8_0.gguf"
+_PPL_BLOCK = 256  # tokens per evaluation call in perplexity (bounds the logits buffer)
+
+
+def default_model_path() -> Path:
+    """The model shipped inside the package (a small Mamba-2 trained on Python's stdlib)."""
+    p = Path(__file__).resolve().parent / "models" / DEFAULT_MODEL
+    if not p.is_file():
+        raise FileNotFoundError(
+            f"the default model {p} is missing from this installation; reinstall mambalite "
+            "(pip install .), or pass the path of a GGUF model (-m FILE)")
+    return p
+
+
+@dataclass(frozen=True)
+class Perplexity:
+    """Result of `Model.perplexity`: token-level cross-entropy of a text under the model."""
+
+    perplexity: float  # exp(cross_entropy)
+    cross_entropy: float  # mean negative log-likelihood, nats per scored token
+    n_tokens: int  # number of scored (predicted) tokens
+    n_bytes: int  # UTF-8 bytes of the text (0 when token ids were given)
+    window: int | None  # tokens per independent window, None for the whole text in one state
+
+    @property
+    def bits_per_byte(self) -> float | None:
+        """Total cross-entropy in bits divided by the text's UTF-8 bytes (None for ids)."""
+        if not self.n_bytes:
+            return None
+        return self.cross_entropy * self.n_tokens / (np.log(2.0) * self.n_bytes)
+
+    def __float__(self) -> float:
+        return self.perplexity
+
+    def __str__(self) -> str:
+        bpb = self.bits_per_byte
+        ctx = "whole text in one state" if self.window is None else f"windows of {self.window}"
+        return (f"perplexity {self.perplexity:.4f} over {self.n_tokens} tokens ({ctx}; "
+                f"cross-entropy {self.cross_entropy:.4f} nats/token"
+                + (f", {bpb:.4f} bits/byte)" if bpb is not None else ")"))
 
 
 @dataclass(frozen=True)
@@ -112,9 +154,12 @@ class Model:
         )
 
     @classmethod
-    def load(cls, path: str | os.PathLike, *, threads: int | None = None) -> Model:
-        """Loads a GGUF model. `threads`: compute threads (default: all cores)."""
-        p = Path(path)
+    def load(cls, path: str | os.PathLike | None = None, *, threads: int | None = None) -> Model:
+        """Loads a GGUF model; without `path`, the default model shipped with mambalite.
+
+        `threads`: compute threads (default: all cores).
+        """
+        p = default_model_path() if path is None else Path(path)
         if threads is not None:
             if isinstance(threads, bool) or not isinstance(threads, int) or not 1 <= threads <= 256:
                 raise ValueError(f"threads must be an integer from 1 to 256, got {threads!r}")
@@ -182,6 +227,75 @@ class Model:
         """Logits at every position from a fresh state: float32 array (len(ids), n_vocab)."""
         return self._core.forward(_as_ids(ids, self.config.vocab_size))
 
+    def forward_state(self, state: State, ids: Sequence[int] | np.ndarray) -> np.ndarray:
+        """Logits at every position (len(ids), n_vocab), continuing `state` (which advances)."""
+        return self._core.forward_state(self._state(state), _as_ids(ids, self.config.vocab_size))
+
+    def perplexity(self, text: str | Sequence[int] | np.ndarray, *, window: int | None = None,
+                   progress: bool | None = None) -> Perplexity:
+        """Token-level cross-entropy and perplexity of `text` (a str, or token ids).
+
+        Text is tokenized as for generation (BOS first when the model uses one); every token
+        after the first is predicted from the ones before it. With `window=None` (default) the
+        whole text runs through one recurrent state, in blocks: full context, constant memory,
+        any length. With `window=W` the ids are cut into windows of W tokens, each scored from
+        a fresh state (BOS prepended when the model has one), as llama.cpp's `perplexity -c W`
+        scores fixed contexts. `progress`: a progress bar on stderr (default: for inputs over
+        4096 tokens when stderr is a terminal).
+        """
+        n_bytes = 0
+        if isinstance(text, str):
+            n_bytes = len(text.encode("utf-8"))
+            ids = self._prompt_ids(text)
+        else:
+            ids = _as_ids(text, self.config.vocab_size, "text")
+        if window is not None and (isinstance(window, bool) or not isinstance(window, int) or
+                                   window < 2):
+            raise ValueError(f"window must be an integer >= 2 (tokens) or None, got {window!r}")
+        bos = self._tokenizer_or_none()
+        bos_id = bos.bos_id if bos is not None and bos.add_bos else None
+        # (context, targets) pairs: context[i] predicts targets[i]
+        if window is None:
+            pieces = [(ids[:-1], ids[1:])]
+        else:
+            pieces = []
+            for s in range(0, len(ids), window):
+                chunk = ids[s:s + window]
+                if s > 0 and bos_id is not None:
+                    chunk = np.concatenate([np.array([bos_id], dtype=np.int32), chunk])
+                elif s > 0:
+                    chunk = ids[s - 1:s + window]  # no BOS: the previous token starts it
+                pieces.append((chunk[:-1], chunk[1:]))
+        total = sum(len(t) for _, t in pieces)
+        if total == 0:
+            raise ValueError("the text is a single token: perplexity needs at least two")
+        if progress is None:
+            progress = total > 4096 and sys.stderr is not None and sys.stderr.isatty()
+        bar = None
+        if progress:
+            from tqdm import tqdm
+
+            bar = tqdm(total=total, unit="tok", desc="perplexity", leave=False)
+        nll = 0.0
+        try:
+            for context, targets in pieces:
+                state = self.new_state()
+                for b in range(0, len(targets), _PPL_BLOCK):
+                    logits = self.forward_state(state, context[b:b + _PPL_BLOCK])
+                    t = targets[b:b + _PPL_BLOCK]
+                    x = logits.astype(np.float64)
+                    m = x.max(axis=1)
+                    lse = m + np.log(np.exp(x - m[:, None]).sum(axis=1))
+                    nll += float((lse - x[np.arange(len(t)), t]).sum())
+                    if bar is not None:
+                        bar.update(len(t))
+        finally:
+            if bar is not None:
+                bar.close()
+        ce = nll / total
+        return Perplexity(perplexity=float(np.exp(ce)), cross_entropy=ce, n_tokens=total,
+                          n_bytes=n_bytes, window=window)
+
     def prefill(self, state: State, ids: Sequence[int] | np.ndarray) -> np.ndarray:
         """Feeds ids into `state` (advancing it); returns the logits after the last (n_vocab,)."""
         return self._core.prefill(self._state(state), _as_ids(ids, self.config.vocab_size))
@@ -211,12 +325,15 @@ class Model:
         seed: int | None = None,
         state: State | None = None,
         stop_ids: Sequence[int] | None = None,
+        token_healing: bool = False,
     ) -> Iterator[int]:
         """Yields generated token ids (the token-level core of `generate`).
 
         Stops after `max_new_tokens`, or after yielding the end-of-sequence id (or any of
         `stop_ids`). Every yielded token is fed into the state, so a `state` passed in ends up
         holding the prompt and all generated tokens (also when the iteration stops early).
+        `token_healing` (text prompts only; see `generate`): the prompt's last token is left
+        out and the first yielded token is one whose text starts with it.
         """
         if isinstance(max_new_tokens, bool) or not isinstance(max_new_tokens, int) or \
                 max_new_tokens < 0:
@@ -232,21 +349,51 @@ class Model:
         stops = set(int(i) for i in (stop_ids or ()))
         if tok is not None and tok.eos_id is not None:
             stops.add(tok.eos_id)
-        sampler = _core.Sampler(float(temperature), int(top_k), float(top_p), float(min_p),
-                                float(repetition_penalty), seed, n_vocab, banned)
+        params = (float(temperature), int(top_k), float(top_p), float(min_p),
+                  float(repetition_penalty), seed, n_vocab)
+        sampler = _core.Sampler(*params, banned)
+        first = None
+        if token_healing and isinstance(prompt, str) and max_new_tokens > 0:
+            allowed = self._healing_candidates(ids, set(banned))
+            if allowed is not None:
+                ids = ids[:-1]
+                keep = np.zeros(n_vocab, dtype=bool)
+                keep[allowed] = True
+                first = _core.Sampler(*params, np.nonzero(~keep)[0].tolist())
         st = self.new_state() if state is None else state
         core_state = self._state(st)
         self._core.check_state(core_state)
-        return self._generate(ids, max_new_tokens, sampler, core_state, stops)
+        return self._generate(ids, max_new_tokens, sampler, core_state, stops, first)
+
+    def _healing_candidates(self, ids: np.ndarray, banned: set[int]) -> list[int] | None:
+        """Ids whose text extends the prompt's last token, or None when healing does not apply.
+
+        A prompt cut mid-token ("...):" where training text had "):\n" as one token) puts the
+        model in a state it rarely saw; dropping the last token and constraining the first
+        sample to tokens that start with its text lets the model pick the natural boundary.
+        """
+        tok = self._tokenizer_or_none()
+        if tok is None or len(ids) < 2:
+            return None
+        texts = tok.token_texts()
+        last = int(ids[-1])
+        text = texts[last] if last < len(texts) else None
+        if not text:
+            return None
+        allowed = [i for i, t in enumerate(texts[:self.config.vocab_size])
+                   if t is not None and t.startswith(text) and i not in banned]
+        return allowed if len(allowed) > 1 else None
 
     def _generate(self, ids: np.ndarray, max_new_tokens: int, sampler: Any,
-                  core_state: _core.State, stops: set[int]) -> Iterator[int]:
+                  core_state: _core.State, stops: set[int], first: Any = None) -> Iterator[int]:
         if max_new_tokens == 0:
             self._core.advance(core_state, ids)
             return
         for i in ids:
             sampler.accept(int(i))
-        token = self._core.prefill_and_sample(core_state, ids, sampler)
+            if first is not None:
+                first.accept(int(i))
+        token = self._core.prefill_and_sample(core_state, ids, first or sampler)
         produced = 0
         try:
             while True:
@@ -281,6 +428,7 @@ class Model:
         stop: str | Sequence[str] | None = None,
         state: State | None = None,
         stream: bool = False,
+        token_healing: bool = True,
     ) -> str | Iterator[str]:
         """Generates a continuation of `prompt` (text, or a list of token ids).
 
@@ -291,29 +439,46 @@ class Model:
         `repetition_penalty=1` disable those filters. `seed` makes sampling reproducible. With
         `state`, generation continues that state and leaves it advanced past every generated
         token (multi-turn use).
+
+        `token_healing` (text prompts): when tokens exist that extend the prompt's last token
+        (a prompt ending in "):" while "):\n" is one token), that token is re-generated under
+        the constraint that it starts with the same text, so the model chooses where the token
+        ends; the returned text never repeats the prompt. The state then holds the healed token
+        instead of the prompt's last one (the same text).
         """
         tok = self.tokenizer
         stops = [stop] if isinstance(stop, str) else list(stop or [])
         if not all(isinstance(s, str) for s in stops):
             raise TypeError("stop must be a string or a list of strings")
         ids = self._prompt_ids(prompt)
+        healed = ""
+        if token_healing and isinstance(prompt, str) and max_new_tokens > 0 and \
+                self._healing_candidates(ids, set(tok.unsampleable_ids(self.config.vocab_size))):
+            tail = [int(i) for i in ids[-5:]]
+            before = tok.decode(tail[:-1])
+            healed = tok.decode(tail)[len(before):]  # the prompt text the first token repeats
         tokens = self.generate_tokens(
-            ids, max_new_tokens=max_new_tokens, temperature=temperature, top_k=top_k,
-            top_p=top_p, min_p=min_p, repetition_penalty=repetition_penalty, seed=seed,
-            state=state)
-        pieces = self._pieces(tokens, tok, ids, stops)
+            prompt if healed else ids, max_new_tokens=max_new_tokens, temperature=temperature,
+            top_k=top_k, top_p=top_p, min_p=min_p, repetition_penalty=repetition_penalty,
+            seed=seed, state=state, token_healing=bool(healed))
+        pieces = self._pieces(tokens, tok, ids[:-1] if healed else ids, stops, healed)
         return pieces if stream else "".join(pieces)
 
     @staticmethod
     def _pieces(tokens: Iterator[int], tok: Tokenizer, prompt_ids: np.ndarray,
-                stops: list[str]) -> Iterator[str]:
+                stops: list[str], healed: str = "") -> Iterator[str]:
         decoder = IncrementalDecoder(tok, [int(i) for i in prompt_ids])
         stopper = StopStrings(stops)
+        skip = healed  # prompt text repeated by a healed first token: not output again
         try:
             for t in tokens:
                 if t == tok.eos_id:
                     break
-                text = stopper.push(decoder.push(t))
+                piece = decoder.push(t)
+                if skip:
+                    n = len(piece) if skip.startswith(piece) else len(skip)
+                    piece, skip = piece[n:], skip[n:]
+                text = stopper.push(piece)
                 if text:
                     yield text
                 if stopper.stopped:
@@ -329,6 +494,9 @@ class Model:
             tokens.close()
 
 
-def load(path: str | os.PathLike, *, threads: int | None = None) -> Model:
-    """Loads a GGUF model file. `threads`: compute threads (default: all cores)."""
+def load(path: str | os.PathLike | None = None, *, threads: int | None = None) -> Model:
+    """Loads a GGUF model file; without `path`, the default model shipped with mambalite.
+
+    `threads`: compute threads (default: all cores).
+    """
     return Model.load(path, threads=threads)

@@ -37,6 +37,7 @@ class Tokenizer:
         model = md.get("tokenizer.ggml.model")
         self._hf = None
         self._sp = None
+        self._texts: list[str | None] | None = None
         if "tokenizer.huggingface.json" in md:
             from tokenizers import Tokenizer as HFTokenizer
 
@@ -96,6 +97,42 @@ class Tokenizer:
                                                        self._sp.is_control(i))]
         return self._sp.decode(keep)
 
+    def token_texts(self) -> list[str | None]:
+        """The text each id stands for on its own, leading space included (cached).
+
+        None for special, unknown and byte tokens (and byte-level tokens that are not whole
+        UTF-8 characters). Used by token healing to find the tokens that extend a prompt's last.
+        """
+        if self._texts is None:
+            self._texts = self._build_token_texts()
+        return self._texts
+
+    def _build_token_texts(self) -> list[str | None]:
+        texts: list[str | None] = []
+        if self._sp is not None:
+            sp = self._sp
+            for i in range(sp.get_piece_size()):
+                special = sp.is_control(i) or sp.is_unknown(i) or sp.is_byte(i)
+                texts.append(None if special else sp.id_to_piece(i).replace("\u2581", " "))
+            return texts
+        from tokenizers import decoders
+
+        byte_level = isinstance(self._hf.decoder, decoders.ByteLevel)
+        unmap = {c: b for b, c in _bytes_to_unicode().items()}
+        special = {i for i, t in self._hf.get_added_tokens_decoder().items() if t.special}
+        for i in range(self.vocab_size):
+            t = self._hf.id_to_token(i)
+            if t is None or i in special:
+                texts.append(None)
+            elif byte_level:
+                try:
+                    texts.append(bytes(unmap[c] for c in t).decode("utf-8"))
+                except (KeyError, UnicodeDecodeError):
+                    texts.append(None)
+            else:
+                texts.append(t.replace("\u2581", " "))
+        return texts
+
     def unsampleable_ids(self, n_vocab: int) -> list[int]:
         """Ids that must never be generated: vocabulary padding and the pad token."""
         banned: set[int] = set(range(self.vocab_size, n_vocab))
@@ -106,6 +143,19 @@ class Tokenizer:
         if self.pad_id is not None and self.pad_id not in (self.eos_id, self.bos_id):
             banned.add(self.pad_id)
         return sorted(i for i in banned if 0 <= i < n_vocab)
+
+
+def _bytes_to_unicode() -> dict[int, str]:
+    """GPT-2's byte -> printable character map used by byte-level BPE vocabularies."""
+    bs = list(range(ord("!"), ord("~") + 1)) + list(range(0xA1, 0xAD)) + list(range(0xAE, 0x100))
+    cs = bs[:]
+    n = 0
+    for b in range(256):
+        if b not in bs:
+            bs.append(b)
+            cs.append(256 + n)
+            n += 1
+    return {b: chr(c) for b, c in zip(bs, cs)}
 
 
 def _values(md: dict[str, Any], key: str, default: list[Any]) -> list[Any]:
