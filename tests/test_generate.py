@@ -144,15 +144,23 @@ def test_sampler_filters():
 
 def test_state_continues_across_calls(ml_text):
     state = ml_text.new_state()
-    first = ml_text.generate("Hello", max_new_tokens=8, temperature=0, state=state)
+    first = ml_text.generate("Hello", max_new_tokens=8, temperature=0, state=state,
+                             token_healing=False)
     n1 = len(ml_text.tokenizer.encode("Hello"))
     gen1 = list(ml_text.generate_tokens("Hello", max_new_tokens=8, temperature=0))
     assert state.n_tokens == n1 + len(gen1)
-    second = ml_text.generate(" again", max_new_tokens=8, temperature=0, state=state)
+    second = ml_text.generate(" again", max_new_tokens=8, temperature=0, state=state,
+                              token_healing=False)
     # Same as one generation over the whole history.
     history = ml_text.tokenizer.encode("Hello") + gen1 + ml_text.tokenizer.encode(" again")
     assert second == ml_text.generate(history, max_new_tokens=8, temperature=0)
     assert first == ml_text.tokenizer.decode(gen1)
+    # With token healing (the default) the prompt's last token is replaced by the healed one.
+    state = ml_text.new_state()
+    ml_text.generate("Hello", max_new_tokens=8, temperature=0, state=state)
+    healed = list(ml_text.generate_tokens("Hello", max_new_tokens=8, temperature=0,
+                                          token_healing=True))
+    assert state.n_tokens == n1 - 1 + len(healed)
 
 
 def test_stream_stopped_early_advances_state(ml_text):
