@@ -16,7 +16,8 @@ Steps (each writes into --out):
    training files (each file starts with BOS); held-out loss every ``--eval-every`` steps into
    ``curve.json``.
 4. Export through mambalite's own exporter: ``model-f32.gguf`` and ``model-q8_0.gguf`` (the
-   shipped file), plus the checkpoint directory ``hf/`` (safetensors, config, tokenizer).
+   shipped file), plus the checkpoint directory ``mambalite-pystdlib/`` (safetensors, config,
+   tokenizer; its name becomes the GGUF general.name).
 
 The recipe was sized for the 2-core CPU budget of about two hours: training is compute bound at
 about 45 GFLOP/s, so the parameter count and the number of tokens trade against each other
