@@ -75,7 +75,16 @@ def train_tokenizer(train: list[tuple[str, str]], prefix: Path, vocab_size: int,
         remove_extra_whitespaces=False, allow_whitespace_only_pieces=True, split_digits=True,
         character_coverage=0.9999, max_sentence_length=8192, shuffle_input_sentence=False,
         unk_id=0, bos_id=1, eos_id=2, pad_id=-1, num_threads=1, minloglevel=2)
-    return spm.SentencePieceProcessor(model_file=f"{prefix}.model")
+    # The trainer records the output path; drop it so that the file (and the GGUF that embeds
+    # it) depends on nothing but the corpus and the seed.
+    from sentencepiece import sentencepiece_model_pb2 as pb
+
+    path = Path(f"{prefix}.model")
+    proto = pb.ModelProto()
+    proto.ParseFromString(path.read_bytes())
+    proto.trainer_spec.model_prefix = "tokenizer"
+    path.write_bytes(proto.SerializeToString())
+    return spm.SentencePieceProcessor(model_file=str(path))
 
 
 def encode_files(sp, files: list[tuple[str, str]]):
