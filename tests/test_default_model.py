@@ -139,3 +139,9 @@ def test_heldout_sample_was_held_out():
     for name in GOLDEN["heldout_sample"]:
         assert train.is_held_out(name)
     assert not train.is_held_out("os.py") and not train.is_held_out("json/decoder.py")
+
+
+def test_missing_default_model_is_a_clear_error(monkeypatch):
+    monkeypatch.setattr(mambalite.model, "DEFAULT_MODEL", "nonexistent.gguf")
+    with pytest.raises(FileNotFoundError, match="default model .* is missing.*reinstall"):
+        mambalite.load()
