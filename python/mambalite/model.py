@@ -335,6 +335,14 @@ class Model:
         `token_healing` (text prompts only; see `generate`): the prompt's last token is left
         out and the first yielded token is one whose text starts with it.
         """
+        return self._start(prompt, max_new_tokens, temperature, top_k, top_p, min_p,
+                           repetition_penalty, seed, state, stop_ids, token_healing)[0]
+
+    def _start(self, prompt: Prompt, max_new_tokens: int, temperature: float, top_k: int,
+               top_p: float, min_p: float, repetition_penalty: float, seed: int | None,
+               state: State | None, stop_ids: Sequence[int] | None,
+               token_healing: bool) -> tuple[Iterator[int], np.ndarray, bool]:
+        """Validates, builds the samplers; returns (token iterator, prompt ids, healed?)."""
         if isinstance(max_new_tokens, bool) or not isinstance(max_new_tokens, int) or \
                 max_new_tokens < 0:
             raise ValueError(f"max_new_tokens must be an integer >= 0, got {max_new_tokens!r}")
@@ -353,17 +361,19 @@ class Model:
                   float(repetition_penalty), seed, n_vocab)
         sampler = _core.Sampler(*params, banned)
         first = None
+        allowed = None
         if token_healing and isinstance(prompt, str) and max_new_tokens > 0:
             allowed = self._healing_candidates(ids, set(banned))
             if allowed is not None:
-                ids = ids[:-1]
                 keep = np.zeros(n_vocab, dtype=bool)
                 keep[allowed] = True
                 first = _core.Sampler(*params, np.nonzero(~keep)[0].tolist())
         st = self.new_state() if state is None else state
         core_state = self._state(st)
         self._core.check_state(core_state)
-        return self._generate(ids, max_new_tokens, sampler, core_state, stops, first)
+        fed = ids[:-1] if first is not None else ids
+        return (self._generate(fed, max_new_tokens, sampler, core_state, stops, first), ids,
+                first is not None)
 
     def _healing_candidates(self, ids: np.ndarray, banned: set[int]) -> list[int] | None:
         """Ids whose text extends the prompt's last token, or None when healing does not apply.
@@ -450,18 +460,15 @@ class Model:
         stops = [stop] if isinstance(stop, str) else list(stop or [])
         if not all(isinstance(s, str) for s in stops):
             raise TypeError("stop must be a string or a list of strings")
-        ids = self._prompt_ids(prompt)
+        tokens, ids, is_healed = self._start(prompt, max_new_tokens, temperature, top_k, top_p,
+                                             min_p, repetition_penalty, seed, state, None,
+                                             token_healing)
         healed = ""
-        if token_healing and isinstance(prompt, str) and max_new_tokens > 0 and \
-                self._healing_candidates(ids, set(tok.unsampleable_ids(self.config.vocab_size))):
+        if is_healed:
             tail = [int(i) for i in ids[-5:]]
             before = tok.decode(tail[:-1])
             healed = tok.decode(tail)[len(before):]  # the prompt text the first token repeats
-        tokens = self.generate_tokens(
-            prompt if healed else ids, max_new_tokens=max_new_tokens, temperature=temperature,
-            top_k=top_k, top_p=top_p, min_p=min_p, repetition_penalty=repetition_penalty,
-            seed=seed, state=state, token_healing=bool(healed))
-        pieces = self._pieces(tokens, tok, ids[:-1] if healed else ids, stops, healed)
+        pieces = self._pieces(tokens, tok, ids[:-1] if is_healed else ids, stops, healed)
         return pieces if stream else "".join(pieces)
 
     @staticmethod
