@@ -183,6 +183,4 @@ void matmul(const KernelTable& k, const MatView& w, const uint8_t* act, size_t a
   }
 }
 
-float softplus(float v) { return v > 20.0f ? v : std::log1p(std::exp(v)); }
-
 }  // namespace mambalite

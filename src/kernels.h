@@ -65,6 +65,9 @@ struct KernelTable {
   // out (n) = x (n) * rsqrt(mean(x^2) + eps) * weight (n).
   void (*rms_norm)(const float* x, const float* weight, int64_t n, float eps, float* out);
 
+  // out (n) = softplus(x (n) + bias (n)) as PyTorch computes it (identity above 20); out may be x.
+  void (*softplus_bias)(int64_t n, const float* x, const float* bias, float* out);
+
   // Causal depthwise conv + SiLU over n tokens, channels [c0, c1) of E, and the window update.
   // window: (K-1, E) the previous K-1 inputs, oldest first (updated in place to the last K-1);
   // x: (n, ldx) new inputs; w: (K, E) with row K-1 multiplying the newest input; bias: (E);
@@ -115,8 +118,5 @@ const uint8_t* prepare_activations(const KernelTable& k, GgmlType type, const fl
 // product are dequantized into it).
 void matmul(const KernelTable& k, const MatView& w, const uint8_t* act, size_t act_stride,
             int64_t n, float* y, int64_t ldy, int64_t r0, int64_t r1, float* scratch);
-
-// softplus as PyTorch computes it (threshold 20).
-float softplus(float v);
 
 }  // namespace mambalite

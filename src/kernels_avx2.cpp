@@ -412,6 +412,52 @@ inline __m256 exp8(__m256 x) {
   return _mm256_mul_ps(y, _mm256_castsi256_ps(e));
 }
 
+// softplus(v) = max(v, 0) + log1p(u), u = exp(-|v|) in (0, 1]. log1p(u) = log(m) + (u - (m - 1)) /
+// m with m = 1 + u in (1, 2]: the second term puts back the low bits of u that rounding m lost.
+// log(m) is Cephes' logf (about 1 ulp) specialised to [1, 2]: m - 1, or m / 2 - 1 plus ln 2 above
+// sqrt(2), both exact. Above 20 the result is v itself, as in PyTorch.
+inline __m256 softplus8(__m256 v) {
+  const __m256 one = _mm256_set1_ps(1.0f);
+  const __m256 u = exp8(_mm256_or_ps(v, _mm256_set1_ps(-0.0f)));
+  const __m256 m = _mm256_add_ps(one, u);
+  const __m256 hi = _mm256_cmp_ps(m, _mm256_set1_ps(1.41421356237f), _CMP_GE_OQ);
+  const __m256 e = _mm256_and_ps(hi, one);
+  const __m256 x =
+      _mm256_sub_ps(_mm256_blendv_ps(m, _mm256_mul_ps(m, _mm256_set1_ps(0.5f)), hi), one);
+  const __m256 z = _mm256_mul_ps(x, x);
+  __m256 y = _mm256_set1_ps(7.0376836292e-2f);
+  y = _mm256_fmadd_ps(y, x, _mm256_set1_ps(-1.1514610310e-1f));
+  y = _mm256_fmadd_ps(y, x, _mm256_set1_ps(1.1676998740e-1f));
+  y = _mm256_fmadd_ps(y, x, _mm256_set1_ps(-1.2420140846e-1f));
+  y = _mm256_fmadd_ps(y, x, _mm256_set1_ps(1.4249322787e-1f));
+  y = _mm256_fmadd_ps(y, x, _mm256_set1_ps(-1.6668057665e-1f));
+  y = _mm256_fmadd_ps(y, x, _mm256_set1_ps(2.0000714765e-1f));
+  y = _mm256_fmadd_ps(y, x, _mm256_set1_ps(-2.4999993993e-1f));
+  y = _mm256_fmadd_ps(y, x, _mm256_set1_ps(3.3333331174e-1f));
+  y = _mm256_mul_ps(_mm256_mul_ps(y, x), z);
+  y = _mm256_fmadd_ps(e, _mm256_set1_ps(-2.12194440e-4f), y);
+  y = _mm256_fnmadd_ps(_mm256_set1_ps(0.5f), z, y);
+  __m256 r = _mm256_fmadd_ps(e, _mm256_set1_ps(0.693359375f), _mm256_add_ps(x, y));
+  r = _mm256_add_ps(r, _mm256_div_ps(_mm256_sub_ps(u, _mm256_sub_ps(m, one)), m));
+  const __m256 sp = _mm256_add_ps(_mm256_max_ps(v, _mm256_setzero_ps()), r);
+  return _mm256_blendv_ps(sp, v, _mm256_cmp_ps(v, _mm256_set1_ps(20.0f), _CMP_GT_OQ));
+}
+
+void softplus_bias(int64_t n, const float* x, const float* bias, float* out) {
+  int64_t i = 0;
+  for (; i + 8 <= n; i += 8) {
+    _mm256_storeu_ps(out + i,
+                     softplus8(_mm256_add_ps(_mm256_loadu_ps(x + i), _mm256_loadu_ps(bias + i))));
+  }
+  if (i < n) {  // the tail through a padded vector, so every element gets the same arithmetic
+    float a[8] = {0}, b[8] = {0};
+    std::memcpy(a, x + i, static_cast<size_t>(n - i) * sizeof(float));
+    std::memcpy(b, bias + i, static_cast<size_t>(n - i) * sizeof(float));
+    _mm256_storeu_ps(a, softplus8(_mm256_add_ps(_mm256_loadu_ps(a), _mm256_loadu_ps(b))));
+    std::memcpy(out + i, a, static_cast<size_t>(n - i) * sizeof(float));
+  }
+}
+
 void selective_scan(int64_t n, int64_t E, int64_t N, const float* x, const float* dt,
                     const float* A, const float* B, const float* C, int64_t ldbc, const float* D,
                     const float* z, int64_t ldz, float* s, float* y, int64_t c0, int64_t c1) {
@@ -515,10 +561,10 @@ void head_scan(int64_t n, int64_t P, int64_t N, const float* x, int64_t ldx, con
   }
 }
 
-const KernelTable kAvx2 = {"avx2",       dot_f32,   dot_f16,     dot_bf16,       dot_q8_0,
-                           dot_q4_0,     dot_q6_k,  dot4_f32,    dot4_f16,       dot4_bf16,
-                           dot4_q8_0,    dot4_q4_0, tile4x2_f32, tile4x2_f16,    tile4x2_bf16,
-                           quantize_act, rms_norm,  conv_silu,   selective_scan, head_scan};
+const KernelTable kAvx2 = {
+    "avx2",       dot_f32,      dot_f16,   dot_bf16,      dot_q8_0,  dot_q4_0,       dot_q6_k,
+    dot4_f32,     dot4_f16,     dot4_bf16, dot4_q8_0,     dot4_q4_0, tile4x2_f32,    tile4x2_f16,
+    tile4x2_bf16, quantize_act, rms_norm,  softplus_bias, conv_silu, selective_scan, head_scan};
 
 }  // namespace
 

@@ -250,6 +250,47 @@ inline float32x4_t exp4(float32x4_t x) {
   return vmulq_f32(y, vreinterpretq_f32_s32(e));
 }
 
+// softplus as in kernels_avx2.cpp: max(v, 0) + log1p(exp(-|v|)), log1p by Cephes' logf on
+// m = 1 + u in (1, 2] plus the rounding correction (u - (m - 1)) / m; v itself above 20.
+inline float32x4_t softplus4(float32x4_t v) {
+  const float32x4_t one = vdupq_n_f32(1.0f);
+  const float32x4_t u = exp4(vnegq_f32(vabsq_f32(v)));
+  const float32x4_t m = vaddq_f32(one, u);
+  const uint32x4_t hi = vcgeq_f32(m, vdupq_n_f32(1.41421356237f));
+  const float32x4_t e = vreinterpretq_f32_u32(vandq_u32(hi, vreinterpretq_u32_f32(one)));
+  const float32x4_t x = vsubq_f32(vbslq_f32(hi, vmulq_n_f32(m, 0.5f), m), one);
+  const float32x4_t z = vmulq_f32(x, x);
+  float32x4_t y = vdupq_n_f32(7.0376836292e-2f);
+  y = vfmaq_f32(vdupq_n_f32(-1.1514610310e-1f), y, x);
+  y = vfmaq_f32(vdupq_n_f32(1.1676998740e-1f), y, x);
+  y = vfmaq_f32(vdupq_n_f32(-1.2420140846e-1f), y, x);
+  y = vfmaq_f32(vdupq_n_f32(1.4249322787e-1f), y, x);
+  y = vfmaq_f32(vdupq_n_f32(-1.6668057665e-1f), y, x);
+  y = vfmaq_f32(vdupq_n_f32(2.0000714765e-1f), y, x);
+  y = vfmaq_f32(vdupq_n_f32(-2.4999993993e-1f), y, x);
+  y = vfmaq_f32(vdupq_n_f32(3.3333331174e-1f), y, x);
+  y = vmulq_f32(vmulq_f32(y, x), z);
+  y = vfmaq_n_f32(y, e, -2.12194440e-4f);
+  y = vfmsq_f32(y, vdupq_n_f32(0.5f), z);
+  float32x4_t r = vfmaq_n_f32(vaddq_f32(x, y), e, 0.693359375f);
+  r = vaddq_f32(r, vdivq_f32(vsubq_f32(u, vsubq_f32(m, one)), m));
+  const float32x4_t sp = vaddq_f32(vmaxq_f32(v, vdupq_n_f32(0.0f)), r);
+  return vbslq_f32(vcgtq_f32(v, vdupq_n_f32(20.0f)), v, sp);
+}
+
+void softplus_bias(int64_t n, const float* x, const float* bias, float* out) {
+  int64_t i = 0;
+  for (; i + 4 <= n; i += 4)
+    vst1q_f32(out + i, softplus4(vaddq_f32(vld1q_f32(x + i), vld1q_f32(bias + i))));
+  if (i < n) {  // the tail through a padded vector, so every element gets the same arithmetic
+    float a[4] = {0}, b[4] = {0};
+    std::memcpy(a, x + i, static_cast<size_t>(n - i) * sizeof(float));
+    std::memcpy(b, bias + i, static_cast<size_t>(n - i) * sizeof(float));
+    vst1q_f32(a, softplus4(vaddq_f32(vld1q_f32(a), vld1q_f32(b))));
+    std::memcpy(out + i, a, static_cast<size_t>(n - i) * sizeof(float));
+  }
+}
+
 void selective_scan(int64_t n, int64_t E, int64_t N, const float* x, const float* dt,
                     const float* A, const float* B, const float* C, int64_t ldbc, const float* D,
                     const float* z, int64_t ldz, float* s, float* y, int64_t c0, int64_t c1) {
@@ -335,6 +376,7 @@ const KernelTable kNeon = {"neon",
                            tile4x2_generic<dot_bf16>,
                            quantize_act,
                            rms_norm,
+                           softplus_bias,
                            conv_silu,
                            selective_scan,
                            head_scan};

@@ -105,6 +105,7 @@ const KernelTable kScalar = {"scalar",
                              tile4x2_generic<dot_bf16>,
                              quantize_act,
                              rms_norm,
+                             softplus_bias_generic,
                              conv_silu,
                              selective_scan_generic,
                              head_scan_generic};

@@ -112,9 +112,9 @@ Model::Model(const std::string& path, int n_threads)
   xc_.resize(T * c.conv_dim());
   if (!c.is_mamba2()) {
     dbc_.resize(T * (c.dt_rank + 2 * c.d_state));
-    dt_.resize(T * c.d_inner);
     if (c.dt_b_c_rms) ones_.assign(std::max(c.dt_rank, c.d_state), 1.0f);
   }
+  dt_.resize(T * (c.is_mamba2() ? c.n_head : c.d_inner));
   y_.resize(T * c.d_inner);
   out_.resize(T * c.d_model);
   const int64_t max_cols = std::max({c.d_model, c.d_inner, c.dt_rank});

@@ -84,7 +84,7 @@ class Model {
   std::vector<float> xz_;       // (T, in_proj rows): x, z  [z, xBC, dt]
   std::vector<float> xc_;       // (T, conv_dim) conv + SiLU output
   std::vector<float> dbc_;      // (T, R + 2N)  [unused]
-  std::vector<float> dt_;       // (T, E)  [unused]
+  std::vector<float> dt_;       // (T, E) softplus step  [(T, H)]
   std::vector<float> ones_;     // (max(R, N)) weight of FalconMamba's weightless norms
   std::vector<float> y_;        // (T, E)
   std::vector<float> out_;      // (T, D)

@@ -45,7 +45,7 @@ void Model::mamba1_layer(State& state, int64_t l, int64_t n) {
     matmul_rows(w.dt_proj, act, stride, n, dt_.data(), E, c0, c1, i);  // dt: (n, E)
     for (int64_t t = 0; t < n; ++t) {
       float* dt = dt_.data() + t * E;
-      for (int64_t ch = c0; ch < c1; ++ch) dt[ch] = softplus(dt[ch] + w.dt_b[ch]);
+      k.softplus_bias(c1 - c0, dt + c0, w.dt_b.data() + c0, dt + c0);
     }
     k.selective_scan(n, E, N, xc_.data(), dt_.data(), w.A.data(), dbc_.data() + R,
                      dbc_.data() + R + N, ldbc, w.D.data(), xz_.data() + E, 2 * E, s, y_.data(), c0,
@@ -88,10 +88,15 @@ void Model::mamba2_layer(State& state, int64_t l, int64_t n) {
   pool_.run([&](int i, int nt) {
     int64_t h0, h1;
     ThreadPool::split(H, i, nt, 1, &h0, &h1);
+    if (h0 >= h1) return;
+    for (int64_t t = 0; t < n; ++t) {  // dt_: (n, H) = softplus(dt_raw + dt_bias)
+      k.softplus_bias(h1 - h0, xz_.data() + t * NR + E + CD + h0, w.dt_b.data() + h0,
+                      dt_.data() + t * H + h0);
+    }
     float dt[kBlock], dA[kBlock];  // (n) this head's step and decay
     for (int64_t h = h0; h < h1; ++h) {
       for (int64_t t = 0; t < n; ++t) {
-        dt[t] = softplus(xz_[t * NR + E + CD + h] + w.dt_b[h]);
+        dt[t] = dt_[t * H + h];
         dA[t] = std::exp(dt[t] * w.A[h]);
       }
       const int64_t g = h / heads_per_group;
