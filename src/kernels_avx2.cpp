@@ -458,6 +458,26 @@ void softplus_bias(int64_t n, const float* x, const float* bias, float* out) {
   }
 }
 
+inline __m256 silu8(__m256 z) {
+  return _mm256_div_ps(
+      z, _mm256_add_ps(_mm256_set1_ps(1.0f), exp8(_mm256_sub_ps(_mm256_setzero_ps(), z))));
+}
+
+// y (n) *= silu(z (n)) = z / (1 + exp(-z)).
+inline void gate_silu(int64_t n, const float* z, float* y) {
+  int64_t i = 0;
+  for (; i + 8 <= n; i += 8) {
+    _mm256_storeu_ps(y + i, _mm256_mul_ps(_mm256_loadu_ps(y + i), silu8(_mm256_loadu_ps(z + i))));
+  }
+  for (; i < n; ++i) y[i] *= silu(z[i]);
+}
+
+inline void silu_row(int64_t n, float* v) {
+  int64_t i = 0;
+  for (; i + 8 <= n; i += 8) _mm256_storeu_ps(v + i, silu8(_mm256_loadu_ps(v + i)));
+  for (; i < n; ++i) v[i] = silu(v[i]);
+}
+
 void selective_scan(int64_t n, int64_t E, int64_t N, const float* x, const float* dt,
                     const float* A, const float* B, const float* C, int64_t ldbc, const float* D,
                     const float* z, int64_t ldz, float* s, float* y, int64_t c0, int64_t c1) {
@@ -482,9 +502,10 @@ void selective_scan(int64_t n, int64_t E, int64_t N, const float* x, const float
         _mm256_storeu_ps(sc + k, sk);
         acc = _mm256_fmadd_ps(sk, _mm256_loadu_ps(Ct + k), acc);
       }
-      y[t * E + c] = (hsum(acc) + D[c] * xv) * silu(z[t * ldz + c]);
+      y[t * E + c] = hsum(acc) + D[c] * xv;
     }
   }
+  for (int64_t t = 0; t < n; ++t) gate_silu(c1 - c0, z + t * ldz + c0, y + t * E + c0);
 }
 
 // Two channels at a time share the B and C loads; their state rows stay in L1 across the block's
@@ -546,19 +567,7 @@ void head_scan(int64_t n, int64_t P, int64_t N, const float* x, int64_t ldx, con
     head_scan_generic(n, 1, N, x + p, ldx, dt, dA, B, C, ldbc, Dh, z + p, ldz, s + p * N, y + p,
                       ldy);
   }
-  const __m256 one = _mm256_set1_ps(1.0f);
-  for (int64_t t = 0; t < n; ++t) {  // y *= silu(z) = z / (1 + exp(-z))
-    float* yt = y + t * ldy;
-    const float* zt = z + t * ldz;
-    int64_t i = 0;
-    for (; i + 8 <= P2; i += 8) {
-      const __m256 zv = _mm256_loadu_ps(zt + i);
-      const __m256 g =
-          _mm256_div_ps(zv, _mm256_add_ps(one, exp8(_mm256_sub_ps(_mm256_setzero_ps(), zv))));
-      _mm256_storeu_ps(yt + i, _mm256_mul_ps(_mm256_loadu_ps(yt + i), g));
-    }
-    for (; i < P2; ++i) yt[i] *= silu(zt[i]);
-  }
+  for (int64_t t = 0; t < n; ++t) gate_silu(P2, z + t * ldz, y + t * ldy);
 }
 
 const KernelTable kAvx2 = {

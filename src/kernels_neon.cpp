@@ -291,6 +291,23 @@ void softplus_bias(int64_t n, const float* x, const float* bias, float* out) {
   }
 }
 
+inline float32x4_t silu4(float32x4_t z) {
+  return vdivq_f32(z, vaddq_f32(vdupq_n_f32(1.0f), exp4(vnegq_f32(z))));
+}
+
+// y (n) *= silu(z (n)) = z / (1 + exp(-z)).
+inline void gate_silu(int64_t n, const float* z, float* y) {
+  int64_t i = 0;
+  for (; i + 4 <= n; i += 4) vst1q_f32(y + i, vmulq_f32(vld1q_f32(y + i), silu4(vld1q_f32(z + i))));
+  for (; i < n; ++i) y[i] *= silu(z[i]);
+}
+
+inline void silu_row(int64_t n, float* v) {
+  int64_t i = 0;
+  for (; i + 4 <= n; i += 4) vst1q_f32(v + i, silu4(vld1q_f32(v + i)));
+  for (; i < n; ++i) v[i] = silu(v[i]);
+}
+
 void selective_scan(int64_t n, int64_t E, int64_t N, const float* x, const float* dt,
                     const float* A, const float* B, const float* C, int64_t ldbc, const float* D,
                     const float* z, int64_t ldz, float* s, float* y, int64_t c0, int64_t c1) {
@@ -314,9 +331,10 @@ void selective_scan(int64_t n, int64_t E, int64_t N, const float* x, const float
         vst1q_f32(sc + k, sk);
         acc = vfmaq_f32(acc, sk, vld1q_f32(Ct + k));
       }
-      y[t * E + c] = (vaddvq_f32(acc) + D[c] * xv) * silu(z[t * ldz + c]);
+      y[t * E + c] = vaddvq_f32(acc) + D[c] * xv;
     }
   }
+  for (int64_t t = 0; t < n; ++t) gate_silu(c1 - c0, z + t * ldz + c0, y + t * E + c0);
 }
 
 void head_scan(int64_t n, int64_t P, int64_t N, const float* x, int64_t ldx, const float* dt,
@@ -354,9 +372,10 @@ void head_scan(int64_t n, int64_t P, int64_t N, const float* x, int64_t ldx, con
         sp[k] = sp[k] * a + dx * Bt[k];
         acc += sp[k] * Ct[k];
       }
-      y[t * ldy + p] = (acc + Dh * xv) * silu(z[t * ldz + p]);
+      y[t * ldy + p] = acc + Dh * xv;
     }
   }
+  for (int64_t t = 0; t < n; ++t) gate_silu(P, z + t * ldz, y + t * ldy);
 }
 
 const KernelTable kNeon = {"neon",

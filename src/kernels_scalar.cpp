@@ -11,6 +11,10 @@ namespace {
 
 #include "kernels_common.inc"
 
+inline void silu_row(int64_t n, float* v) {
+  for (int64_t i = 0; i < n; ++i) v[i] = silu(v[i]);
+}
+
 constexpr int kLanes = 16;
 
 template <typename Load>
