@@ -7,6 +7,7 @@
 #include <cstring>
 #include <random>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "kernels.h"
@@ -209,8 +210,10 @@ void test_elementwise(const KernelTable& k, const KernelTable& ref) {
       std::vector<float> s1 = s0, s2 = s0, y1(n * E), y2(n * E);
       ref.selective_scan(n, E, N, x.data(), dt.data(), A.data(), B.data(), C.data(), N, D.data(),
                          z.data(), E, s1.data(), y1.data(), 0, E);
-      k.selective_scan(n, E, N, x.data(), dt.data(), A.data(), B.data(), C.data(), N, D.data(),
-                       z.data(), E, s2.data(), y2.data(), 0, E);
+      for (const auto& [c0, c1] : {std::pair<int64_t, int64_t>{0, 5}, {5, E}}) {  // two threads
+        k.selective_scan(n, E, N, x.data(), dt.data(), A.data(), B.data(), C.data(), N, D.data(),
+                         z.data(), E, s2.data(), y2.data(), c0, c1);
+      }
       bool ok = true;
       for (size_t i = 0; i < y1.size(); ++i)
         ok = ok && close(y1[i], y2[i], 1 + std::fabs(y1[i]) * N);
