@@ -412,10 +412,11 @@ inline __m256 exp8(__m256 x) {
   return _mm256_mul_ps(y, _mm256_castsi256_ps(e));
 }
 
-// softplus(v) = max(v, 0) + log1p(u), u = exp(-|v|) in (0, 1]. log1p(u) = log(m) + (u - (m - 1)) /
-// m with m = 1 + u in (1, 2]: the second term puts back the low bits of u that rounding m lost.
-// log(m) is Cephes' logf (about 1 ulp) specialised to [1, 2]: m - 1, or m / 2 - 1 plus ln 2 above
-// sqrt(2), both exact. Above 20 the result is v itself, as in PyTorch.
+// softplus(v) = max(v, 0) + log1p(u) with u = exp(-|v|) in (0, 1], and
+// log1p(u) = log(m) + (u - (m - 1)) / m with m = 1 + u in (1, 2]: the second term puts back the
+// low bits of u that rounding m lost. log(m) is Cephes' logf (about 1 ulp) specialised to [1, 2]:
+// m - 1, or m / 2 - 1 plus ln 2 above sqrt(2), both exact. Above 20 the result is v itself, as in
+// PyTorch.
 inline __m256 softplus8(__m256 v) {
   const __m256 one = _mm256_set1_ps(1.0f);
   const __m256 u = exp8(_mm256_or_ps(v, _mm256_set1_ps(-0.0f)));
