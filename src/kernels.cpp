@@ -19,6 +19,9 @@ const KernelTable& scalar_kernels();
 #if defined(MAMBALITE_HAVE_AVX2)
 const KernelTable& avx2_kernels();
 #endif
+#if defined(MAMBALITE_HAVE_AVX512)
+const KernelTable& avx512_kernels();
+#endif
 #if defined(MAMBALITE_HAVE_NEON)
 const KernelTable& neon_kernels();
 #endif
@@ -29,9 +32,13 @@ bool cpu_has(const std::string& isa) {
   if (isa == "scalar") return true;
 #if defined(__x86_64__) || defined(__i386__)
   __builtin_cpu_init();
-  if (isa == "avx2") {
-    return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") &&
-           __builtin_cpu_supports("f16c");
+  const bool avx2 = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") &&
+                    __builtin_cpu_supports("f16c");
+  if (isa == "avx2") return avx2;
+  // libgcc and compiler-rt report AVX-512 features only when the OS saves the zmm state.
+  if (isa == "avx512") {
+    return avx2 && __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
+           __builtin_cpu_supports("avx512vl") && __builtin_cpu_supports("avx512vnni");
   }
 #endif
 #if defined(__aarch64__) && defined(__linux__)
@@ -42,18 +49,24 @@ bool cpu_has(const std::string& isa) {
   return false;
 }
 
-const KernelTable* built(const std::string& isa) {
-  if (isa == "scalar") return &scalar_kernels();
+// The getter of `isa`'s table, or null when it is not built. Called only once cpu_has(isa) holds:
+// a table's own code (its construction included) may use the instructions it is built for.
+using TableGetter = const KernelTable& (*)();
+TableGetter built(const std::string& isa) {
+  if (isa == "scalar") return scalar_kernels;
 #if defined(MAMBALITE_HAVE_AVX2)
-  if (isa == "avx2") return &avx2_kernels();
+  if (isa == "avx2") return avx2_kernels;
+#endif
+#if defined(MAMBALITE_HAVE_AVX512)
+  if (isa == "avx512") return avx512_kernels;
 #endif
 #if defined(MAMBALITE_HAVE_NEON)
-  if (isa == "neon") return &neon_kernels();
+  if (isa == "neon") return neon_kernels;
 #endif
   return nullptr;
 }
 
-const char* const kKnown[] = {"avx2", "neon", "scalar"};  // best first
+const char* const kKnown[] = {"avx512", "avx2", "neon", "scalar"};  // best first
 
 }  // namespace
 
@@ -66,7 +79,7 @@ std::vector<std::string> available_isas() {
 }
 
 const KernelTable& kernels_for(const std::string& isa) {
-  const KernelTable* k = built(isa);
+  const TableGetter k = built(isa);
   if (k == nullptr || !cpu_has(isa)) {
     std::string avail;
     for (const std::string& a : available_isas()) avail += (avail.empty() ? "" : ", ") + a;
@@ -76,7 +89,7 @@ const KernelTable& kernels_for(const std::string& isa) {
                                           "this CPU") +
                           "; available here: " + avail);
   }
-  return *k;
+  return k();
 }
 
 const KernelTable& select_kernels() {

@@ -1,10 +1,12 @@
 """The C++ kernel test (tests/cpp/kernel_test.cpp): every ISA table against the scalar one, built
 natively and cross-compiled for AArch64 and run under qemu-user, so the NEON kernels are checked
-on any x86 machine. Needs cmake and ninja (pip) and, for ARM, Debian's g++-aarch64-linux-gnu and
-qemu-user."""
+on any x86 machine, and with the AVX-512 kernels compiled against SIMDe's portable AVX-512 so they
+are checked on CPUs without it. Needs cmake and ninja (pip) and, for ARM, Debian's
+g++-aarch64-linux-gnu and qemu-user, for AVX-512 emulation libsimde-dev."""
 
 from __future__ import annotations
 
+import platform
 import shutil
 import subprocess
 from pathlib import Path
@@ -31,11 +33,29 @@ def build_and_run(build_dir: Path, cmake_args: list[str], runner: list[str]) -> 
     return r.stdout
 
 
-def test_native_kernels(tmp_path):
+@pytest.fixture(scope="module")
+def native_output(tmp_path_factory) -> str:
+    """The kernel test built for this machine and run once for the tests below."""
+    return build_and_run(tmp_path_factory.mktemp("native"), [], [])
+
+
+def test_native_kernels(native_output):
     from mambalite._core import kernels
 
-    out = build_and_run(tmp_path / "native", [], [])
+    out = native_output
     assert f"tested: {','.join(kernels.available_isas())}" in out
+
+
+@pytest.mark.skipif(platform.machine() not in ("x86_64", "AMD64"), reason="x86-64 kernels")
+@pytest.mark.skipif(not Path("/usr/include/simde/x86/avx512.h").exists(),
+                    reason="needs Debian's libsimde-dev (SIMDe's portable AVX-512)")
+def test_avx512_kernels_under_simde(native_output):
+    """The AVX-512 kernels, compiled once more against SIMDe, on any AVX2 machine."""
+    from mambalite._core import kernels
+
+    if "avx2" not in kernels.available_isas():
+        pytest.skip("the emulated table reuses the AVX2 entries: needs an AVX2 CPU")
+    assert "emulated: avx512" in native_output
 
 
 @pytest.mark.skipif(shutil.which("aarch64-linux-gnu-g++") is None or

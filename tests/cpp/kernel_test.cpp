@@ -1,6 +1,7 @@
 // Every instruction-set kernel table built into this binary, against the scalar reference, over
 // odd sizes. Runs natively and, for the NEON table, under qemu-aarch64 (tests/test_arm.py).
 // Prints one line per failure, the ISAs tested, and "N passed, M failed".
+#include <algorithm>
 #include <cmath>
 #include <cstdint>
 #include <cstdio>
@@ -14,6 +15,12 @@
 #include "quant_blocks.h"
 
 using namespace mambalite;
+
+#if defined(MAMBALITE_TEST_AVX512_EMULATED)
+namespace mambalite {
+const KernelTable& avx512_emulated_kernels();  // src/kernels_avx512.cpp through SIMDe
+}
+#endif
 
 namespace {
 
@@ -304,6 +311,17 @@ int main() {
     test_matmul_tiles(k, ref);
   }
   std::printf("tested: %s\n", tested.c_str());
+#if defined(MAMBALITE_TEST_AVX512_EMULATED)
+  // The AVX-512 kernels under emulation (the table's other entries are AVX2's, so it needs AVX2).
+  const std::vector<std::string> isas = available_isas();
+  if (std::find(isas.begin(), isas.end(), "avx2") != isas.end()) {
+    const KernelTable& k = avx512_emulated_kernels();
+    test_dots(k, ref);
+    test_elementwise(k, ref);
+    test_matmul_tiles(k, ref);
+    std::printf("emulated: avx512\n");
+  }
+#endif
   std::printf("%d passed, %d failed\n", g_passed, g_failed);
   return g_failed == 0 ? 0 : 1;
 }

@@ -1,0 +1,437 @@
+// AVX-512 kernels (F, BW, VL and VNNI: Intel Ice Lake / Sapphire Rapids and later, AMD Zen 4 and
+// later). Built with -mavx512f -mavx512bw -mavx512vl -mavx512vnni and used only when the CPU (and
+// the OS, for the zmm state) reports all four. The matrix products are 16 floats wide, and the
+// int8 ones use VNNI's vpdpbusd: one instruction per 64 products, where AVX2 needs sign, maddubs
+// and madd for 32. The other entries (activation quantization, norms, conv, scans) are the AVX2
+// table's.
+//
+// The same source is also compiled with MAMBALITE_AVX512_EMULATED against SIMDe's portable
+// AVX-512 (Debian's libsimde-dev), into the C++ kernel test only, so that machines without
+// AVX-512 (CI among them) still check these kernels' indexing, tails and block layouts against
+// the scalar table. The few intrinsics SIMDe 0.7 lacks go through the small wrappers below.
+#if defined(MAMBALITE_AVX512_EMULATED)
+#define SIMDE_ENABLE_NATIVE_ALIASES
+#include <simde/x86/avx512.h>
+#else
+// GCC 12's masked AVX-512 builtins trip -Wuninitialized on their "undefined" source operands
+// (GCC bug 105593, fixed in 13).
+#pragma GCC diagnostic ignored "-Wuninitialized"
+#pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
+#include <immintrin.h>
+#endif
+
+#include <cstddef>
+#include <cstring>
+
+#include "fp16.h"
+#include "kernels.h"
+
+namespace mambalite {
+
+const KernelTable& avx2_kernels();
+
+namespace {
+
+#if defined(MAMBALITE_AVX512_EMULATED)
+using Mask64 = simde__mmask64;
+
+// 16 halves (fp16 or bf16 bits) to 16 floats, element by element.
+template <typename Convert>
+inline __m512 widen16(__m256i h, Convert convert) {
+  uint16_t a[16];
+  float f[16];
+  _mm256_storeu_si256(reinterpret_cast<__m256i*>(a), h);
+  for (int i = 0; i < 16; ++i) f[i] = convert(a[i]);
+  return _mm512_loadu_ps(f);
+}
+inline __m512 cvt_f16(__m256i h) { return widen16(h, fp16_to_fp32); }
+inline __m512 cvt_bf16(__m256i h) { return widen16(h, bf16_to_fp32); }
+inline __m512 cvt_i32(__m512i v) {
+  int32_t a[16];
+  float f[16];
+  _mm512_storeu_si512(a, v);
+  for (int i = 0; i < 16; ++i) f[i] = static_cast<float>(a[i]);
+  return _mm512_loadu_ps(f);
+}
+inline float reduce(__m512 v) {
+  float f[16];
+  _mm512_storeu_ps(f, v);
+  float s = 0.0f;
+  for (float x : f) s += x;
+  return s;
+}
+// 128-bit lanes (a0, a1, a2, a3) -> (a0, a2, a1, a3).
+inline __m512i lanes_0213(__m512i v) { return simde_mm512_shuffle_i64x2(v, v, 0xD8); }
+inline __m512 cvt_i8(__m128i v) {
+  int8_t a[16];
+  float f[16];
+  _mm_storeu_si128(reinterpret_cast<__m128i*>(a), v);
+  for (int i = 0; i < 16; ++i) f[i] = a[i];
+  return _mm512_loadu_ps(f);
+}
+#else
+using Mask64 = __mmask64;
+inline __m512 cvt_f16(__m256i h) { return _mm512_cvtph_ps(h); }
+inline __m512 cvt_bf16(__m256i h) {
+  return _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_cvtepu16_epi32(h), 16));
+}
+inline __m512 cvt_i32(__m512i v) { return _mm512_cvtepi32_ps(v); }
+inline float reduce(__m512 v) { return _mm512_reduce_add_ps(v); }
+inline __m512i lanes_0213(__m512i v) { return _mm512_shuffle_i64x2(v, v, 0xD8); }
+inline __m512 cvt_i8(__m128i v) { return _mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(v)); }
+#endif
+
+// Same prefetch distance as the AVX2 kernels (measured there; decode streams every weight once).
+constexpr int kPrefetchBytes = 4096;
+
+inline __m256i load256(const void* p) {
+  return _mm256_loadu_si256(reinterpret_cast<const __m256i*>(p));
+}
+inline void prefetch(const void* p) {
+  _mm_prefetch(reinterpret_cast<const char*>(p) + kPrefetchBytes, _MM_HINT_T0);
+}
+
+// ---------------------------------------------------------------------------------------------
+// 16- and 32-bit weights: fp32 products, 16 wide.
+
+// Weight values [i, i + 16) of a row as floats, and one value for the tails.
+struct F32Row {
+  static constexpr int kElem = 4;
+  static __m512 load(const uint8_t* w, int64_t i) {
+    return _mm512_loadu_ps(reinterpret_cast<const float*>(w) + i);
+  }
+  static float scalar(const uint8_t* w, int64_t i) { return reinterpret_cast<const float*>(w)[i]; }
+};
+struct F16Row {
+  static constexpr int kElem = 2;
+  static __m512 load(const uint8_t* w, int64_t i) { return cvt_f16(load256(w + 2 * i)); }
+  static float scalar(const uint8_t* w, int64_t i) {
+    return fp16_to_fp32(reinterpret_cast<const uint16_t*>(w)[i]);
+  }
+};
+struct BF16Row {
+  static constexpr int kElem = 2;
+  static __m512 load(const uint8_t* w, int64_t i) { return cvt_bf16(load256(w + 2 * i)); }
+  static float scalar(const uint8_t* w, int64_t i) {
+    return bf16_to_fp32(reinterpret_cast<const uint16_t*>(w)[i]);
+  }
+};
+
+// dot(w (n), x (n)): four accumulators over 16-wide loads.
+template <typename Row>
+float dot16(int64_t n, const uint8_t* w, const float* x) {
+  __m512 a0 = _mm512_setzero_ps(), a1 = a0, a2 = a0, a3 = a0;
+  int64_t i = 0;
+  for (; i + 64 <= n; i += 64) {
+    if (Row::kElem == 2) prefetch(w + i * Row::kElem);  // f32 streams well without (see AVX2)
+    a0 = _mm512_fmadd_ps(Row::load(w, i), _mm512_loadu_ps(x + i), a0);
+    a1 = _mm512_fmadd_ps(Row::load(w, i + 16), _mm512_loadu_ps(x + i + 16), a1);
+    a2 = _mm512_fmadd_ps(Row::load(w, i + 32), _mm512_loadu_ps(x + i + 32), a2);
+    a3 = _mm512_fmadd_ps(Row::load(w, i + 48), _mm512_loadu_ps(x + i + 48), a3);
+  }
+  for (; i + 16 <= n; i += 16) a0 = _mm512_fmadd_ps(Row::load(w, i), _mm512_loadu_ps(x + i), a0);
+  float sum = reduce(_mm512_add_ps(_mm512_add_ps(a0, a1), _mm512_add_ps(a2, a3)));
+  for (; i < n; ++i) sum += Row::scalar(w, i) * x[i];
+  return sum;
+}
+
+// out[t] = dot(w, x_t) for four activation rows (x + t * stride bytes): each weight vector is
+// loaded once for the four, two accumulators per token.
+template <typename Row>
+void dot16x4(int64_t n, const uint8_t* w, const uint8_t* xb, size_t stride, float* out) {
+  const float* x[4];
+  for (int t = 0; t < 4; ++t) x[t] = reinterpret_cast<const float*>(xb + t * stride);
+  __m512 a[4], b[4];
+  for (int t = 0; t < 4; ++t) a[t] = b[t] = _mm512_setzero_ps();
+  int64_t i = 0;
+  for (; i + 32 <= n; i += 32) {
+    const __m512 w0 = Row::load(w, i), w1 = Row::load(w, i + 16);
+    for (int t = 0; t < 4; ++t) {
+      a[t] = _mm512_fmadd_ps(w0, _mm512_loadu_ps(x[t] + i), a[t]);
+      b[t] = _mm512_fmadd_ps(w1, _mm512_loadu_ps(x[t] + i + 16), b[t]);
+    }
+  }
+  for (; i + 16 <= n; i += 16) {
+    const __m512 w0 = Row::load(w, i);
+    for (int t = 0; t < 4; ++t) a[t] = _mm512_fmadd_ps(w0, _mm512_loadu_ps(x[t] + i), a[t]);
+  }
+  for (int t = 0; t < 4; ++t) {
+    float sum = reduce(_mm512_add_ps(a[t], b[t]));
+    for (int64_t j = i; j < n; ++j) sum += Row::scalar(w, j) * x[t][j];
+    out[t] = sum;
+  }
+}
+
+// out[2 * r + t] = dot(w_r, x_t) for four weight rows (w + r * row_bytes) and two activation rows
+// (x + t * stride bytes): each activation vector serves the four rows.
+template <typename Row>
+void tile16_4x2(int64_t n, const uint8_t* w, size_t row_bytes, const uint8_t* xb, size_t stride,
+                float* out) {
+  const float* x0 = reinterpret_cast<const float*>(xb);
+  const float* x1 = reinterpret_cast<const float*>(xb + stride);
+  const uint8_t* rows[4] = {w, w + row_bytes, w + 2 * row_bytes, w + 3 * row_bytes};
+  __m512 a[4], b[4];
+  for (int r = 0; r < 4; ++r) a[r] = b[r] = _mm512_setzero_ps();
+  int64_t i = 0;
+  for (; i + 16 <= n; i += 16) {
+    const __m512 v0 = _mm512_loadu_ps(x0 + i), v1 = _mm512_loadu_ps(x1 + i);
+    for (int r = 0; r < 4; ++r) {
+      const __m512 wr = Row::load(rows[r], i);
+      a[r] = _mm512_fmadd_ps(wr, v0, a[r]);
+      b[r] = _mm512_fmadd_ps(wr, v1, b[r]);
+    }
+  }
+  for (int r = 0; r < 4; ++r) {
+    float s0 = reduce(a[r]), s1 = reduce(b[r]);
+    for (int64_t j = i; j < n; ++j) {
+      const float v = Row::scalar(rows[r], j);
+      s0 += v * x0[j];
+      s1 += v * x1[j];
+    }
+    out[2 * r] = s0;
+    out[2 * r + 1] = s1;
+  }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Int8 products: two 32-value blocks per register, lanes 0-7 summing block 0 and lanes 8-15
+// block 1, each pair of blocks scaled once by (d_w * d_x) in its half.
+
+inline float block_scale(const uint8_t* block) {
+  uint16_t bits;
+  std::memcpy(&bits, block, 2);
+  return fp16_to_fp32(bits);
+}
+
+// Blocks a and b's 32 bytes at byte offset `off` of each, as one register; b == nullptr gives
+// zeros in the upper half (an odd last block).
+inline __m512i load_pair(const uint8_t* a, const uint8_t* b, size_t off) {
+  const __m256i hi = b != nullptr ? load256(b + off) : _mm256_setzero_si256();
+  return _mm512_inserti64x4(_mm512_castsi256_si512(load256(a + off)), hi, 1);
+}
+
+// Scale a in the lower 8 lanes, b in the upper 8.
+inline __m512 scale_pair(float a, float b) {
+  return _mm512_mask_blend_ps(0xFF00, _mm512_set1_ps(a), _mm512_set1_ps(b));
+}
+
+// Two Q4_0 blocks' nibbles as bytes in [0, 15], in value order: block a's 32 values in the lower
+// 256 bits (low nibbles then high), block b's in the upper (zeros when b is null).
+inline __m512i nibbles_pair(const uint8_t* a, const uint8_t* b) {
+  const __m128i qa = _mm_loadu_si128(reinterpret_cast<const __m128i*>(a + 2));
+  const __m128i qb =
+      b != nullptr ? _mm_loadu_si128(reinterpret_cast<const __m128i*>(b + 2)) : _mm_setzero_si128();
+  const __m256i both = _mm256_set_m128i(qb, qa);  // (qa, qb)
+  const __m512i v = _mm512_inserti64x4(_mm512_castsi256_si512(both), _mm256_srli_epi16(both, 4), 1);
+  // v's 128-bit lanes: (qa, qb, qa >> 4, qb >> 4) -> (qa, qa >> 4, qb, qb >> 4), then mask.
+  return _mm512_and_si512(lanes_0213(v), _mm512_set1_epi8(0x0F));
+}
+
+// |w| and the sign mask of w, for signed x signed products through vpdpbusd (unsigned x signed).
+struct SignedWeights {
+  __m512i abs;
+  Mask64 neg;
+  explicit SignedWeights(__m512i w) : abs(_mm512_abs_epi8(w)), neg(_mm512_movepi8_mask(w)) {}
+  // Per 32-bit lane: sum of four w * x products (x negated where w < 0, then |w| * x).
+  __m512i dot(__m512i x) const {
+    const __m512i zero = _mm512_setzero_si512();
+    return _mm512_dpbusd_epi32(zero, abs, _mm512_mask_sub_epi8(x, neg, zero, x));
+  }
+};
+
+// Activation blocks x[i] and x[i + 1] (or zeros for a missing second block).
+inline __m512i act_pair(const ActQ8* x, int64_t i, bool pair) {
+  return load_pair(reinterpret_cast<const uint8_t*>(x + i),
+                   pair ? reinterpret_cast<const uint8_t*>(x + i + 1) : nullptr,
+                   offsetof(ActQ8, qs));
+}
+
+float dot_q8_0(int64_t n, const uint8_t* w, const ActQ8* x) {
+  const int64_t nb = n / kQK;
+  constexpr size_t kB = sizeof(BlockQ8_0);
+  __m512 acc0 = _mm512_setzero_ps(), acc1 = acc0;
+  int64_t i = 0;
+  for (; i + 4 <= nb; i += 4) {
+    const uint8_t* b = w + i * kB;
+    prefetch(b);
+    prefetch(b + 64);
+    const SignedWeights w0(load_pair(b, b + kB, 2)), w1(load_pair(b + 2 * kB, b + 3 * kB, 2));
+    acc0 = _mm512_fmadd_ps(scale_pair(block_scale(b) * x[i].d, block_scale(b + kB) * x[i + 1].d),
+                           cvt_i32(w0.dot(act_pair(x, i, true))), acc0);
+    acc1 = _mm512_fmadd_ps(
+        scale_pair(block_scale(b + 2 * kB) * x[i + 2].d, block_scale(b + 3 * kB) * x[i + 3].d),
+        cvt_i32(w1.dot(act_pair(x, i + 2, true))), acc1);
+  }
+  for (; i < nb; i += 2) {
+    const uint8_t* b = w + i * kB;
+    const bool pair = i + 1 < nb;
+    const SignedWeights wq(load_pair(b, pair ? b + kB : nullptr, 2));
+    const float s1 = pair ? block_scale(b + kB) * x[i + 1].d : 0.0f;
+    acc0 = _mm512_fmadd_ps(scale_pair(block_scale(b) * x[i].d, s1),
+                           cvt_i32(wq.dot(act_pair(x, i, pair))), acc0);
+  }
+  return reduce(_mm512_add_ps(acc0, acc1));
+}
+
+// sum_b dw_b * (dx_b * sum(q * x) - 8 * s_b): the unsigned nibbles go into vpdpbusd as they are,
+// and the offset is one scalar sum (ActQ8::s = dx * sum(x)).
+float dot_q4_0(int64_t n, const uint8_t* w, const ActQ8* x) {
+  const int64_t nb = n / kQK;
+  constexpr size_t kB = sizeof(BlockQ4_0);
+  const __m512i zero = _mm512_setzero_si512();
+  __m512 acc0 = _mm512_setzero_ps(), acc1 = acc0;
+  float offset = 0.0f;
+  int64_t i = 0;
+  for (; i + 4 <= nb; i += 4) {
+    const uint8_t* b = w + i * kB;
+    prefetch(b);
+    const float d0 = block_scale(b), d1 = block_scale(b + kB);
+    const float d2 = block_scale(b + 2 * kB), d3 = block_scale(b + 3 * kB);
+    const __m512i p0 = _mm512_dpbusd_epi32(zero, nibbles_pair(b, b + kB), act_pair(x, i, true));
+    const __m512i p1 =
+        _mm512_dpbusd_epi32(zero, nibbles_pair(b + 2 * kB, b + 3 * kB), act_pair(x, i + 2, true));
+    acc0 = _mm512_fmadd_ps(scale_pair(d0 * x[i].d, d1 * x[i + 1].d), cvt_i32(p0), acc0);
+    acc1 = _mm512_fmadd_ps(scale_pair(d2 * x[i + 2].d, d3 * x[i + 3].d), cvt_i32(p1), acc1);
+    offset += d0 * x[i].s + d1 * x[i + 1].s + d2 * x[i + 2].s + d3 * x[i + 3].s;
+  }
+  for (; i < nb; i += 2) {
+    const uint8_t* b = w + i * kB;
+    const bool pair = i + 1 < nb;
+    const float d0 = block_scale(b), d1 = pair ? block_scale(b + kB) : 0.0f;
+    const __m512i p =
+        _mm512_dpbusd_epi32(zero, nibbles_pair(b, pair ? b + kB : nullptr), act_pair(x, i, pair));
+    acc0 =
+        _mm512_fmadd_ps(scale_pair(d0 * x[i].d, pair ? d1 * x[i + 1].d : 0.0f), cvt_i32(p), acc0);
+    offset += d0 * x[i].s + (pair ? d1 * x[i + 1].s : 0.0f);
+  }
+  return reduce(_mm512_add_ps(acc0, acc1)) - 8.0f * offset;
+}
+
+// Q6_K: each half super-block (128 values) is two registers of 64 six-bit values, each meeting
+// two activation blocks; ql's 64 bytes give the low nibbles of both (and >> 4 of the next two),
+// qh's 32 bytes, repeated in both halves and shifted by 2 * chunk, the top two bits. A register's
+// four groups of 4 lanes are four 16-value sub-blocks, whose int8 scales (4 consecutive bytes)
+// are spread over their lanes as floats.
+float dot_q6_k(int64_t n, const uint8_t* w, const ActQ8* x) {
+  const BlockQ6_K* b = reinterpret_cast<const BlockQ6_K*>(w);
+  const __m512i m4 = _mm512_set1_epi8(0x0F), m3 = _mm512_set1_epi8(3), m32 = _mm512_set1_epi8(32);
+  // 16-bit shift counts per 256-bit half: chunks (0, 1) and (2, 3).
+  const __m512i shift01 = _mm512_inserti64x4(_mm512_setzero_si512(), _mm256_set1_epi16(2), 1);
+  const __m512i shift23 = _mm512_inserti64x4(_mm512_set1_epi16(4), _mm256_set1_epi16(6), 1);
+  const __m128i spread = _mm_setr_epi8(0, 0, 0, 0, 1, 1, 1, 1, 2, 2, 2, 2, 3, 3, 3, 3);
+  __m512 acc0 = _mm512_setzero_ps(), acc1 = acc0;
+  for (int64_t i = 0; i < n / kQKK; ++i) {
+    prefetch(b + i);
+    prefetch(reinterpret_cast<const uint8_t*>(b + i) + 64);
+    prefetch(reinterpret_cast<const uint8_t*>(b + i) + 128);
+    const float d = fp16_to_fp32(b[i].d);
+    const ActQ8* xb = x + i * (kQKK / kQK);
+    for (int half = 0; half < 2; ++half) {
+      const __m512i ql = _mm512_loadu_si512(b[i].ql + 64 * half);
+      const __m512i qh = _mm512_broadcast_i64x4(load256(b[i].qh + 32 * half));
+      const __m512i lo[2] = {_mm512_and_si512(ql, m4),
+                             _mm512_and_si512(_mm512_srli_epi16(ql, 4), m4)};
+      const __m512i hi[2] = {_mm512_and_si512(_mm512_srlv_epi16(qh, shift01), m3),
+                             _mm512_and_si512(_mm512_srlv_epi16(qh, shift23), m3)};
+      for (int p = 0; p < 2; ++p) {  // chunks 2p and 2p + 1: activation blocks 4 half + 2p, +1
+        const __m512i q = _mm512_sub_epi8(_mm512_or_si512(lo[p], _mm512_slli_epi16(hi[p], 4)), m32);
+        const int64_t a = 4 * half + 2 * p;
+        int32_t sc4;
+        std::memcpy(&sc4, b[i].scales + 8 * half + 4 * p, 4);
+        const __m512 scale = _mm512_mul_ps(cvt_i8(_mm_shuffle_epi8(_mm_cvtsi32_si128(sc4), spread)),
+                                           scale_pair(d * xb[a].d, d * xb[a + 1].d));
+        const __m512 dot = cvt_i32(SignedWeights(q).dot(act_pair(xb, a, true)));
+        if (p == 0) {
+          acc0 = _mm512_fmadd_ps(dot, scale, acc0);
+        } else {
+          acc1 = _mm512_fmadd_ps(dot, scale, acc1);
+        }
+      }
+    }
+  }
+  return reduce(_mm512_add_ps(acc0, acc1));
+}
+
+// Four activation rows (xb + t * stride bytes) against one Q8_0 row: each pair of weight blocks
+// is loaded, and its |w| and signs taken, once for the four.
+void dot4_q8_0(int64_t n, const uint8_t* w, const uint8_t* xb, size_t stride, float* out) {
+  const int64_t nb = n / kQK;
+  constexpr size_t kB = sizeof(BlockQ8_0);
+  const ActQ8* x[4];
+  for (int t = 0; t < 4; ++t) x[t] = reinterpret_cast<const ActQ8*>(xb + t * stride);
+  __m512 acc[4];
+  for (int t = 0; t < 4; ++t) acc[t] = _mm512_setzero_ps();
+  for (int64_t i = 0; i < nb; i += 2) {
+    const uint8_t* b = w + i * kB;
+    const bool pair = i + 1 < nb;
+    const SignedWeights wq(load_pair(b, pair ? b + kB : nullptr, 2));
+    const float d0 = block_scale(b), d1 = pair ? block_scale(b + kB) : 0.0f;
+    for (int t = 0; t < 4; ++t) {
+      const float s1 = pair ? d1 * x[t][i + 1].d : 0.0f;
+      acc[t] = _mm512_fmadd_ps(scale_pair(d0 * x[t][i].d, s1),
+                               cvt_i32(wq.dot(act_pair(x[t], i, pair))), acc[t]);
+    }
+  }
+  for (int t = 0; t < 4; ++t) out[t] = reduce(acc[t]);
+}
+
+void dot4_q4_0(int64_t n, const uint8_t* w, const uint8_t* xb, size_t stride, float* out) {
+  const int64_t nb = n / kQK;
+  constexpr size_t kB = sizeof(BlockQ4_0);
+  const __m512i zero = _mm512_setzero_si512();
+  const ActQ8* x[4];
+  for (int t = 0; t < 4; ++t) x[t] = reinterpret_cast<const ActQ8*>(xb + t * stride);
+  __m512 acc[4];
+  float offset[4] = {0.0f, 0.0f, 0.0f, 0.0f};
+  for (int t = 0; t < 4; ++t) acc[t] = _mm512_setzero_ps();
+  for (int64_t i = 0; i < nb; i += 2) {
+    const uint8_t* b = w + i * kB;
+    const bool pair = i + 1 < nb;
+    const __m512i q = nibbles_pair(b, pair ? b + kB : nullptr);
+    const float d0 = block_scale(b), d1 = pair ? block_scale(b + kB) : 0.0f;
+    for (int t = 0; t < 4; ++t) {
+      const float s1 = pair ? d1 * x[t][i + 1].d : 0.0f;
+      const __m512i p = _mm512_dpbusd_epi32(zero, q, act_pair(x[t], i, pair));
+      acc[t] = _mm512_fmadd_ps(scale_pair(d0 * x[t][i].d, s1), cvt_i32(p), acc[t]);
+      offset[t] += d0 * x[t][i].s + (pair ? d1 * x[t][i + 1].s : 0.0f);
+    }
+  }
+  for (int t = 0; t < 4; ++t) out[t] = reduce(acc[t]) - 8.0f * offset[t];
+}
+
+KernelTable make_table() {
+  KernelTable k = avx2_kernels();  // quantize_act, norms, conv and scans stay AVX2
+#if defined(MAMBALITE_AVX512_EMULATED)
+  k.name = "avx512-emulated";
+#else
+  k.name = "avx512";
+#endif
+  k.dot_f32 = dot16<F32Row>;
+  k.dot_f16 = dot16<F16Row>;
+  k.dot_bf16 = dot16<BF16Row>;
+  k.dot_q8_0 = dot_q8_0;
+  k.dot_q4_0 = dot_q4_0;
+  k.dot_q6_k = dot_q6_k;
+  k.dot4_f32 = dot16x4<F32Row>;
+  k.dot4_f16 = dot16x4<F16Row>;
+  k.dot4_bf16 = dot16x4<BF16Row>;
+  k.dot4_q8_0 = dot4_q8_0;
+  k.dot4_q4_0 = dot4_q4_0;
+  k.tile4x2_f32 = tile16_4x2<F32Row>;
+  k.tile4x2_f16 = tile16_4x2<F16Row>;
+  k.tile4x2_bf16 = tile16_4x2<BF16Row>;
+  return k;
+}
+
+}  // namespace
+
+#if defined(MAMBALITE_AVX512_EMULATED)
+const KernelTable& avx512_emulated_kernels() {
+#else
+const KernelTable& avx512_kernels() {
+#endif
+  static const KernelTable k = make_table();
+  return k;
+}
+
+}  // namespace mambalite
