@@ -190,7 +190,7 @@ class Model:
 
     @property
     def isa(self) -> str:
-        """The instruction set of the kernels in use ("avx2", "scalar", ...)."""
+        """The instruction set of the kernels in use ("avx512", "avx2", "neon" or "scalar")."""
         return self._core.isa
 
     @property
