@@ -3,6 +3,9 @@
 #include <cmath>
 #include <cstdlib>
 
+#if defined(__x86_64__) || defined(__i386__)
+#include <cpuid.h>
+#endif
 #if defined(__aarch64__) && defined(__linux__)
 #include <sys/auxv.h>
 #ifndef HWCAP_ASIMDDP
@@ -28,18 +31,40 @@ const KernelTable& neon_kernels();
 
 namespace {
 
+#if defined(__x86_64__) || defined(__i386__)
+// x86 features from cpuid, and whether the OS saves the register state they need (xgetbv):
+// portable across GCC and Clang, whose __builtin_cpu_supports names differ (Clang 14 has no
+// "f16c").
+struct X86Features {
+  bool avx2 = false;    // AVX2 + FMA + F16C, with the ymm state enabled
+  bool avx512 = false;  // AVX-512 F + BW + VL + VNNI, with the opmask and zmm state enabled
+};
+
+X86Features detect_x86() {
+  X86Features f;
+  unsigned a, b, c, d;
+  if (__get_cpuid(1, &a, &b, &c, &d) == 0) return f;
+  const bool fma = (c >> 12) & 1, osxsave = (c >> 27) & 1, avx = (c >> 28) & 1,
+             f16c = (c >> 29) & 1;
+  if (!osxsave || !avx) return f;
+  unsigned xcr0_lo, xcr0_hi;
+  __asm__ volatile("xgetbv" : "=a"(xcr0_lo), "=d"(xcr0_hi) : "c"(0));
+  if ((xcr0_lo & 0x6) != 0x6) return f;  // SSE and AVX (ymm) state
+  if (__get_cpuid_count(7, 0, &a, &b, &c, &d) == 0) return f;
+  f.avx2 = fma && f16c && ((b >> 5) & 1);
+  const bool zmm_state = (xcr0_lo & 0xE0) == 0xE0;  // opmask, upper zmm0-15, zmm16-31
+  f.avx512 = f.avx2 && zmm_state && ((b >> 16) & 1) && ((b >> 30) & 1) && ((b >> 31) & 1) &&
+             ((c >> 11) & 1);  // F, BW, VL; VNNI
+  return f;
+}
+#endif
+
 bool cpu_has(const std::string& isa) {
   if (isa == "scalar") return true;
 #if defined(__x86_64__) || defined(__i386__)
-  __builtin_cpu_init();
-  const bool avx2 = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") &&
-                    __builtin_cpu_supports("f16c");
-  if (isa == "avx2") return avx2;
-  // libgcc and compiler-rt report AVX-512 features only when the OS saves the zmm state.
-  if (isa == "avx512") {
-    return avx2 && __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
-           __builtin_cpu_supports("avx512vl") && __builtin_cpu_supports("avx512vnni");
-  }
+  static const X86Features x86 = detect_x86();
+  if (isa == "avx2") return x86.avx2;
+  if (isa == "avx512") return x86.avx512;
 #endif
 #if defined(__aarch64__) && defined(__linux__)
   if (isa == "neon") return (getauxval(AT_HWCAP) & HWCAP_ASIMDDP) != 0;

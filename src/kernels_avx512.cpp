@@ -15,8 +15,10 @@
 #else
 // GCC 12's masked AVX-512 builtins trip -Wuninitialized on their "undefined" source operands
 // (GCC bug 105593, fixed in 13).
+#if defined(__GNUC__) && !defined(__clang__)
 #pragma GCC diagnostic ignored "-Wuninitialized"
 #pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
+#endif
 #include <immintrin.h>
 #endif
 
