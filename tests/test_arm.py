@@ -58,6 +58,16 @@ def test_avx512_kernels_under_simde(native_output):
     assert "emulated: avx512" in native_output
 
 
+@pytest.mark.skipif(shutil.which("clang++") is None, reason="needs clang (Debian package clang)")
+def test_kernels_with_clang(tmp_path):
+    """The engine builds with Clang too (macOS's compiler; Clang 14 once rejected a CPU-feature
+    name that GCC accepts), and its kernels pass the same test."""
+    from mambalite._core import kernels
+
+    out = build_and_run(tmp_path / "clang", ["-DCMAKE_CXX_COMPILER=clang++"], [])
+    assert f"tested: {','.join(kernels.available_isas())}" in out
+
+
 @pytest.mark.skipif(shutil.which("aarch64-linux-gnu-g++") is None or
                     shutil.which("qemu-aarch64") is None,
                     reason="needs Debian's g++-aarch64-linux-gnu and qemu-user")
