@@ -202,7 +202,7 @@ void tile16_4x2(int64_t n, const uint8_t* w, size_t row_bytes, const uint8_t* xb
 inline float block_scale(const uint8_t* block) {
   uint16_t bits;
   std::memcpy(&bits, block, 2);
-  return fp16_to_fp32(bits);
+  return _cvtsh_ss(bits);  // F16C
 }
 
 // Blocks a and b's 32 bytes at byte offset `off` of each, as one register; b == nullptr gives
@@ -255,8 +255,9 @@ float dot_q8_0(int64_t n, const uint8_t* w, const ActQ8* x) {
   int64_t i = 0;
   for (; i + 4 <= nb; i += 4) {
     const uint8_t* b = w + i * kB;
-    prefetch(b);
+    prefetch(b);  // 136 bytes per step: three lines ahead
     prefetch(b + 64);
+    prefetch(b + 128);
     const SignedWeights w0(load_pair(b, b + kB, 2)), w1(load_pair(b + 2 * kB, b + 3 * kB, 2));
     acc0 = _mm512_fmadd_ps(scale_pair(block_scale(b) * x[i].d, block_scale(b + kB) * x[i + 1].d),
                            cvt_i32(w0.dot(act_pair(x, i, true))), acc0);
@@ -286,7 +287,8 @@ float dot_q4_0(int64_t n, const uint8_t* w, const ActQ8* x) {
   int64_t i = 0;
   for (; i + 4 <= nb; i += 4) {
     const uint8_t* b = w + i * kB;
-    prefetch(b);
+    prefetch(b);  // 72 bytes per step
+    prefetch(b + 64);
     const float d0 = block_scale(b), d1 = block_scale(b + kB);
     const float d2 = block_scale(b + 2 * kB), d3 = block_scale(b + 3 * kB);
     const __m512i p0 = _mm512_dpbusd_epi32(zero, nibbles_pair(b, b + kB), act_pair(x, i, true));
@@ -326,7 +328,8 @@ float dot_q6_k(int64_t n, const uint8_t* w, const ActQ8* x) {
     prefetch(b + i);
     prefetch(reinterpret_cast<const uint8_t*>(b + i) + 64);
     prefetch(reinterpret_cast<const uint8_t*>(b + i) + 128);
-    const float d = fp16_to_fp32(b[i].d);
+    prefetch(reinterpret_cast<const uint8_t*>(b + i) + 192);  // 210-byte blocks
+    const float d = _cvtsh_ss(b[i].d);
     const ActQ8* xb = x + i * (kQKK / kQK);
     for (int half = 0; half < 2; ++half) {
       const __m512i ql = _mm512_loadu_si512(b[i].ql + 64 * half);
