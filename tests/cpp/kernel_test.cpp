@@ -300,7 +300,29 @@ void test_elementwise(const KernelTable& k, const KernelTable& ref) {
 
 }  // namespace
 
+// The engine's cpuid/xgetbv feature detection against the compiler runtime's (GCC's libgcc also
+// checks that the OS saves the ymm/zmm state).
+void test_detection() {
+#if (defined(__x86_64__) || defined(__i386__)) && defined(__GNUC__) && !defined(__clang__)
+  __builtin_cpu_init();
+  const std::vector<std::string> isas = available_isas();
+  const auto has = [&](const char* isa) {
+    return std::find(isas.begin(), isas.end(), isa) != isas.end();
+  };
+  const bool avx2 = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") &&
+                    __builtin_cpu_supports("f16c");
+  check(has("avx2") == avx2, "avx2 detection agrees with __builtin_cpu_supports");
+#if defined(MAMBALITE_TEST_AVX512_EMULATED)  // built with AVX-512 support
+  const bool avx512 = avx2 && __builtin_cpu_supports("avx512f") &&
+                      __builtin_cpu_supports("avx512bw") && __builtin_cpu_supports("avx512vl") &&
+                      __builtin_cpu_supports("avx512vnni");
+  check(has("avx512") == avx512, "avx512 detection agrees with __builtin_cpu_supports");
+#endif
+#endif
+}
+
 int main() {
+  test_detection();
   const KernelTable& ref = kernels_for("scalar");
   std::string tested;
   for (const std::string& isa : available_isas()) {
