@@ -1,0 +1,99 @@
+"""Memory and long-context targets of a 130m Q8_0 model, each in a fresh Python process:
+
+- peak RSS at most the GGUF file's size + 64 MB above the process's RSS before loading (the
+  interpreter, numpy and mambalite's imports), since the weights are mmapped and used in place;
+- no RSS growth from generated token 1,000 to 10,000;
+- decode at position 20,000 within 5% of position 100 (the state has a fixed size, so the time per
+  token must not depend on the position), interleaved rounds, medians.
+
+    pytest bench/test_bench_memory.py -s
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+
+SCRIPT = textwrap.dedent("""
+    import json, resource, statistics, sys, time
+    import numpy as np
+    import mambalite
+
+    def rss_mb():
+        with open("/proc/self/status") as f:
+            for line in f:
+                if line.startswith("VmRSS:"):
+                    return int(line.split()[1]) / 1024
+        raise RuntimeError("no VmRSS")
+
+    path, task = sys.argv[1], sys.argv[2]
+    base = rss_mb()
+    m = mambalite.load(path, threads=2)
+    out = {"base_mb": base}
+    if task == "generate":
+        s = m.new_state()
+        m.prefill(s, [1, 2, 3])
+        rng = np.random.default_rng(0)
+        ids = rng.integers(1, m.config.vocab_size, size=10_000).tolist()
+        for i, t in enumerate(ids, 1):
+            m.step(s, t)
+            if i == 1_000:
+                out["rss_1000_mb"] = rss_mb()
+        out["rss_10000_mb"] = rss_mb()
+    else:  # decode time at position ~100 against ~20,000, rounds alternating
+        rng = np.random.default_rng(1)
+        near, far = m.new_state(), m.new_state()
+        m.prefill(near, rng.integers(1, m.config.vocab_size, size=100))
+        m.prefill(far, rng.integers(1, m.config.vocab_size, size=20_000))
+        times = {"near": [], "far": []}
+        for _ in range(15):
+            for name, st in (("near", near), ("far", far)):
+                s = st.copy()
+                t0 = time.perf_counter()
+                for _ in range(20):
+                    m.step(s, 7)
+                times[name].append((time.perf_counter() - t0) / 20)
+        out["near_ms"] = statistics.median(times["near"]) * 1e3
+        out["far_ms"] = statistics.median(times["far"]) * 1e3
+        out["far_tokens"] = far.n_tokens
+    # ru_maxrss is in KB on Linux
+    out["peak_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    print(json.dumps(out))
+""")
+
+
+def run(path: Path, task: str) -> dict:
+    r = subprocess.run([sys.executable, "-c", SCRIPT, str(path), task], capture_output=True,
+                       text=True, timeout=1800, cwd=ROOT)
+    assert r.returncode == 0, r.stderr
+    return json.loads(r.stdout.strip().splitlines()[-1])
+
+
+@pytest.mark.skipif(not Path("/proc/self/status").exists(), reason="needs /proc (Linux)")
+def test_rss_over_10000_tokens(model_file):
+    path = model_file("130m", "q8_0")
+    size_mb = path.stat().st_size / 2**20
+    r = run(path, "generate")
+    growth = r["rss_10000_mb"] - r["rss_1000_mb"]
+    print(f"\n130m q8_0 ({size_mb:.0f} MB file): RSS {r['base_mb']:.0f} MB before loading, peak "
+          f"{r['peak_mb']:.0f} MB (+{r['peak_mb'] - r['base_mb']:.0f}); token 1,000 -> 10,000: "
+          f"{r['rss_1000_mb']:.1f} -> {r['rss_10000_mb']:.1f} MB")
+    assert r["peak_mb"] - r["base_mb"] <= size_mb + 64
+    assert growth < 1.0, f"RSS grew by {growth:.2f} MB"
+
+
+@pytest.mark.skipif(not Path("/proc/self/status").exists(), reason="needs /proc (Linux)")
+def test_decode_time_independent_of_position(model_file):
+    r = run(model_file("130m", "q8_0"), "position")
+    ratio = r["far_ms"] / r["near_ms"]
+    print(f"\n130m q8_0 decode at position {r['far_tokens']}: {r['far_ms']:.2f} ms/token; at "
+          f"~100: {r['near_ms']:.2f} ms/token (ratio {ratio:.3f})")
+    assert r["far_tokens"] >= 20_000
+    assert ratio < 1.05
