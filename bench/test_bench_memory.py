@@ -2,7 +2,9 @@
 
 - peak RSS at most the GGUF file's size + 64 MB above the process's RSS before loading (the
   interpreter, numpy and mambalite's imports), since the weights are mmapped and used in place;
-- no RSS growth from generated token 1,000 to 10,000;
+- no RSS growth from decoded token 1,000 to 10,000 (`Model.step` with random ids: these
+  random-weight models have no tokenizer; tests/test_memory.py checks `generate` itself on a small
+  model);
 - decode at position 20,000 within 5% of position 100 (the state has a fixed size, so the time per
   token must not depend on the position), interleaved rounds, medians.
 

@@ -125,7 +125,10 @@ float dot16(int64_t n, const uint8_t* w, const float* x) {
   __m512 a0 = _mm512_setzero_ps(), a1 = a0, a2 = a0, a3 = a0;
   int64_t i = 0;
   for (; i + 64 <= n; i += 64) {
-    if (Row::kElem == 2) prefetch(w + i * Row::kElem);  // f32 streams well without (see AVX2)
+    if (Row::kElem == 2) {  // 128 bytes per step; f32 streams well without (see AVX2)
+      prefetch(w + i * Row::kElem);
+      prefetch(w + i * Row::kElem + 64);
+    }
     a0 = _mm512_fmadd_ps(Row::load(w, i), _mm512_loadu_ps(x + i), a0);
     a1 = _mm512_fmadd_ps(Row::load(w, i + 16), _mm512_loadu_ps(x + i + 16), a1);
     a2 = _mm512_fmadd_ps(Row::load(w, i + 32), _mm512_loadu_ps(x + i + 32), a2);
