@@ -98,8 +98,20 @@ class Binder {
 
 }  // namespace
 
-Model::Model(const std::string& path, int n_threads)
-    : file_(path),
+// "cuda" -> 0, "cuda:N" -> N; -1 for "cpu"; throws for anything else.
+static int parse_device(const std::string& device) {
+  if (device == "cpu") return -1;
+  if (device == "cuda") return 0;
+  if (device.rfind("cuda:", 0) == 0 && device.size() > 5 && device.size() < 9 &&
+      device.find_first_not_of("0123456789", 5) == std::string::npos) {
+    return std::stoi(device.substr(5));
+  }
+  throw InvalidArgument("device must be \"cpu\", \"cuda\" or \"cuda:N\" (N a GPU number), got \"" +
+                        device + "\"");
+}
+
+Model::Model(const std::string& path, int n_threads, const std::string& device)
+    : file_((parse_device(device), path)),
       config_(MambaConfig::from_gguf(file_)),
       k_(&select_kernels()),
       pool_(resolve_threads(n_threads)) {
@@ -120,7 +132,11 @@ Model::Model(const std::string& path, int n_threads)
   const int64_t max_cols = std::max({c.d_model, c.d_inner, c.dt_rank});
   scratch_.resize(static_cast<size_t>(pool_.size() * max_cols));
   act_.resize(static_cast<size_t>(T * (max_cols / kQK + 1)) * sizeof(ActQ8));
+  const int ordinal = parse_device(device);
+  if (ordinal >= 0) gpu_ = make_cuda_engine(*this, ordinal);
 }
+
+Model::~Model() = default;
 
 void Model::bind_weights() {
   const MambaConfig& c = config_;
@@ -236,6 +252,12 @@ void Model::eval(State& state, const int32_t* ids, int64_t n, LogitsMode mode, f
   check_state(state);
   check_ids(ids, n);
   std::lock_guard<std::mutex> lock(mutex_);
+  if (gpu_) {
+    gpu_->eval(state, ids, n, mode, logits);
+    state.add_tokens(n);
+    return;
+  }
+  state.use_host();
   const int64_t D = config_.d_model, V = config_.n_vocab;
   for (int64_t b = 0; b < n; b += kBlock) {
     const int64_t m = std::min(kBlock, n - b);

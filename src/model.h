@@ -9,6 +9,7 @@
 #include <string>
 #include <vector>
 
+#include "device_engine.h"
 #include "gguf.h"
 #include "kernels.h"
 #include "mamba_config.h"
@@ -36,14 +37,24 @@ enum class LogitsMode { kNone, kLast, kAll };
 
 class Model {
  public:
-  // Opens, validates and binds `path`; n_threads <= 0 picks the number of cores.
-  Model(const std::string& path, int n_threads);
+  // Opens, validates and binds `path`; n_threads <= 0 picks the number of cores. device: "cpu",
+  // or "cuda" / "cuda:N" to upload the weights to that GPU and evaluate there.
+  Model(const std::string& path, int n_threads, const std::string& device = "cpu");
+  ~Model();
 
   const MambaConfig& config() const { return config_; }
   const GgufFile& file() const { return file_; }
   StateShape state_shape() const { return StateShape::of(config_); }
   int n_threads() const { return pool_.size(); }
   const KernelTable& kernel_table() const { return *k_; }
+  // "cpu", or the device engine's name ("cuda:0 (NVIDIA H100 80GB HBM3)").
+  std::string device() const { return gpu_ ? gpu_->name() : "cpu"; }
+
+  // The bound weights (used in place from the mapping), for device backends to upload.
+  const std::vector<LayerWeights>& layers() const { return layers_; }
+  const MatView& token_embd() const { return token_embd_; }
+  const MatView& output() const { return output_; }
+  const std::vector<float>& output_norm() const { return output_norm_; }
 
   // Throws InvalidArgument when `state` belongs to a model of another shape.
   void check_state(const State& state) const;
@@ -92,6 +103,7 @@ class Model {
   std::vector<uint8_t> act_;    // (T, max cols / 32) ActQ8 blocks: quantized activations
 
   ThreadPool pool_;
+  std::unique_ptr<DeviceEngine> gpu_;  // set when the model runs on a GPU
   std::mutex mutex_;  // one evaluation at a time: the workspace and pool are shared
 };
 

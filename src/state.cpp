@@ -49,7 +49,52 @@ State::State(const StateShape& shape)
       conv_(static_cast<size_t>(shape.n_layer * (shape.d_conv - 1) * shape.conv_dim), 0.0f),
       ssm_(static_cast<size_t>(shape.n_layer * shape.d_inner * shape.d_state), 0.0f) {}
 
+State::State(const State& o) : shape_(o.shape_), n_tokens_(o.n_tokens_) {
+  o.sync_host();
+  conv_ = o.conv_;
+  ssm_ = o.ssm_;
+}
+
+State& State::operator=(const State& o) {
+  if (this != &o) *this = State(o);
+  return *this;
+}
+
+void State::sync_host() const {
+  if (host_valid_) return;
+  mirror_->download(conv_.data(), ssm_.data());
+  host_valid_ = true;
+}
+
+void State::use_host() {
+  sync_host();
+  mirror_valid_ = false;
+}
+
+StateMirror* State::use_mirror(int device) {
+  if (mirror_ == nullptr) return nullptr;
+  if (mirror_->device() != device) {  // moving to another GPU: through the host
+    sync_host();
+    mirror_.reset();
+    mirror_valid_ = false;
+    return nullptr;
+  }
+  if (!mirror_valid_) {
+    mirror_->upload(conv_.data(), ssm_.data());
+    mirror_valid_ = true;
+  }
+  return mirror_.get();
+}
+
+void State::set_mirror(std::unique_ptr<StateMirror> mirror) {
+  sync_host();
+  mirror_ = std::move(mirror);
+  mirror_->upload(conv_.data(), ssm_.data());
+  mirror_valid_ = true;
+}
+
 std::string State::to_bytes() const {
+  sync_host();
   std::string out;
   out.reserve(64 + shape_.architecture.size() + n_bytes());
   out.append(kMagic, sizeof(kMagic));
