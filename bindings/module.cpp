@@ -138,6 +138,9 @@ int32_t eval_and_sample(Model& m, State& s, const int32_t* ids, int64_t n, Sampl
 PYBIND11_MODULE(_core, mod) {
   mod.doc() = "mambalite C++ engine";
   bind_kernels(mod);
+  mod.def("cuda_built", &cuda_built, "Whether this build has the CUDA backend");
+  mod.def("cuda_device_count", &cuda_device_count,
+          "Number of usable CUDA devices (0 without the backend, a driver or a GPU)");
 
   py::register_exception_translator([](std::exception_ptr p) {
     try {
@@ -164,6 +167,7 @@ PYBIND11_MODULE(_core, mod) {
   py::class_<State>(mod, "State")
       .def_property_readonly("n_tokens", &State::n_tokens)
       .def_property_readonly("nbytes", &State::n_bytes)
+      .def_property_readonly("on_device", &State::on_device)
       .def("copy", [](const State& s) { return State(s); })
       .def("to_bytes", [](const State& s) { return py::bytes(s.to_bytes()); })
       .def_static("from_bytes", [](const py::bytes& b) {
@@ -197,12 +201,13 @@ PYBIND11_MODULE(_core, mod) {
       });
 
   py::class_<Model>(mod, "Model")
-      .def(py::init([](const std::string& path, int threads) {
+      .def(py::init([](const std::string& path, int threads, const std::string& device) {
              py::gil_scoped_release nogil;
-             return std::make_unique<Model>(path, threads);
+             return std::make_unique<Model>(path, threads, device);
            }),
-           py::arg("path"), py::arg("threads") = 0)
+           py::arg("path"), py::arg("threads") = 0, py::arg("device") = "cpu")
       .def_property_readonly("n_threads", &Model::n_threads)
+      .def_property_readonly("device", &Model::device)
       .def_property_readonly("isa", [](const Model& m) { return m.kernel_table().name; })
       .def("config",
            [](const Model& m) {

@@ -1,10 +1,10 @@
 """mambalite: fast, constant-memory inference for Mamba language models from GGUF files."""
 
 from .export import export
-from .model import Config, Model, Perplexity, State, default_model_path, load
+from .model import Config, Model, Perplexity, State, cuda_available, default_model_path, load
 from .quantize import quantize
 from .tokenizer import Tokenizer
 
 __version__ = "0.1.0"
-__all__ = ["Config", "Model", "Perplexity", "State", "Tokenizer", "default_model_path", "export",
-           "load", "quantize", "__version__"]
+__all__ = ["Config", "Model", "Perplexity", "State", "Tokenizer", "cuda_available",
+           "default_model_path", "export", "load", "quantize", "__version__"]

@@ -17,7 +17,7 @@ class BenchResult:
     """Medians over repeated runs."""
 
     threads: int
-    isa: str
+    isa: str  # the CPU kernels' instruction set, or the GPU ("cuda:0 (NVIDIA H100 ...)")
     prefill_tokens: int
     prefill_tokens_per_s: float
     decode_ms_per_token: float
@@ -28,18 +28,23 @@ class BenchResult:
         return self.weight_bytes_per_token / (self.decode_ms_per_token * 1e-3) / 1e9
 
     def __str__(self) -> str:
-        return (f"threads {self.threads} ({self.isa}): prefill {self.prefill_tokens} tokens at "
+        where = self.isa if self.isa.startswith("cuda") else f"threads {self.threads} ({self.isa})"
+        return (f"{where}: prefill {self.prefill_tokens} tokens at "
                 f"{self.prefill_tokens_per_s:.1f} tokens/s; decode "
                 f"{self.decode_ms_per_token:.2f} ms/token ({1e3 / self.decode_ms_per_token:.1f} "
                 f"tokens/s, {self.decode_gb_per_s:.1f} GB/s of weights)")
 
 
 def bench(path: str | os.PathLike, *, threads: int | None = None, prefill_tokens: int = 512,
-          decode_tokens: int = 64, repeats: int = 3) -> BenchResult:
-    """Measures a model file: median prefill tokens/s and decode ms/token over `repeats` runs."""
+          decode_tokens: int = 64, repeats: int = 3, device: str = "cpu") -> BenchResult:
+    """Measures a model file: median prefill tokens/s and decode ms/token over `repeats` runs.
+
+    `device`: "cpu", or "cuda" / "cuda:N" (decode time is then the whole step: graph launch,
+    logits back to the host).
+    """
     if prefill_tokens < 1 or decode_tokens < 1 or repeats < 1:
         raise ValueError("prefill_tokens, decode_tokens and repeats must be >= 1")
-    model = load(path, threads=threads)
+    model = load(path, threads=threads, device=device)
     n_vocab = model.config.vocab_size
     ids = np.random.default_rng(0).integers(0, n_vocab, size=prefill_tokens)
     # Every weight is read once per decoded token, except the embedding (one row) when the
@@ -59,5 +64,6 @@ def bench(path: str | os.PathLike, *, threads: int | None = None, prefill_tokens
             model.step(state, int(ids[i % prefill_tokens]))
             steps.append(time.perf_counter() - t0)
         decode.append(statistics.median(steps) * 1e3)
-    return BenchResult(model.threads, model.isa, prefill_tokens, statistics.median(prefill),
+    where = model.isa if model.device == "cpu" else model.device
+    return BenchResult(model.threads, where, prefill_tokens, statistics.median(prefill),
                        statistics.median(decode), per_token)

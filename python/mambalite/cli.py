@@ -68,6 +68,8 @@ def _parser() -> argparse.ArgumentParser:
                    "so that the model picks where that token ends; see the README)")
     g.add_argument("-t", "--threads", type=_positive_int, default=None,
                    help="compute threads (default: all cores)")
+    g.add_argument("--device", default="cpu", metavar="DEVICE",
+                   help="cpu (default), or cuda / cuda:N to run on an NVIDIA GPU")
 
     pp = sub.add_parser("perplexity", help="measure a model's perplexity on a text file",
                         description="Token-level cross-entropy and perplexity of a text file "
@@ -80,6 +82,8 @@ def _parser() -> argparse.ArgumentParser:
                     "(default: the whole file in one state, full context)")
     pp.add_argument("-t", "--threads", type=_positive_int, default=None,
                     help="compute threads (default: all cores)")
+    pp.add_argument("--device", default="cpu", metavar="DEVICE",
+                   help="cpu (default), or cuda / cuda:N to run on an NVIDIA GPU")
     pp.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
 
     e = sub.add_parser("export", help="convert a PyTorch checkpoint to GGUF",
@@ -108,6 +112,8 @@ def _parser() -> argparse.ArgumentParser:
     b.add_argument("-m", "--model", default=None, help=_MODEL_HELP)
     b.add_argument("-t", "--threads", type=_positive_int, action="append", default=None,
                    help="compute threads (repeatable; default: all cores)")
+    b.add_argument("--device", default="cpu", metavar="DEVICE",
+                   help="cpu (default), or cuda / cuda:N to run on an NVIDIA GPU")
     b.add_argument("-p", "--prefill", type=_positive_int, default=512, metavar="N",
                    help="prompt length for the prefill measurement (default 512)")
     b.add_argument("-n", "--decode", type=_positive_int, default=64, metavar="N",
@@ -132,7 +138,7 @@ def _generate(args: argparse.Namespace) -> int:
         if sys.stdin is None or sys.stdin.isatty():
             raise ValueError("no prompt: give it as an argument or pipe it to stdin")
         prompt = sys.stdin.read()
-    model = load(args.model, threads=args.threads)
+    model = load(args.model, threads=args.threads, device=args.device)
     out = sys.stdout
     for piece in model.generate(
         prompt, max_new_tokens=args.max_new_tokens, temperature=args.temperature,
@@ -166,7 +172,7 @@ def _perplexity(args: argparse.Namespace) -> int:
                              "give a UTF-8 text file") from None
     if not text:
         raise ValueError(f"{args.file} is empty: give a text to score")
-    model = load(args.model, threads=args.threads)
+    model = load(args.model, threads=args.threads, device=args.device)
     result = model.perplexity(text, window=args.window, progress=False if args.quiet else None)
     print(result)
     return 0
@@ -200,7 +206,10 @@ def _bench(args: argparse.Namespace) -> int:
     print(f"{args.model}:")
     for threads in args.threads or [None]:
         print("  " + str(bench(args.model, threads=threads, prefill_tokens=args.prefill,
-                               decode_tokens=args.decode, repeats=args.repeats)), flush=True)
+                               decode_tokens=args.decode, repeats=args.repeats,
+                               device=args.device)), flush=True)
+        if args.device != "cpu":
+            break  # threads do not matter on a GPU
     return 0
 
 

@@ -154,21 +154,28 @@ class Model:
         )
 
     @classmethod
-    def load(cls, path: str | os.PathLike | None = None, *, threads: int | None = None) -> Model:
+    def load(cls, path: str | os.PathLike | None = None, *, threads: int | None = None,
+             device: str = "cpu") -> Model:
         """Loads a GGUF model; without `path`, the default model shipped with mambalite.
 
-        `threads`: compute threads (default: all cores).
+        `threads`: compute threads (default: all cores). `device`: "cpu", or "cuda" / "cuda:N"
+        to upload the weights to that NVIDIA GPU and evaluate there (RuntimeError when this
+        build has no CUDA backend or the machine has no such GPU). States move freely between
+        CPU and GPU models of the same shape.
         """
         p = default_model_path() if path is None else Path(path)
         if threads is not None:
             if isinstance(threads, bool) or not isinstance(threads, int) or not 1 <= threads <= 256:
                 raise ValueError(f"threads must be an integer from 1 to 256, got {threads!r}")
+        if not isinstance(device, str):
+            raise TypeError(f"device must be a str (\"cpu\", \"cuda\" or \"cuda:N\"), got "
+                            f"{type(device).__name__}")
         if not p.exists():
             raise FileNotFoundError(f"model file {p} does not exist")
         if p.is_dir():
             raise ValueError(f"{p} is a directory; to use a checkpoint folder, convert it first: "
                              f"mambalite export {p} -o model.gguf")
-        return cls(_core.Model(str(p), threads or 0), p)
+        return cls(_core.Model(str(p), threads or 0, device), p)
 
     # ----------------------------------------------------------------------------- inspection
     @property
@@ -194,6 +201,11 @@ class Model:
         return self._core.isa
 
     @property
+    def device(self) -> str:
+        """Where the model runs: "cpu", or the GPU, e.g. "cuda:0 (NVIDIA H100 80GB HBM3)"."""
+        return self._core.device
+
+    @property
     def tokenizer(self) -> Tokenizer:
         """The tokenizer embedded in the file (ValueError when it has none)."""
         if self._tokenizer is None:
@@ -202,8 +214,9 @@ class Model:
 
     def __repr__(self) -> str:
         c = self.config
+        where = f"threads {self.threads}" if self.device == "cpu" else self.device
         return (f"Model({str(self.path)!r}, {c.architecture}, {c.n_layer} layers, "
-                f"d_model {c.d_model}, vocab {c.vocab_size}, threads {self.threads})")
+                f"d_model {c.d_model}, vocab {c.vocab_size}, {where})")
 
     # ----------------------------------------------------------------------------- evaluation
     def new_state(self) -> State:
@@ -501,9 +514,16 @@ class Model:
             tokens.close()
 
 
-def load(path: str | os.PathLike | None = None, *, threads: int | None = None) -> Model:
+def load(path: str | os.PathLike | None = None, *, threads: int | None = None,
+         device: str = "cpu") -> Model:
     """Loads a GGUF model file; without `path`, the default model shipped with mambalite.
 
-    `threads`: compute threads (default: all cores).
+    `threads`: compute threads (default: all cores). `device`: "cpu" (default), or "cuda" /
+    "cuda:N" to run on an NVIDIA GPU (see `Model.load`).
     """
-    return Model.load(path, threads=threads)
+    return Model.load(path, threads=threads, device=device)
+
+
+def cuda_available() -> bool:
+    """True when this build has the CUDA backend and the machine has a usable NVIDIA GPU."""
+    return bool(_core.cuda_built()) and _core.cuda_device_count() > 0
