@@ -31,7 +31,8 @@ cuda = [pytest.mark.cuda, needs_gpu]
 # - q8_0, q4_0: the CPU quantizes activations to int8 blocks (as ggml does) and the GPU keeps
 #   them fp32, so they differ by the CPU's activation rounding, about 1/254 of each block's
 #   largest value per product: the same order as the CPU-vs-f32 bound of test_quantized.py.
-BOUNDS = {"f32": 1e-4, "f16": 1e-4, "bf16": 1e-4, "q8_0": 5e-2, "q4_0": 1e-1}
+#   Measured on an H100: f32/f16/bf16 up to 2e-6, q8_0 up to 2.5e-2, q4_0 up to 8e-3.
+BOUNDS = {"f32": 1e-4, "f16": 1e-4, "bf16": 1e-4, "q8_0": 5e-2, "q4_0": 5e-2}
 
 ARCHS = {
     "mamba": lambda: make_hf_model(seed=3, vocab_size=300, hidden_size=64, state_size=16,
