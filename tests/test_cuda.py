@@ -123,6 +123,10 @@ def test_logits_match_cpu(checkpoints, arch, type):
     for n in [1, 2, 7, 33, 100]:
         ids = ids_of(n)
         assert rel_err(gpu.forward(ids), cpu.forward(ids)) < BOUNDS[type], (n, type)
+    s_cpu, s_gpu = cpu.new_state(), gpu.new_state()  # decode: the matrix-vector kernels
+    a = np.stack([cpu.step(s_cpu, int(i)) for i in ids[:12]])
+    b = np.stack([gpu.step(s_gpu, int(i)) for i in ids[:12]])
+    assert rel_err(b, a) < BOUNDS[type]
 
 
 @pytest.mark.cuda
@@ -136,7 +140,11 @@ def test_quantized_logits_match_cpu(checkpoints, arch, type):
         assert types["token_embd.weight"] == "Q6_K"
     cpu, gpu = pair(path)
     ids = ids_of(64, 512)
-    assert rel_err(gpu.forward(ids), cpu.forward(ids)) < BOUNDS[type]
+    assert rel_err(gpu.forward(ids), cpu.forward(ids)) < BOUNDS[type]  # prefill (GEMM) path
+    s_cpu, s_gpu = cpu.new_state(), gpu.new_state()  # decode (matrix-vector) path
+    a = np.stack([cpu.step(s_cpu, int(i)) for i in ids[:16]])
+    b = np.stack([gpu.step(s_gpu, int(i)) for i in ids[:16]])
+    assert rel_err(b, a) < BOUNDS[type]
 
 
 @pytest.mark.cuda
