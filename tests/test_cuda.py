@@ -72,6 +72,12 @@ def checkpoints(tmp_path_factory):
     return out
 
 
+def decode(model, ids) -> np.ndarray:
+    """Logits after each id, fed one at a time from a fresh state (the matrix-vector path)."""
+    state = model.new_state()
+    return np.stack([model.step(state, int(i)) for i in ids])
+
+
 def pair(path):
     return mambalite.load(path, threads=2), mambalite.load(path, device="cuda")
 
@@ -123,10 +129,7 @@ def test_logits_match_cpu(checkpoints, arch, type):
     for n in [1, 2, 7, 33, 100]:
         ids = ids_of(n)
         assert rel_err(gpu.forward(ids), cpu.forward(ids)) < BOUNDS[type], (n, type)
-    s_cpu, s_gpu = cpu.new_state(), gpu.new_state()  # decode: the matrix-vector kernels
-    a = np.stack([cpu.step(s_cpu, int(i)) for i in ids[:12]])
-    b = np.stack([gpu.step(s_gpu, int(i)) for i in ids[:12]])
-    assert rel_err(b, a) < BOUNDS[type]
+    assert rel_err(decode(gpu, ids[:12]), decode(cpu, ids[:12])) < BOUNDS[type]
 
 
 @pytest.mark.cuda
@@ -141,10 +144,7 @@ def test_quantized_logits_match_cpu(checkpoints, arch, type):
     cpu, gpu = pair(path)
     ids = ids_of(64, 512)
     assert rel_err(gpu.forward(ids), cpu.forward(ids)) < BOUNDS[type]  # prefill (GEMM) path
-    s_cpu, s_gpu = cpu.new_state(), gpu.new_state()  # decode (matrix-vector) path
-    a = np.stack([cpu.step(s_cpu, int(i)) for i in ids[:16]])
-    b = np.stack([gpu.step(s_gpu, int(i)) for i in ids[:16]])
-    assert rel_err(b, a) < BOUNDS[type]
+    assert rel_err(decode(gpu, ids[:16]), decode(cpu, ids[:16])) < BOUNDS[type]
 
 
 @pytest.mark.cuda
@@ -167,9 +167,7 @@ def test_prefill_equals_decode_on_gpu(checkpoints, arch):
     _, gpu = pair(export(checkpoints[arch], "f32"))
     ids = ids_of(40)
     full = gpu.forward(ids)
-    state = gpu.new_state()
-    steps = np.stack([gpu.step(state, int(i)) for i in ids])
-    assert rel_err(steps, full) < 1e-5
+    assert rel_err(decode(gpu, ids), full) < 1e-5
     # continuation: prefill part, then decode the rest, from the same state
     state = gpu.new_state()
     gpu.prefill(state, ids[:25])
