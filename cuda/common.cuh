@@ -47,6 +47,15 @@ __host__ __device__ constexpr int chunk_values() {
                                                  : 32;
 }
 
+// Bytes of one row on the device: ld / (values per chunk) chunks of 16 bytes.
+__host__ __device__ inline int64_t row_bytes(const DevMat& m) {
+  const int v = m.type == WType::F32                              ? chunk_values<WType::F32>()
+                : (m.type == WType::F16 || m.type == WType::BF16) ? chunk_values<WType::F16>()
+                : m.type == WType::Q8_0                           ? chunk_values<WType::Q8_0>()
+                                                                  : chunk_values<WType::Q4_0>();
+  return m.ld / v * 16;
+}
+
 __device__ __forceinline__ float dot4(float4 a, const float* x) {
   return a.x * x[0] + a.y * x[1] + a.z * x[2] + a.w * x[3];
 }

@@ -46,14 +46,6 @@ __device__ void load_vec(const VecIn& in, int64_t cols, int64_t ld, float* xs) {
   __syncthreads();
 }
 
-// Bytes of one row on the device.
-__device__ __forceinline__ int64_t row_bytes(const DevMat& m) {
-  return m.type == WType::F32                              ? m.ld * 4
-         : (m.type == WType::F16 || m.type == WType::BF16) ? m.ld * 2
-         : m.type == WType::Q8_0                           ? m.ld
-                                                           : m.ld / 2;
-}
-
 // Warps of a block take rows in groups of `split`: the split warps of a row share its chunks and
 // add their sums in shared memory (short, few rows: all SMs still get work).
 // One channel of the causal conv, for the token whose input value is xv: out[c] =
@@ -222,10 +214,7 @@ void matvec(const DevMat& w, const VecIn& in, float* y, bool add, const LaunchCf
   const int64_t blocks =
       std::max<int64_t>(1, std::min<int64_t>((w.rows + per_block - 1) / per_block, 8 * cfg.n_sm));
   // Prefetching pays for small matrices; a large one would be streamed twice (evicted first).
-  const int64_t bytes = w.rows * (w.type == WType::F32                              ? 4 * w.ld
-                                  : (w.type == WType::F16 || w.type == WType::BF16) ? 2 * w.ld
-                                  : w.type == WType::Q8_0                           ? w.ld
-                                                                                    : w.ld / 2);
+  const int64_t bytes = w.rows * row_bytes(w);
   const int prefetch = bytes <= (int64_t{8} << 20) ? 1 : 0;
   dispatch(w.type, [&](auto t) {
     constexpr WType T = decltype(t)::value;
