@@ -111,7 +111,10 @@ static int parse_device(const std::string& device) {
 }
 
 Model::Model(const std::string& path, int n_threads, const std::string& device)
-    : file_((parse_device(device), path)),
+    : Model(path, n_threads, parse_device(device)) {}
+
+Model::Model(const std::string& path, int n_threads, int ordinal)
+    : file_(path),
       config_(MambaConfig::from_gguf(file_)),
       k_(&select_kernels()),
       pool_(resolve_threads(n_threads)) {
@@ -132,7 +135,6 @@ Model::Model(const std::string& path, int n_threads, const std::string& device)
   const int64_t max_cols = std::max({c.d_model, c.d_inner, c.dt_rank});
   scratch_.resize(static_cast<size_t>(pool_.size() * max_cols));
   act_.resize(static_cast<size_t>(T * (max_cols / kQK + 1)) * sizeof(ActQ8));
-  const int ordinal = parse_device(device);
   if (ordinal >= 0) gpu_ = make_cuda_engine(*this, ordinal);
 }
 

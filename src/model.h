@@ -66,6 +66,9 @@ class Model {
   void eval(State& state, const int32_t* ids, int64_t n, LogitsMode mode, float* logits);
 
  private:
+  // ordinal: the CUDA device, or -1 for the CPU (parsed from the device name first, so that a
+  // bad name is reported before the file is opened).
+  Model(const std::string& path, int n_threads, int ordinal);
   void bind_weights();
   void run_block(State& state, const int32_t* ids, int64_t n);
   // out_ (n, D) = mixer of layer l applied to hn_ (model_layers.cpp).
