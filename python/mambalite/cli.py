@@ -68,8 +68,7 @@ def _parser() -> argparse.ArgumentParser:
                    "so that the model picks where that token ends; see the README)")
     g.add_argument("-t", "--threads", type=_positive_int, default=None,
                    help="compute threads (default: all cores)")
-    g.add_argument("--device", default="cpu", metavar="DEVICE",
-                   help="cpu (default), or cuda / cuda:N to run on an NVIDIA GPU")
+    _add_device(g)
 
     pp = sub.add_parser("perplexity", help="measure a model's perplexity on a text file",
                         description="Token-level cross-entropy and perplexity of a text file "
@@ -82,8 +81,7 @@ def _parser() -> argparse.ArgumentParser:
                     "(default: the whole file in one state, full context)")
     pp.add_argument("-t", "--threads", type=_positive_int, default=None,
                     help="compute threads (default: all cores)")
-    pp.add_argument("--device", default="cpu", metavar="DEVICE",
-                   help="cpu (default), or cuda / cuda:N to run on an NVIDIA GPU")
+    _add_device(pp)
     pp.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
 
     e = sub.add_parser("export", help="convert a PyTorch checkpoint to GGUF",
@@ -112,8 +110,7 @@ def _parser() -> argparse.ArgumentParser:
     b.add_argument("-m", "--model", default=None, help=_MODEL_HELP)
     b.add_argument("-t", "--threads", type=_positive_int, action="append", default=None,
                    help="compute threads (repeatable; default: all cores)")
-    b.add_argument("--device", default="cpu", metavar="DEVICE",
-                   help="cpu (default), or cuda / cuda:N to run on an NVIDIA GPU")
+    _add_device(b)
     b.add_argument("-p", "--prefill", type=_positive_int, default=512, metavar="N",
                    help="prompt length for the prefill measurement (default 512)")
     b.add_argument("-n", "--decode", type=_positive_int, default=64, metavar="N",
@@ -128,6 +125,11 @@ def _parser() -> argparse.ArgumentParser:
                    help="GGUF model file (default: the model shipped with mambalite)")
     i.add_argument("--tensors", action="store_true", help="also list every tensor")
     return p
+
+
+def _add_device(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--device", default="cpu", metavar="DEVICE",
+                   help="cpu (default), or cuda / cuda:N to run on an NVIDIA GPU")
 
 
 def _generate(args: argparse.Namespace) -> int:
