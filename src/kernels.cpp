@@ -2,6 +2,7 @@
 
 #include <cmath>
 #include <cstdlib>
+#include <cstring>
 
 #if defined(__x86_64__) || defined(__i386__)
 #include <cpuid.h>
@@ -93,6 +94,15 @@ TableGetter built(const std::string& isa) {
 
 const char* const kKnown[] = {"avx512", "avx2", "neon", "scalar"};  // best first
 
+// The ActQ6Offset sums of blocks a (nb) that follow them in a Q6_K activation row.
+void offsets_q6_k_activations(const ActQ8* a, int64_t nb, ActQ6Offset* o) {
+  for (int64_t i = 0; i < nb; ++i) {
+    for (int k = 0; k < kQK / 2; ++k) {
+      o[i].s32[k] = static_cast<int16_t>(32 * (a[i].qs[2 * k] + a[i].qs[2 * k + 1]));
+    }
+  }
+}
+
 }  // namespace
 
 std::vector<std::string> available_isas() {
@@ -128,9 +138,37 @@ bool uses_q8_activations(GgmlType type) {
 }
 
 size_t activation_row_bytes(GgmlType type, int64_t cols) {
-  return uses_q8_activations(type) ? static_cast<size_t>(cols / kQK) * sizeof(ActQ8)
-                                   : static_cast<size_t>(cols) * sizeof(float);
+  if (!uses_q8_activations(type)) return static_cast<size_t>(cols) * sizeof(float);
+  const size_t blocks = static_cast<size_t>(cols / kQK);
+  const size_t extra = type == GgmlType::Q4_0   ? blocks / 8 * sizeof(ActQ4Group)
+                       : type == GgmlType::Q6_K ? blocks * sizeof(ActQ6Offset)
+                                                : 0;
+  return blocks * sizeof(ActQ8) + extra;
 }
+
+namespace {
+
+// The ActQ4Group copies of blocks a (nb) that follow them in a Q4_0 activation row.
+void group_q4_0_activations(const ActQ8* a, int64_t nb, ActQ4Group* g) {
+  constexpr int kOrder[8] = {0, 2, 4, 6, 1, 3, 5, 7};
+  for (int64_t i = 0; i + 8 <= nb; i += 8, ++g) {
+    for (int k = 0; k < 8; ++k) {
+      g->d[k] = a[i + kOrder[k]].d;
+      g->s[k] = a[i + kOrder[k]].s;
+    }
+    for (int p = 0; p < 4; ++p) {
+      const ActQ8& even = a[i + 2 * p];
+      const ActQ8& odd = a[i + 2 * p + 1];
+      int8_t* q = g->qs + 64 * p;
+      std::memcpy(q, even.qs, 16);
+      std::memcpy(q + 16, odd.qs, 16);
+      std::memcpy(q + 32, even.qs + 16, 16);
+      std::memcpy(q + 48, odd.qs + 16, 16);
+    }
+  }
+}
+
+}  // namespace
 
 const uint8_t* prepare_activations(const KernelTable& k, GgmlType type, const float* x, int64_t ldx,
                                    int64_t n, int64_t cols, uint8_t* out, size_t* stride) {
@@ -139,8 +177,15 @@ const uint8_t* prepare_activations(const KernelTable& k, GgmlType type, const fl
     return reinterpret_cast<const uint8_t*>(x);
   }
   *stride = activation_row_bytes(type, cols);
+  const int64_t nb = cols / kQK;
   for (int64_t t = 0; t < n; ++t) {
-    k.quantize_act(x + t * ldx, cols, reinterpret_cast<ActQ8*>(out + t * *stride));
+    ActQ8* row = reinterpret_cast<ActQ8*>(out + t * *stride);
+    k.quantize_act(x + t * ldx, cols, row);
+    if (type == GgmlType::Q4_0) {
+      group_q4_0_activations(row, nb, reinterpret_cast<ActQ4Group*>(row + nb));
+    } else if (type == GgmlType::Q6_K) {
+      offsets_q6_k_activations(row, nb, reinterpret_cast<ActQ6Offset*>(row + nb));
+    }
   }
   return out;
 }

@@ -134,7 +134,8 @@ Model::Model(const std::string& path, int n_threads, int ordinal)
   out_.resize(T * c.d_model);
   const int64_t max_cols = std::max({c.d_model, c.d_inner, c.dt_rank});
   scratch_.resize(static_cast<size_t>(pool_.size() * max_cols));
-  act_.resize(static_cast<size_t>(T * (max_cols / kQK + 1)) * sizeof(ActQ8));
+  // Q4_0 rows are the largest prepared activations (ActQ8 blocks plus their ActQ4Group copies).
+  act_.resize(static_cast<size_t>(T) * activation_row_bytes(GgmlType::Q4_0, max_cols + kQK));
   if (ordinal >= 0) gpu_ = make_cuda_engine(*this, ordinal);
 }
 

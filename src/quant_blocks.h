@@ -56,11 +56,27 @@ struct ActQ8 {
   float s;
   int8_t qs[kQK];
 };
+// A prepared Q4_0 activation row holds, after its ActQ8 blocks, each full group of 8 blocks again
+// in the order a 256-bit kernel reads them when it takes two weight blocks per register (the
+// low nibbles of both in one register, then the high nibbles): the activation side of that
+// pairing is done once per row here, instead of once per weight row in the kernel.
+struct ActQ4Group {
+  float d[8];          // the blocks' scales, in block order 0, 2, 4, 6, 1, 3, 5, 7
+  float s[8];          // their ActQ8::s, in the same order
+  int8_t qs[8 * kQK];  // per pair (2p, 2p + 1): x_2p[0:16] x_2p+1[0:16] x_2p[16:32] x_2p+1[16:32]
+};
+// A prepared Q6_K activation row holds, after its ActQ8 blocks, one ActQ6Offset per block: the
+// pair sums 32 * (x[2k] + x[2k + 1]) that maddubs(32, x) gives. A kernel that multiplies the
+// unsigned 6-bit values q by x subtracts them to get sum((q - 32) * x) pairwise, in int16.
+struct ActQ6Offset {
+  int16_t s32[kQK / 2];
+};
 #pragma pack(pop)
 
 static_assert(sizeof(BlockQ8_0) == 34 && sizeof(BlockQ4_0) == 18 && sizeof(BlockQ4_1) == 20 &&
                   sizeof(BlockQ5_0) == 22 && sizeof(BlockQ5_1) == 24 && sizeof(BlockQ4_K) == 144 &&
-                  sizeof(BlockQ5_K) == 176 && sizeof(BlockQ6_K) == 210 && sizeof(ActQ8) == 40,
+                  sizeof(BlockQ5_K) == 176 && sizeof(BlockQ6_K) == 210 && sizeof(ActQ8) == 40 &&
+                  sizeof(ActQ4Group) == 320 && sizeof(ActQ6Offset) == 32,
               "block layouts must match ggml");
 
 }  // namespace mambalite
