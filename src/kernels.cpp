@@ -154,7 +154,7 @@ void group_q4_0_activations(const ActQ8* a, int64_t nb, ActQ4Group* g) {
   for (int64_t i = 0; i + 8 <= nb; i += 8, ++g) {
     for (int k = 0; k < 8; ++k) {
       g->d[k] = a[i + kOrder[k]].d;
-      g->s[k] = a[i + kOrder[k]].s;
+      g->m8s[k] = -8.0f * a[i + kOrder[k]].s;
     }
     for (int p = 0; p < 4; ++p) {
       const ActQ8& even = a[i + 2 * p];

@@ -138,47 +138,69 @@ inline __m256 q4_0_scales8(const BlockQ4_0* b) {
                                           static_cast<int64_t>(odd), 1));
 }
 
-// sum_b dw_b * (dx_b * sum(q * x) - 8 * s_b). Groups of 8 blocks read the row's ActQ4Group
-// copies: each register holds two weight blocks' low (or high) nibbles against the matching
-// activation halves; the int32 sums of the 8 blocks are reduced into one vector (one lane per
-// block, in the ActQ4Group order) and scaled by one multiply. The offset term is one FMA per group.
-// Leftover blocks (fewer than 8) take one block at a time.
+// Groups of 8 Q4_0 blocks against a row's ActQ4Group copies: each register holds two weight
+// blocks' low (or high) nibbles. unpack_q4_0_group splits the weights; group_sums_q4_0 gives the
+// 8 blocks' sums sum(q * x) of one activation row in one vector (one lane per block, in the
+// ActQ4Group order), reduced by hadds so that the scales apply with two multiply-adds per group.
+struct Q4Group {
+  __m256i lo[4], hi[4];  // pair p: low (high) nibbles of blocks 2p and 2p + 1
+};
+
+inline Q4Group unpack_q4_0_group(const BlockQ4_0* b) {
+  const __m256i m4 = _mm256_set1_epi8(0x0F);
+  Q4Group g;
+  for (int p = 0; p < 4; ++p) {
+    const __m256i q = _mm256_loadu2_m128i(reinterpret_cast<const __m128i*>(b[2 * p + 1].qs),
+                                          reinterpret_cast<const __m128i*>(b[2 * p].qs));
+    g.lo[p] = _mm256_and_si256(q, m4);
+    g.hi[p] = _mm256_and_si256(_mm256_srli_epi16(q, 4), m4);
+  }
+  return g;
+}
+
+inline __m256 group_sums_q4_0(const Q4Group& w, const ActQ4Group& x) {
+  const __m256i ones = _mm256_set1_epi16(1);
+  __m256i sums[4];  // pair p: 4 int32 partial sums of block 2p, then 4 of block 2p + 1
+  for (int p = 0; p < 4; ++p) {
+    // Each maddubs lane is at most 2 * 15 * 127, so two of them add without overflow.
+    const __m256i p16 = _mm256_add_epi16(_mm256_maddubs_epi16(w.lo[p], load32(x.qs + 64 * p)),
+                                         _mm256_maddubs_epi16(w.hi[p], load32(x.qs + 64 * p + 32)));
+    sums[p] = _mm256_madd_epi16(p16, ones);
+  }
+  return _mm256_cvtepi32_ps(
+      _mm256_hadd_epi32(_mm256_hadd_epi32(sums[0], sums[1]), _mm256_hadd_epi32(sums[2], sums[3])));
+}
+
+// acc += dw * (dx * sums - 8 * s), lane by lane over a group.
+inline __m256 scale_group_q4_0(__m256 dw, __m256 sums, const ActQ4Group& x, __m256 acc) {
+  return _mm256_fmadd_ps(dw, _mm256_fmadd_ps(_mm256_loadu_ps(x.d), sums, _mm256_loadu_ps(x.m8s)),
+                         acc);
+}
+
+// One Q4_0 block: dw * dx * sum(q * x) into acc, dw * s into *offset.
+inline __m256 block_q4_0(const BlockQ4_0& b, const ActQ8& x, __m256 acc, float* offset) {
+  const float dw = _cvtsh_ss(b.d);
+  *offset += dw * x.s;
+  return _mm256_fmadd_ps(_mm256_set1_ps(dw * x.d), mul_sum_u4_i8(nibbles_q4_0(b.qs), load32(x.qs)),
+                         acc);
+}
+
 float dot_q4_0(int64_t n, const uint8_t* w, const ActQ8* x) {
   const BlockQ4_0* b = reinterpret_cast<const BlockQ4_0*>(w);
   const int64_t nb = n / kQK;
   const ActQ4Group* g = reinterpret_cast<const ActQ4Group*>(x + nb);
-  const __m256i m4 = _mm256_set1_epi8(0x0F), ones = _mm256_set1_epi16(1);
-  __m256 acc = _mm256_setzero_ps(), off = acc;
+  __m256 acc = _mm256_setzero_ps();
   int64_t i = 0;
   for (; i + 8 <= nb; i += 8, ++g) {
     const char* pf = reinterpret_cast<const char*>(b + i) + kPrefetchBytes;
     _mm_prefetch(pf, _MM_HINT_T0);
     _mm_prefetch(pf + 64, _MM_HINT_T0);
     _mm_prefetch(pf + 128, _MM_HINT_T0);
-    const __m256 dw = q4_0_scales8(b + i);
-    __m256i sums[4];  // pair p: 4 int32 partial sums of block 2p, then 4 of block 2p + 1
-    for (int p = 0; p < 4; ++p) {
-      const __m256i q = _mm256_loadu2_m128i(reinterpret_cast<const __m128i*>(b[i + 2 * p + 1].qs),
-                                            reinterpret_cast<const __m128i*>(b[i + 2 * p].qs));
-      const __m256i lo = _mm256_and_si256(q, m4);
-      const __m256i hi = _mm256_and_si256(_mm256_srli_epi16(q, 4), m4);
-      // Each maddubs lane is at most 2 * 15 * 127, so two of them add without overflow.
-      const __m256i p16 = _mm256_add_epi16(_mm256_maddubs_epi16(lo, load32(g->qs + 64 * p)),
-                                           _mm256_maddubs_epi16(hi, load32(g->qs + 64 * p + 32)));
-      sums[p] = _mm256_madd_epi16(p16, ones);
-    }
-    const __m256i s =
-        _mm256_hadd_epi32(_mm256_hadd_epi32(sums[0], sums[1]), _mm256_hadd_epi32(sums[2], sums[3]));
-    acc = _mm256_fmadd_ps(_mm256_mul_ps(dw, _mm256_loadu_ps(g->d)), _mm256_cvtepi32_ps(s), acc);
-    off = _mm256_fmadd_ps(dw, _mm256_loadu_ps(g->s), off);
+    acc = scale_group_q4_0(q4_0_scales8(b + i), group_sums_q4_0(unpack_q4_0_group(b + i), *g), *g,
+                           acc);
   }
-  float offset = hsum(off);
-  for (; i < nb; ++i) {
-    const float dw = _cvtsh_ss(b[i].d);
-    acc = _mm256_fmadd_ps(_mm256_set1_ps(dw * x[i].d),
-                          mul_sum_u4_i8(nibbles_q4_0(b[i].qs), load32(x[i].qs)), acc);
-    offset += dw * x[i].s;
-  }
+  float offset = 0.0f;
+  for (; i < nb; ++i) acc = block_q4_0(b[i], x[i], acc, &offset);
   return hsum(acc) - 8.0f * offset;
 }
 
@@ -397,21 +419,26 @@ void dot4_q8_0(int64_t n, const uint8_t* w, const uint8_t* x, size_t stride, flo
       out);
 }
 
+// Four tokens: each group's weights are unpacked once for the four activation rows.
 void dot4_q4_0(int64_t n, const uint8_t* w, const uint8_t* xb, size_t stride, float* out) {
   const BlockQ4_0* b = reinterpret_cast<const BlockQ4_0*>(w);
+  const int64_t nb = n / kQK;
   const ActQ8* x[4];
   for (int t = 0; t < 4; ++t) x[t] = reinterpret_cast<const ActQ8*>(xb + t * stride);
   __m256 acc[4];
-  float offset[4] = {0.0f, 0.0f, 0.0f, 0.0f};
   for (int t = 0; t < 4; ++t) acc[t] = _mm256_setzero_ps();
-  for (int64_t i = 0; i < n / kQK; ++i) {
-    const float dw = _cvtsh_ss(b[i].d);
-    const __m256i q = nibbles_q4_0(b[i].qs);
+  int64_t i = 0;
+  for (; i + 8 <= nb; i += 8) {
+    const __m256 dw = q4_0_scales8(b + i);
+    const Q4Group q = unpack_q4_0_group(b + i);
     for (int t = 0; t < 4; ++t) {
-      acc[t] = _mm256_fmadd_ps(_mm256_set1_ps(dw * x[t][i].d), mul_sum_u4_i8(q, load32(x[t][i].qs)),
-                               acc[t]);
-      offset[t] += dw * x[t][i].s;
+      const ActQ4Group& g = reinterpret_cast<const ActQ4Group*>(x[t] + nb)[i / 8];
+      acc[t] = scale_group_q4_0(dw, group_sums_q4_0(q, g), g, acc[t]);
     }
+  }
+  float offset[4] = {0.0f, 0.0f, 0.0f, 0.0f};
+  for (; i < nb; ++i) {
+    for (int t = 0; t < 4; ++t) acc[t] = block_q4_0(b[i], x[t][i], acc[t], &offset[t]);
   }
   for (int t = 0; t < 4; ++t) out[t] = hsum(acc[t]) - 8.0f * offset[t];
 }

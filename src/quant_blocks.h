@@ -62,7 +62,7 @@ struct ActQ8 {
 // pairing is done once per row here, instead of once per weight row in the kernel.
 struct ActQ4Group {
   float d[8];          // the blocks' scales, in block order 0, 2, 4, 6, 1, 3, 5, 7
-  float s[8];          // their ActQ8::s, in the same order
+  float m8s[8];        // -8 * their ActQ8::s (the nibbles' offset of 8), in the same order
   int8_t qs[8 * kQK];  // per pair (2p, 2p + 1): x_2p[0:16] x_2p+1[0:16] x_2p[16:32] x_2p+1[16:32]
 };
 // A prepared Q6_K activation row holds, after its ActQ8 blocks, one ActQ6Offset per block: the
