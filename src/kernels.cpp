@@ -198,22 +198,25 @@ void matmul(const KernelTable& k, const MatView& w, const uint8_t* act, size_t a
   const int64_t cols = w.cols;
   Dot dot = nullptr;
   Dot4 dot4 = nullptr;
-  Tile tile = nullptr;
+  Tile tile = nullptr, tile3 = nullptr;
   switch (w.type) {
     case GgmlType::F32:
       dot = reinterpret_cast<Dot>(k.dot_f32);
       dot4 = k.dot4_f32;
       tile = k.tile4x2_f32;
+      tile3 = k.tile4x3_f32;
       break;
     case GgmlType::F16:
       dot = reinterpret_cast<Dot>(k.dot_f16);
       dot4 = k.dot4_f16;
       tile = k.tile4x2_f16;
+      tile3 = k.tile4x3_f16;
       break;
     case GgmlType::BF16:
       dot = reinterpret_cast<Dot>(k.dot_bf16);
       dot4 = k.dot4_bf16;
       tile = k.tile4x2_bf16;
+      tile3 = k.tile4x3_bf16;
       break;
     case GgmlType::Q8_0:
       dot = reinterpret_cast<Dot>(k.dot_q8_0);
@@ -230,10 +233,16 @@ void matmul(const KernelTable& k, const MatView& w, const uint8_t* act, size_t a
       break;
   }
   int64_t r = r0;
-  if (tile != nullptr && n >= 2) {  // 4 rows x 2 tokens at a time, then the leftovers below
-    float out[8];
+  if (tile != nullptr && n >= 2) {  // 4 rows x 3 (or 2) tokens at a time, then the leftovers
+    float out[12];
     for (; r + 4 <= r1; r += 4) {
       int64_t t = 0;
+      for (; tile3 != nullptr && t + 3 <= n; t += 3) {
+        tile3(cols, w.row(r), w.row_bytes, act + t * act_stride, act_stride, out);
+        for (int i = 0; i < 4; ++i) {
+          for (int j = 0; j < 3; ++j) y[(t + j) * ldy + r + i] = out[3 * i + j];
+        }
+      }
       for (; t + 2 <= n; t += 2) {
         tile(cols, w.row(r), w.row_bytes, act + t * act_stride, act_stride, out);
         for (int i = 0; i < 4; ++i) {

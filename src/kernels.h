@@ -89,6 +89,15 @@ struct KernelTable {
   void (*head_scan)(int64_t n, int64_t P, int64_t N, const float* x, int64_t ldx, const float* dt,
                     const float* dA, const float* B, const float* C, int64_t ldbc, float Dh,
                     const float* z, int64_t ldz, float* s, float* y, int64_t ldy);
+
+  // Four weight rows times three fp32 activation rows, out[3 * r + t] = dot(w_r, x_t): twelve
+  // accumulators per weight load. Null in tables without one (matmul then uses tile4x2 alone).
+  void (*tile4x3_f32)(int64_t n, const uint8_t* w, size_t row_bytes, const uint8_t* x,
+                      size_t stride, float* out);
+  void (*tile4x3_f16)(int64_t n, const uint8_t* w, size_t row_bytes, const uint8_t* x,
+                      size_t stride, float* out);
+  void (*tile4x3_bf16)(int64_t n, const uint8_t* w, size_t row_bytes, const uint8_t* x,
+                       size_t stride, float* out);
 };
 
 // The instruction sets built into this binary that the CPU supports, best first ("scalar" last).

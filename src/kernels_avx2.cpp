@@ -319,40 +319,42 @@ void dot4_bf16(int64_t n, const uint8_t* w, const uint8_t* x, size_t stride, flo
       [h](int64_t i) { return bf16_to_fp32(h[i]); }, out);
 }
 
-// 4 weight rows x 2 activation rows; `load(row, i)` gives row[i, i + 8) as floats, `scalar(row,
-// i)` one value. Eight accumulators; each activation vector serves four rows.
-template <typename Load, typename Scalar>
-inline void tile4x2(int64_t n, const uint8_t* w, size_t row_bytes, const uint8_t* xb, size_t stride,
+// 4 weight rows x T activation rows; `load(row, i)` gives row[i, i + 8) as floats, `scalar(row,
+// i)` one value. 4T accumulators; each weight vector serves T tokens and each activation vector
+// four rows. T = 3 (12 accumulators, 3 activations and the weight: all 16 registers) ran 1.8x
+// (f32) and 1.15x (f16) faster than T = 2 in a microbenchmark over 64 rows x 24 tokens.
+template <int T, typename Load, typename Scalar>
+inline void tile4xT(int64_t n, const uint8_t* w, size_t row_bytes, const uint8_t* xb, size_t stride,
                     Load load, Scalar scalar, float* out) {
-  const float* x0 = reinterpret_cast<const float*>(xb);
-  const float* x1 = reinterpret_cast<const float*>(xb + stride);
+  const float* x[T];
+  for (int t = 0; t < T; ++t) x[t] = reinterpret_cast<const float*>(xb + t * stride);
   const uint8_t* rows[4] = {w, w + row_bytes, w + 2 * row_bytes, w + 3 * row_bytes};
-  __m256 a[4], b[4];
-  for (int r = 0; r < 4; ++r) a[r] = b[r] = _mm256_setzero_ps();
+  __m256 a[4][T];
+  for (int r = 0; r < 4; ++r) {
+    for (int t = 0; t < T; ++t) a[r][t] = _mm256_setzero_ps();
+  }
   int64_t i = 0;
   for (; i + 8 <= n; i += 8) {
-    const __m256 v0 = _mm256_loadu_ps(x0 + i), v1 = _mm256_loadu_ps(x1 + i);
+    __m256 v[T];
+    for (int t = 0; t < T; ++t) v[t] = _mm256_loadu_ps(x[t] + i);
     for (int r = 0; r < 4; ++r) {
       const __m256 wr = load(rows[r], i);
-      a[r] = _mm256_fmadd_ps(wr, v0, a[r]);
-      b[r] = _mm256_fmadd_ps(wr, v1, b[r]);
+      for (int t = 0; t < T; ++t) a[r][t] = _mm256_fmadd_ps(wr, v[t], a[r][t]);
     }
   }
   for (int r = 0; r < 4; ++r) {
-    float s0 = hsum(a[r]), s1 = hsum(b[r]);
-    for (int64_t j = i; j < n; ++j) {
-      const float v = scalar(rows[r], j);
-      s0 += v * x0[j];
-      s1 += v * x1[j];
+    for (int t = 0; t < T; ++t) {
+      float sum = hsum(a[r][t]);
+      for (int64_t j = i; j < n; ++j) sum += scalar(rows[r], j) * x[t][j];
+      out[T * r + t] = sum;
     }
-    out[2 * r] = s0;
-    out[2 * r + 1] = s1;
   }
 }
 
-void tile4x2_f32(int64_t n, const uint8_t* w, size_t row_bytes, const uint8_t* x, size_t stride,
+template <int T>
+void tile4xT_f32(int64_t n, const uint8_t* w, size_t row_bytes, const uint8_t* x, size_t stride,
                  float* out) {
-  tile4x2(
+  tile4xT<T>(
       n, w, row_bytes, x, stride,
       [](const uint8_t* row, int64_t i) {
         return _mm256_loadu_ps(reinterpret_cast<const float*>(row) + i);
@@ -360,9 +362,10 @@ void tile4x2_f32(int64_t n, const uint8_t* w, size_t row_bytes, const uint8_t* x
       [](const uint8_t* row, int64_t i) { return reinterpret_cast<const float*>(row)[i]; }, out);
 }
 
-void tile4x2_f16(int64_t n, const uint8_t* w, size_t row_bytes, const uint8_t* x, size_t stride,
+template <int T>
+void tile4xT_f16(int64_t n, const uint8_t* w, size_t row_bytes, const uint8_t* x, size_t stride,
                  float* out) {
-  tile4x2(
+  tile4xT<T>(
       n, w, row_bytes, x, stride,
       [](const uint8_t* row, int64_t i) {
         return _mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(row + 2 * i)));
@@ -373,9 +376,10 @@ void tile4x2_f16(int64_t n, const uint8_t* w, size_t row_bytes, const uint8_t* x
       out);
 }
 
-void tile4x2_bf16(int64_t n, const uint8_t* w, size_t row_bytes, const uint8_t* x, size_t stride,
+template <int T>
+void tile4xT_bf16(int64_t n, const uint8_t* w, size_t row_bytes, const uint8_t* x, size_t stride,
                   float* out) {
-  tile4x2(
+  tile4xT<T>(
       n, w, row_bytes, x, stride,
       [](const uint8_t* row, int64_t i) {
         const __m128i v = _mm_loadu_si128(reinterpret_cast<const __m128i*>(row + 2 * i));
@@ -656,10 +660,12 @@ void head_scan(int64_t n, int64_t P, int64_t N, const float* x, int64_t ldx, con
   for (int64_t t = 0; t < n; ++t) gate_silu(P2, z + t * ldz, y + t * ldy);
 }
 
-const KernelTable kAvx2 = {
-    "avx2",       dot_f32,      dot_f16,   dot_bf16,      dot_q8_0,  dot_q4_0,       dot_q6_k,
-    dot4_f32,     dot4_f16,     dot4_bf16, dot4_q8_0,     dot4_q4_0, tile4x2_f32,    tile4x2_f16,
-    tile4x2_bf16, quantize_act, rms_norm,  softplus_bias, conv_silu, selective_scan, head_scan};
+const KernelTable kAvx2 = {"avx2",         dot_f32,        dot_f16,         dot_bf16,
+                           dot_q8_0,       dot_q4_0,       dot_q6_k,        dot4_f32,
+                           dot4_f16,       dot4_bf16,      dot4_q8_0,       dot4_q4_0,
+                           tile4xT_f32<2>, tile4xT_f16<2>, tile4xT_bf16<2>, quantize_act,
+                           rms_norm,       softplus_bias,  conv_silu,       selective_scan,
+                           head_scan,      tile4xT_f32<3>, tile4xT_f16<3>,  tile4xT_bf16<3>};
 
 }  // namespace
 

@@ -398,7 +398,10 @@ const KernelTable kNeon = {"neon",
                            softplus_bias,
                            conv_silu,
                            selective_scan,
-                           head_scan};
+                           head_scan,
+                           nullptr,
+                           nullptr,
+                           nullptr};
 
 }  // namespace
 

@@ -112,7 +112,10 @@ const KernelTable kScalar = {"scalar",
                              softplus_bias_generic,
                              conv_silu,
                              selective_scan_generic,
-                             head_scan_generic};
+                             head_scan_generic,
+                             nullptr,
+                             nullptr,
+                             nullptr};
 
 }  // namespace
 

@@ -170,7 +170,9 @@ void test_matmul_tiles(const KernelTable& k, const KernelTable& ref) {
   const std::string isa = k.name;
   for (GgmlType type :
        {GgmlType::F32, GgmlType::F16, GgmlType::BF16, GgmlType::Q8_0, GgmlType::Q4_0}) {
-    for (int64_t n : {32, 64, 96, 160}) {
+    const bool blocks = type == GgmlType::Q8_0 || type == GgmlType::Q4_0;
+    for (int64_t n : {1, 7, 32, 64, 96, 100, 160}) {
+      if (blocks && n % 32 != 0) continue;  // odd lengths exercise the float tiles' tails
       const int rows = 7, tokens = 5;
       const std::vector<uint8_t> w = random_rows(type, n, rows);
       std::vector<float> x(static_cast<size_t>(tokens * n));
