@@ -194,7 +194,7 @@ void matmul(const KernelTable& k, const MatView& w, const uint8_t* act, size_t a
             int64_t n, float* y, int64_t ldy, int64_t r0, int64_t r1, float* scratch) {
   using Dot = float (*)(int64_t, const uint8_t*, const void*);
   using Dot4 = void (*)(int64_t, const uint8_t*, const uint8_t*, size_t, float*);
-  using Tile = void (*)(int64_t, const uint8_t*, size_t, const uint8_t*, size_t, float*);
+  using Tile = KernelTable::Tile;
   const int64_t cols = w.cols;
   Dot dot = nullptr;
   Dot4 dot4 = nullptr;

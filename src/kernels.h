@@ -31,6 +31,11 @@ struct MatView {
 };
 
 struct KernelTable {
+  // A tile of four weight rows (w + r * row_bytes) times T fp32 activation rows (x + t * stride,
+  // bytes): out[T * r + t] = dot(w_r, x_t).
+  using Tile = void (*)(int64_t n, const uint8_t* w, size_t row_bytes, const uint8_t* x,
+                        size_t stride, float* out);
+
   const char* name;
 
   // Dot product of one weight row (n values) with one activation row.
@@ -49,15 +54,9 @@ struct KernelTable {
   void (*dot4_q8_0)(int64_t n, const uint8_t* w, const uint8_t* x, size_t stride, float* out);
   void (*dot4_q4_0)(int64_t n, const uint8_t* w, const uint8_t* x, size_t stride, float* out);
 
-  // Four weight rows (w + r * row_bytes) times two fp32 activation rows (x + t * stride, bytes):
-  // out[2 * r + t] = dot(w_r, x_t). Each activation vector is loaded once for the four rows, so
-  // prefill with 16/32-bit weights does not re-read its fp32 activations from L2 for every row.
-  void (*tile4x2_f32)(int64_t n, const uint8_t* w, size_t row_bytes, const uint8_t* x,
-                      size_t stride, float* out);
-  void (*tile4x2_f16)(int64_t n, const uint8_t* w, size_t row_bytes, const uint8_t* x,
-                      size_t stride, float* out);
-  void (*tile4x2_bf16)(int64_t n, const uint8_t* w, size_t row_bytes, const uint8_t* x,
-                       size_t stride, float* out);
+  // Tiles with T = 2. Each activation vector is loaded once for the four rows, so prefill with
+  // 16/32-bit weights does not re-read its fp32 activations from L2 for every row.
+  Tile tile4x2_f32, tile4x2_f16, tile4x2_bf16;
 
   // out (n / 32 blocks) = x (n) quantized: d = max|x| / 127, q = round-half-even(x / d).
   void (*quantize_act)(const float* x, int64_t n, ActQ8* out);
@@ -90,14 +89,9 @@ struct KernelTable {
                     const float* dA, const float* B, const float* C, int64_t ldbc, float Dh,
                     const float* z, int64_t ldz, float* s, float* y, int64_t ldy);
 
-  // Four weight rows times three fp32 activation rows, out[3 * r + t] = dot(w_r, x_t): twelve
-  // accumulators per weight load. Null in tables without one (matmul then uses tile4x2 alone).
-  void (*tile4x3_f32)(int64_t n, const uint8_t* w, size_t row_bytes, const uint8_t* x,
-                      size_t stride, float* out);
-  void (*tile4x3_f16)(int64_t n, const uint8_t* w, size_t row_bytes, const uint8_t* x,
-                      size_t stride, float* out);
-  void (*tile4x3_bf16)(int64_t n, const uint8_t* w, size_t row_bytes, const uint8_t* x,
-                       size_t stride, float* out);
+  // Tiles with T = 3: twelve accumulators per weight load. Null in tables without them (matmul
+  // then uses the T = 2 tiles alone).
+  Tile tile4x3_f32, tile4x3_f16, tile4x3_bf16;
 };
 
 // The instruction sets built into this binary that the CPU supports, best first ("scalar" last).
