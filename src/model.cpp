@@ -215,9 +215,7 @@ void Model::parallel_matmul(const MatView& w, const float* x, int64_t ldx, int64
                             int64_t ldy) {
   size_t stride = 0;
   const uint8_t* act = prepare(w, x, ldx, n, &stride);
-  pool_.run([&](int i, int nt) {
-    int64_t r0, r1;
-    ThreadPool::split(w.rows, i, nt, 16, &r0, &r1);
+  pool_.parallel_for(w.rows, 16, [&](int i, int64_t r0, int64_t r1) {
     matmul_rows(w, act, stride, n, y, ldy, r0, r1, i);
   });
 }

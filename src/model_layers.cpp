@@ -17,10 +17,7 @@ void Model::mamba1_layer(State& state, int64_t l, int64_t n) {
   size_t stride = 0;
   const uint8_t* act = prepare(w.in_proj, hn_.data(), D, n, &stride);
   float* window = state.conv(l);  // (K-1, E)
-  pool_.run([&](int i, int nt) {
-    int64_t c0, c1;
-    ThreadPool::split(E, i, nt, 16, &c0, &c1);
-    if (c0 >= c1) return;
+  pool_.parallel_for(E, 16, [&](int i, int64_t c0, int64_t c1) {
     // xz: (n, 2E): x rows [c0, c1) and z rows [E + c0, E + c1) of in_proj.
     matmul_rows(w.in_proj, act, stride, n, xz_.data(), 2 * E, c0, c1, i);
     matmul_rows(w.in_proj, act, stride, n, xz_.data(), 2 * E, E + c0, E + c1, i);
@@ -38,10 +35,7 @@ void Model::mamba1_layer(State& state, int64_t l, int64_t n) {
   }
   act = prepare(w.dt_proj, dbc_.data(), ldbc, n, &stride);
   float* s = state.ssm(l);  // (E, N)
-  pool_.run([&](int i, int nt) {
-    int64_t c0, c1;
-    ThreadPool::split(E, i, nt, 16, &c0, &c1);
-    if (c0 >= c1) return;
+  pool_.parallel_for(E, 16, [&](int i, int64_t c0, int64_t c1) {
     matmul_rows(w.dt_proj, act, stride, n, dt_.data(), E, c0, c1, i);  // dt: (n, E)
     for (int64_t t = 0; t < n; ++t) {
       float* dt = dt_.data() + t * E;
@@ -85,10 +79,7 @@ void Model::mamba2_layer(State& state, int64_t l, int64_t n) {
     matmul_rows(w.in_proj, act, stride, n, xz_.data(), NR, E + CD + h0, E + CD + h1, i);
   });
   float* s = state.ssm(l);  // (H, P, N)
-  pool_.run([&](int i, int nt) {
-    int64_t h0, h1;
-    ThreadPool::split(H, i, nt, 1, &h0, &h1);
-    if (h0 >= h1) return;
+  pool_.parallel_for(H, 1, [&](int, int64_t h0, int64_t h1) {
     for (int64_t t = 0; t < n; ++t) {  // dt_: (n, H) = softplus(dt_raw + dt_bias)
       k.softplus_bias(h1 - h0, xz_.data() + t * NR + E + CD + h0, w.dt_b.data() + h0,
                       dt_.data() + t * H + h0);

@@ -16,7 +16,8 @@ namespace {
 constexpr int kSpinIterations = 1 << 15;  // tens of microseconds before a worker sleeps
 }
 
-ThreadPool::ThreadPool(int n_threads) : n_threads_(std::max(1, n_threads)) {
+ThreadPool::ThreadPool(int n_threads)
+    : n_threads_(std::max(1, n_threads)), shares_(static_cast<size_t>(n_threads_)) {
   for (int i = 1; i < n_threads_; ++i) workers_.emplace_back([this, i] { worker(i); });
 }
 
@@ -62,6 +63,45 @@ void ThreadPool::run(const Job& job) {
     }
   }
   job_ = nullptr;
+}
+
+bool ThreadPool::take(Share& share, int64_t grain, bool from_front, int64_t* begin, int64_t* end) {
+  uint64_t fb = share.front_back.load(std::memory_order_relaxed);
+  for (;;) {
+    const int64_t f = static_cast<int64_t>(fb & 0xFFFFFFFFu), b = static_cast<int64_t>(fb >> 32);
+    if (f >= b) return false;
+    const int64_t nf = from_front ? std::min(f + grain, b) : f;
+    const int64_t nb = from_front ? b : std::max(b - grain, f);
+    const uint64_t next = static_cast<uint64_t>(nf) | static_cast<uint64_t>(nb) << 32;
+    if (share.front_back.compare_exchange_weak(fb, next, std::memory_order_relaxed)) {
+      *begin = from_front ? f : nb;
+      *end = from_front ? nf : b;
+      return true;
+    }
+  }
+}
+
+void ThreadPool::parallel_for(int64_t total, int64_t align, const RangeJob& job) {
+  const int64_t units = (total + align - 1) / align;
+  if (units <= 0) return;
+  const int nt = n_threads_;
+  // Chunks of an eighth of a share: few atomics, and a tail small enough to rebalance.
+  const int64_t grain = std::max<int64_t>(1, units / (8 * nt));
+  for (int i = 0; i < nt; ++i) {
+    const uint64_t f = static_cast<uint64_t>(units * i / nt);
+    const uint64_t b = static_cast<uint64_t>(units * (i + 1) / nt);
+    shares_[static_cast<size_t>(i)].front_back.store(f | b << 32, std::memory_order_relaxed);
+  }
+  run([&](int i, int n) {  // run() publishes the shares to the workers (release / acquire)
+    int64_t u0, u1;
+    while (take(shares_[static_cast<size_t>(i)], grain, true, &u0, &u1)) {
+      job(i, u0 * align, std::min(u1 * align, total));
+    }
+    for (int k = 1; k < n; ++k) {
+      Share& other = shares_[static_cast<size_t>((i + k) % n)];
+      while (take(other, grain, false, &u0, &u1)) job(i, u0 * align, std::min(u1 * align, total));
+    }
+  });
 }
 
 void ThreadPool::worker(int index) {

@@ -22,8 +22,17 @@ class ThreadPool {
   ThreadPool(const ThreadPool&) = delete;
   ThreadPool& operator=(const ThreadPool&) = delete;
 
+  using RangeJob = std::function<void(int thread, int64_t begin, int64_t end)>;
+
   int size() const { return n_threads_; }
   void run(const Job& job);
+
+  // Calls job(thread, begin, end) over disjoint chunks covering [0, total), chunk bounds multiples
+  // of `align` (the last clipped to total). Each thread starts on its own contiguous share, front
+  // to back; a thread that finishes early takes chunks from the back of the others' shares. The
+  // shares stay contiguous (each core's prefetch stream unbroken), and a thread that runs slow
+  // (a busy core of a shared machine) no longer holds up the others at the barrier.
+  void parallel_for(int64_t total, int64_t align, const RangeJob& job);
 
   // Splits [0, n) into `parts` contiguous chunks, rounded to multiples of `align`; returns chunk i.
   static void split(int64_t n, int i, int parts, int64_t align, int64_t* begin, int64_t* end);
@@ -40,6 +49,14 @@ class ThreadPool {
   std::atomic<bool> stop_{false};
   std::mutex mutex_;
   std::condition_variable cv_;
+
+  // A thread's share of a parallel_for in units of `align`: front in the low 32 bits, back in the
+  // high 32. The owner takes chunks from the front, others from the back, by compare-and-swap.
+  struct alignas(64) Share {
+    std::atomic<uint64_t> front_back{0};
+  };
+  static bool take(Share& share, int64_t grain, bool from_front, int64_t* begin, int64_t* end);
+  std::vector<Share> shares_;
 };
 
 }  // namespace mambalite

@@ -2,17 +2,21 @@
 // odd sizes. Runs natively and, for the NEON table, under qemu-aarch64 (tests/test_arm.py).
 // Prints one line per failure, the ISAs tested, and "N passed, M failed".
 #include <algorithm>
+#include <atomic>
+#include <chrono>
 #include <cmath>
 #include <cstdint>
 #include <cstdio>
 #include <cstring>
 #include <random>
 #include <string>
+#include <thread>
 #include <utility>
 #include <vector>
 
 #include "kernels.h"
 #include "quant_blocks.h"
+#include "thread_pool.h"
 
 using namespace mambalite;
 
@@ -323,8 +327,47 @@ void test_detection() {
 #endif
 }
 
+// ThreadPool::parallel_for covers [0, total) exactly once, in chunks aligned to `align`, and
+// threads that finish early take work from a slow one.
+void test_parallel_for() {
+  for (int threads : {1, 2, 3, 4}) {
+    ThreadPool pool(threads);
+    for (int64_t total : {0, 1, 5, 16, 17, 100, 1000, 4097}) {
+      for (int64_t align : {1, 16}) {
+        std::vector<std::atomic<int>> seen(static_cast<size_t>(total));
+        for (auto& v : seen) v.store(0);
+        std::atomic<bool> aligned{true};
+        pool.parallel_for(total, align, [&](int, int64_t b, int64_t e) {
+          if (b % align != 0 || (e % align != 0 && e != total) || b >= e) aligned.store(false);
+          for (int64_t i = b; i < e; ++i) seen[static_cast<size_t>(i)].fetch_add(1);
+        });
+        bool once = true;
+        for (auto& v : seen) once = once && v.load() == 1;
+        check(once && aligned.load(), "parallel_for threads=" + std::to_string(threads) +
+                                          " total=" + std::to_string(total) +
+                                          " align=" + std::to_string(align));
+      }
+    }
+    if (threads == 1) continue;
+    // Thread 0 sleeps in each of its chunks: the others must take some of its share (units
+    // [0, 64 / threads)), and the result must still cover everything once.
+    std::vector<int> owner(64, -1);
+    pool.parallel_for(64, 1, [&](int t, int64_t b, int64_t e) {
+      if (t == 0) std::this_thread::sleep_for(std::chrono::milliseconds(20));
+      for (int64_t i = b; i < e; ++i) owner[static_cast<size_t>(i)] = t;
+    });
+    bool stolen = false, covered = true;
+    for (int64_t i = 0; i < 64; ++i) {
+      covered = covered && owner[static_cast<size_t>(i)] >= 0;
+      if (i < 64 / threads && owner[static_cast<size_t>(i)] != 0) stolen = true;
+    }
+    check(covered && stolen, "parallel_for rebalances, threads=" + std::to_string(threads));
+  }
+}
+
 int main() {
   test_detection();
+  test_parallel_for();
   const KernelTable& ref = kernels_for("scalar");
   std::string tested;
   for (const std::string& isa : available_isas()) {
