@@ -1,5 +1,6 @@
 // The mixers of one layer for a block of n <= kBlock tokens: Mamba-1 (and FalconMamba) and
 // Mamba-2 (DESIGN.md §1). Both read hn_ = RMSNorm(resid_) and write out_ (run_block adds it).
+#include <algorithm>
 #include <cmath>
 
 #include "model.h"
@@ -60,23 +61,23 @@ void Model::mamba2_layer(State& state, int64_t l, int64_t n) {
   const int64_t heads_per_group = H / G, group_size = E / G;
   const KernelTable& k = *k_;
   const LayerWeights& w = layers_[static_cast<size_t>(l)];
-  // in_proj and the conv in one job: each thread computes the xBC rows of its conv channels (and
-  // convolves them), plus a share of the z and dt rows. zxbcdt = xz_: (n, NR).
+  // in_proj and the conv in one job, over the rows in the order xBC, z, dt: a chunk of xBC rows
+  // is convolved by the thread that computed it (a channel's conv needs only its own row).
+  // zxbcdt = xz_: (n, NR), rows z (E), xBC (CD), dt (H).
   size_t stride = 0;
   const uint8_t* act = prepare(w.in_proj, hn_.data(), D, n, &stride);
   float* window = state.conv(l);  // (K-1, CD)
-  pool_.run([&](int i, int nt) {
-    int64_t c0, c1, z0, z1, h0, h1;
-    ThreadPool::split(CD, i, nt, 16, &c0, &c1);
-    ThreadPool::split(E, i, nt, 16, &z0, &z1);
-    ThreadPool::split(H, i, nt, 1, &h0, &h1);
-    matmul_rows(w.in_proj, act, stride, n, xz_.data(), NR, E + c0, E + c1, i);
+  pool_.parallel_for(CD + E + H, 16, [&](int i, int64_t b, int64_t e) {
+    const int64_t c0 = std::min(b, CD), c1 = std::min(e, CD);  // xBC channels
     if (c0 < c1) {
+      matmul_rows(w.in_proj, act, stride, n, xz_.data(), NR, E + c0, E + c1, i);
       k.conv_silu(n, K, CD, window, xz_.data() + E, NR, w.conv_w.data(), w.conv_b.data(),
                   xc_.data(), c0, c1);  // xc: (n, CD) = x (E), B (G, N), C (G, N)
     }
+    const int64_t z0 = std::clamp(b - CD, int64_t{0}, E), z1 = std::clamp(e - CD, int64_t{0}, E);
     matmul_rows(w.in_proj, act, stride, n, xz_.data(), NR, z0, z1, i);
-    matmul_rows(w.in_proj, act, stride, n, xz_.data(), NR, E + CD + h0, E + CD + h1, i);
+    const int64_t d0 = std::max(b, CD + E), d1 = std::max(e, CD + E);  // dt rows, in place
+    matmul_rows(w.in_proj, act, stride, n, xz_.data(), NR, d0, d1, i);
   });
   float* s = state.ssm(l);  // (H, P, N)
   pool_.parallel_for(H, 1, [&](int, int64_t h0, int64_t h1) {
