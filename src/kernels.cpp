@@ -94,15 +94,6 @@ TableGetter built(const std::string& isa) {
 
 const char* const kKnown[] = {"avx512", "avx2", "neon", "scalar"};  // best first
 
-// The ActQ6Offset sums of blocks a (nb) that follow them in a Q6_K activation row.
-void offsets_q6_k_activations(const ActQ8* a, int64_t nb, ActQ6Offset* o) {
-  for (int64_t i = 0; i < nb; ++i) {
-    for (int k = 0; k < kQK / 2; ++k) {
-      o[i].s32[k] = static_cast<int16_t>(32 * (a[i].qs[2 * k] + a[i].qs[2 * k + 1]));
-    }
-  }
-}
-
 }  // namespace
 
 std::vector<std::string> available_isas() {
@@ -164,6 +155,15 @@ void group_q4_0_activations(const ActQ8* a, int64_t nb, ActQ4Group* g) {
       std::memcpy(q + 16, odd.qs, 16);
       std::memcpy(q + 32, even.qs + 16, 16);
       std::memcpy(q + 48, odd.qs + 16, 16);
+    }
+  }
+}
+
+// The ActQ6Offset sums of blocks a (nb) that follow them in a Q6_K activation row.
+void offsets_q6_k_activations(const ActQ8* a, int64_t nb, ActQ6Offset* o) {
+  for (int64_t i = 0; i < nb; ++i) {
+    for (int k = 0; k < kQK / 2; ++k) {
+      o[i].s32[k] = static_cast<int16_t>(32 * (a[i].qs[2 * k] + a[i].qs[2 * k + 1]));
     }
   }
 }

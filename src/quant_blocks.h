@@ -75,8 +75,9 @@ struct ActQ6Offset {
 
 static_assert(sizeof(BlockQ8_0) == 34 && sizeof(BlockQ4_0) == 18 && sizeof(BlockQ4_1) == 20 &&
                   sizeof(BlockQ5_0) == 22 && sizeof(BlockQ5_1) == 24 && sizeof(BlockQ4_K) == 144 &&
-                  sizeof(BlockQ5_K) == 176 && sizeof(BlockQ6_K) == 210 && sizeof(ActQ8) == 40 &&
-                  sizeof(ActQ4Group) == 320 && sizeof(ActQ6Offset) == 32,
+                  sizeof(BlockQ5_K) == 176 && sizeof(BlockQ6_K) == 210,
               "block layouts must match ggml");
+static_assert(sizeof(ActQ8) == 40 && sizeof(ActQ4Group) == 320 && sizeof(ActQ6Offset) == 32,
+              "activation blocks must be packed");
 
 }  // namespace mambalite
