@@ -199,9 +199,26 @@ void Model::check_ids(const int32_t* ids, int64_t n) const {
   }
 }
 
+void Model::for_tokens(int64_t n, const std::function<void(int64_t t0, int64_t t1)>& fn) {
+  if (n < kParallelTokens) {
+    fn(0, n);
+    return;
+  }
+  pool_.parallel_for(n, 1, [&](int, int64_t t0, int64_t t1) { fn(t0, t1); });
+}
+
 const uint8_t* Model::prepare(const MatView& w, const float* x, int64_t ldx, int64_t n,
                               size_t* stride) {
-  return prepare_activations(*k_, w.type, x, ldx, n, w.cols, act_.data(), stride);
+  if (!uses_q8_activations(w.type)) {
+    return prepare_activations(*k_, w.type, x, ldx, n, w.cols, act_.data(), stride);
+  }
+  *stride = activation_row_bytes(w.type, w.cols);
+  for_tokens(n, [&](int64_t t0, int64_t t1) {
+    size_t s = 0;
+    prepare_activations(*k_, w.type, x + t0 * ldx, ldx, t1 - t0, w.cols,
+                        act_.data() + static_cast<size_t>(t0) * *stride, &s);
+  });
+  return act_.data();
 }
 
 void Model::matmul_rows(const MatView& w, const uint8_t* act, size_t stride, int64_t n, float* y,
@@ -227,17 +244,22 @@ void Model::run_block(State& state, const int32_t* ids, int64_t n) {
   }
   for (int64_t l = 0; l < config_.n_layer; ++l) {
     const LayerWeights& w = layers_[static_cast<size_t>(l)];
-    for (int64_t t = 0; t < n; ++t) {
-      k_->rms_norm(resid_.data() + t * D, w.attn_norm.data(), D, config_.norm_eps,
-                   hn_.data() + t * D);
-    }
+    for_tokens(n, [&](int64_t t0, int64_t t1) {
+      if (l > 0) {  // the previous layer's residual add (the residual stream stays fp32)
+        for (int64_t i = t0 * D; i < t1 * D; ++i) resid_[i] += out_[i];
+      }
+      for (int64_t t = t0; t < t1; ++t) {
+        k_->rms_norm(resid_.data() + t * D, w.attn_norm.data(), D, config_.norm_eps,
+                     hn_.data() + t * D);
+      }
+    });
     if (config_.is_mamba2()) {
       mamba2_layer(state, l, n);
     } else {
       mamba1_layer(state, l, n);
     }
-    for (int64_t i = 0; i < n * D; ++i) resid_[i] += out_[i];  // residual stream in fp32
   }
+  for (int64_t i = 0; i < n * D; ++i) resid_[i] += out_[i];  // the last layer's residual add
 }
 
 void Model::compute_logits(const float* resid, int64_t n, float* logits) {

@@ -4,6 +4,7 @@
 #pragma once
 
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <mutex>
 #include <string>
@@ -75,6 +76,9 @@ class Model {
   void mamba1_layer(State& state, int64_t l, int64_t n);
   void mamba2_layer(State& state, int64_t l, int64_t n);
   void compute_logits(const float* resid, int64_t n, float* logits);
+  // fn(t0, t1) over token ranges covering [0, n): across the pool for n >= kParallelTokens
+  // (prefill), in the calling thread below that (decode pays no extra barrier).
+  void for_tokens(int64_t n, const std::function<void(int64_t t0, int64_t t1)>& fn);
   // Activations x (n, ldx) in the form w's dot products read (quantized into act_ if needed).
   const uint8_t* prepare(const MatView& w, const float* x, int64_t ldx, int64_t n, size_t* stride);
   // Rows [r0, r1) of y (n, ldy) = act @ w^T, on pool thread `thread` (its scratch row).
@@ -93,6 +97,7 @@ class Model {
 
   // Workspace for a block of up to kBlock tokens (constant size, whatever the input length).
   static constexpr int64_t kBlock = 32;
+  static constexpr int64_t kParallelTokens = 4;
   std::vector<float> resid_;    // (T, D) residual stream, fp32
   std::vector<float> hn_;       // (T, D) normalised input
   std::vector<float> xz_;       // (T, in_proj rows): x, z  [z, xBC, dt]

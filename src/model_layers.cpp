@@ -97,12 +97,14 @@ void Model::mamba2_layer(State& state, int64_t l, int64_t n) {
                   y_.data() + h * P, E);  // y: (n, E) = y * silu(z)
     }
   });
-  for (int64_t t = 0; t < n; ++t) {  // gated RMSNorm, each group of E / G channels on its own
-    for (int64_t g = 0; g < G; ++g) {
-      float* v = y_.data() + t * E + g * group_size;
-      k.rms_norm(v, w.ssm_norm.data() + g * group_size, group_size, c.norm_eps, v);
+  for_tokens(n, [&](int64_t t0, int64_t t1) {
+    for (int64_t t = t0; t < t1; ++t) {  // gated RMSNorm, each group of E / G channels on its own
+      for (int64_t g = 0; g < G; ++g) {
+        float* v = y_.data() + t * E + g * group_size;
+        k.rms_norm(v, w.ssm_norm.data() + g * group_size, group_size, c.norm_eps, v);
+      }
     }
-  }
+  });
   parallel_matmul(w.out_proj, y_.data(), E, n, out_.data(), D);  // out: (n, D)
 }
 
