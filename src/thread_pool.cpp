@@ -1,6 +1,8 @@
 #include "thread_pool.h"
 
 #include <algorithm>
+#include <stdexcept>
+#include <string>
 
 #if defined(__x86_64__) || defined(__i386__)
 #include <immintrin.h>
@@ -29,14 +31,6 @@ ThreadPool::~ThreadPool() {
   }
   cv_.notify_all();
   for (std::thread& t : workers_) t.join();
-}
-
-void ThreadPool::split(int64_t n, int i, int parts, int64_t align, int64_t* begin, int64_t* end) {
-  const int64_t units = (n + align - 1) / align;
-  const int64_t b = units * i / parts * align;
-  const int64_t e = units * (i + 1) / parts * align;
-  *begin = std::min(b, n);
-  *end = std::min(e, n);
 }
 
 void ThreadPool::run(const Job& job) {
@@ -84,6 +78,10 @@ bool ThreadPool::take(Share& share, int64_t grain, bool from_front, int64_t* beg
 void ThreadPool::parallel_for(int64_t total, int64_t align, const RangeJob& job) {
   const int64_t units = (total + align - 1) / align;
   if (units <= 0) return;
+  if (units > int64_t{0xFFFFFFFF}) {  // a share packs its bounds into 32 bits each
+    throw std::length_error("parallel_for over " + std::to_string(units) +
+                            " chunks: at most 2^32 - 1 are supported; use a larger align");
+  }
   const int nt = n_threads_;
   // Chunks of an eighth of a share: few atomics, and a tail small enough to rebalance.
   const int64_t grain = std::max<int64_t>(1, units / (8 * nt));

@@ -34,9 +34,6 @@ class ThreadPool {
   // (a busy core of a shared machine) no longer holds up the others at the barrier.
   void parallel_for(int64_t total, int64_t align, const RangeJob& job);
 
-  // Splits [0, n) into `parts` contiguous chunks, rounded to multiples of `align`; returns chunk i.
-  static void split(int64_t n, int i, int parts, int64_t align, int64_t* begin, int64_t* end);
-
  private:
   void worker(int index);
 
