@@ -87,7 +87,7 @@ void bind_kernels(py::module_& parent) {
     if (x.ndim() != 2 || x.shape(1) != cols) throw InvalidArgument("x must be (n, cols)");
     const int64_t n = x.shape(0);
     std::vector<uint8_t> act(activation_row_bytes(w.type, cols) * static_cast<size_t>(n));
-    std::vector<float> scratch(static_cast<size_t>(cols));
+    std::vector<float> scratch(matmul_scratch_floats(cols));
     size_t stride = 0;
     const uint8_t* a = prepare_activations(k, w.type, x.data(), cols, n, cols, act.data(), &stride);
     py::array_t<float> y({static_cast<py::ssize_t>(n), static_cast<py::ssize_t>(rows)});

@@ -1,5 +1,6 @@
 #include "kernels.h"
 
+#include <algorithm>
 #include <cmath>
 #include <cstdlib>
 #include <cstring>
@@ -190,8 +191,118 @@ const uint8_t* prepare_activations(const KernelTable& k, GgmlType type, const fl
   return out;
 }
 
+namespace {
+
+constexpr int64_t kGemmRows = 6;     // weight rows per micro-tile (gemm_panel's m)
+constexpr int64_t kGemmTokens = 32;  // tokens per packed activation panel
+// Values of each row per pass: the pass's fp32 weights (6 KB) and panel slice (32 KB at most)
+// stay in L1 across the two halves of the panel. A multiple of 256, so that a pass starts on a
+// block boundary of every type (K-quant super-blocks are 256 values).
+constexpr int64_t kGemmDepth = 256;
+
+// matmul through the table's GEMM: per panel of up to 32 tokens, rows six at a time, each pass of
+// kGemmDepth values converted to fp32 once (F32 rows are read in place) and multiplied into both
+// 16-token halves of the panel.
+void gemm(const KernelTable& k, const MatView& w, const uint8_t* act, size_t act_stride, int64_t n,
+          float* y, int64_t ldy, int64_t r0, int64_t r1, float* scratch, const float* panels) {
+  const int64_t K = w.cols;
+  const GgmlTypeTraits traits = ggml_type_traits(static_cast<uint32_t>(w.type));
+  float* wbuf = scratch + K * kGemmTokens;  // (kGemmRows, kGemmDepth) a pass's fp32 weights
+  float c[2][kGemmRows * 16];               // (2 halves, m, 16) the tile's outputs
+  float part[kGemmRows * 16];               // (m, 16) one pass's share of them
+  if (panels == nullptr) {                  // pack one panel at a time into scratch
+    for (int64_t t0 = 0; t0 < n; t0 += kGemmTokens) {
+      const int64_t nt = std::min(kGemmTokens, n - t0);
+      pack_panels(k, w.type, act + t0 * act_stride, act_stride, nt, K, scratch);
+      gemm(k, w, nullptr, 0, nt, y + t0 * ldy, ldy, r0, r1, scratch, scratch);
+    }
+    return;
+  }
+  for (int64_t t0 = 0; t0 < n; t0 += kGemmTokens) {
+    const int64_t nt = std::min(kGemmTokens, n - t0);
+    const int64_t ldp = (nt + 7) / 8 * 8;
+    const float* panel = panels + (t0 / kGemmTokens) * K * kGemmTokens;  // (K, ldp)
+    for (int64_t r = r0; r < r1; r += kGemmRows) {
+      const int m = static_cast<int>(std::min(kGemmRows, r1 - r));
+      for (int64_t k0 = 0; k0 < K; k0 += kGemmDepth) {
+        const int64_t kn = std::min(kGemmDepth, K - k0);
+        // Weight rows come from DRAM: each pass prefetches the next one's bytes (in this row
+        // group, or the next group's first), so that the fetch overlaps this pass's multiply-
+        // adds. Written out here: in a helper that does nothing else GCC 12 drops the prefetches.
+        const int64_t next_r = k0 + kGemmDepth < K ? r : r + kGemmRows;
+        const int64_t next_k = k0 + kGemmDepth < K ? k0 + kGemmDepth : 0;
+        const int64_t next_bytes =
+            std::min(kGemmDepth, K - next_k) / traits.block_size * traits.type_size;
+        for (int64_t i = next_r; i < std::min(next_r + kGemmRows, r1); ++i) {
+          const uint8_t* src = w.row(i) + next_k / traits.block_size * traits.type_size;
+          for (int64_t b = 0; b < next_bytes; b += 64) __builtin_prefetch(src + b);
+        }
+        const float* wp = wbuf;  // (m, kn) with row stride ldw
+        int64_t ldw = kGemmDepth;
+        if (w.type == GgmlType::F32) {
+          wp = reinterpret_cast<const float*>(w.row(r)) + k0;
+          ldw = static_cast<int64_t>(w.row_bytes / sizeof(float));
+        } else {
+          for (int i = 0; i < m; ++i) {
+            const uint8_t* src = w.row(r + i) + k0 / traits.block_size * traits.type_size;
+            float* dst = wbuf + i * kGemmDepth;
+            if (!k.row_to_f32(w.type, src, kn, dst)) dequantize_row(w.type, src, kn, dst);
+          }
+        }
+        for (int64_t h = 0; 16 * h < ldp; ++h) {
+          const int v = static_cast<int>(std::min<int64_t>(2, ldp / 8 - 2 * h));
+          float* out = k0 == 0 ? c[h] : part;
+          k.gemm_panel(kn, wp, ldw, panel + k0 * ldp + 16 * h, ldp, m, v, out);
+          if (k0 > 0) {
+            for (int i = 0; i < m * 16; ++i) c[h][i] += part[i];
+          }
+        }
+      }
+      for (int64_t t = 0; t < nt; ++t) {
+        for (int i = 0; i < m; ++i) y[(t0 + t) * ldy + r + i] = c[t / 16][16 * i + t % 16];
+      }
+    }
+  }
+}
+
+}  // namespace
+
+bool uses_gemm(const KernelTable& k, GgmlType type, int64_t n) {
+  switch (type) {
+    case GgmlType::F16:   // the 4 x 3 tiles convert as they multiply, which overlaps the two;
+    case GgmlType::BF16:  // as a separate pass the conversion made 130m F16 prefill 6-13% slower
+    case GgmlType::Q4_0:  // the int8 group products are faster than fp32 multiply-adds
+    case GgmlType::Q6_K:
+      return false;
+    default:
+      return k.gemm_panel != nullptr && n >= kGemmMinTokens;
+  }
+}
+
+size_t panel_floats(int64_t cols, int64_t n) {
+  return static_cast<size_t>((n + kGemmTokens - 1) / kGemmTokens * cols * kGemmTokens);
+}
+
+void pack_panels(const KernelTable& k, GgmlType type, const uint8_t* act, size_t stride, int64_t n,
+                 int64_t cols, float* panels) {
+  for (int64_t t0 = 0; t0 < n; t0 += kGemmTokens) {
+    const int64_t nt = std::min(kGemmTokens, n - t0);
+    k.pack_panel(uses_q8_activations(type), act + t0 * stride, stride, nt, cols,
+                 panels + (t0 / kGemmTokens) * cols * kGemmTokens, (nt + 7) / 8 * 8);
+  }
+}
+
+size_t matmul_scratch_floats(int64_t cols) {
+  return static_cast<size_t>(cols * kGemmTokens + kGemmRows * kGemmDepth);
+}
+
 void matmul(const KernelTable& k, const MatView& w, const uint8_t* act, size_t act_stride,
-            int64_t n, float* y, int64_t ldy, int64_t r0, int64_t r1, float* scratch) {
+            int64_t n, float* y, int64_t ldy, int64_t r0, int64_t r1, float* scratch,
+            const float* panels) {
+  if (uses_gemm(k, w.type, n)) {
+    gemm(k, w, act, act_stride, n, y, ldy, r0, r1, scratch, panels);
+    return;
+  }
   using Dot = float (*)(int64_t, const uint8_t*, const void*);
   using Dot4 = void (*)(int64_t, const uint8_t*, const uint8_t*, size_t, float*);
   using Tile = KernelTable::Tile;

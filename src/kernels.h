@@ -92,6 +92,23 @@ struct KernelTable {
   // Tiles with T = 3: twelve accumulators per weight load. Null in tables without them (matmul
   // then uses the T = 2 tiles alone).
   Tile tile4x3_f32, tile4x3_f16, tile4x3_bf16;
+
+  // Prefill GEMM over fp32 values, which matmul uses for n >= kGemmMinTokens tokens when the
+  // table has it (null otherwise) for F32, Q8_0 and the types without direct products
+  // (uses_gemm). Q8_0 rows meet the same int8 activations as in the dot products, dequantized:
+  // each product is exact, and only the fp32 summation order differs.
+  //
+  // pack_panel: p (K, ldp) = the n activation rows at act (stride bytes) transposed, p[k * ldp +
+  // t] = x_t[k], zero for n <= t < ldp (ldp a multiple of 8); q8: the rows are ActQ8 blocks.
+  void (*pack_panel)(bool q8, const uint8_t* act, size_t stride, int64_t n, int64_t K, float* p,
+                     int64_t ldp);
+  // out (n) = a row of Q8_0 values as fp32 (exact); false for other types (matmul then uses
+  // dequantize_row).
+  bool (*row_to_f32)(GgmlType type, const uint8_t* row, int64_t n, float* out);
+  // c (m, 16; row stride 16) = w (m rows of K floats, row stride ldw) @ p (K, ldp) columns
+  // [0, 8 * v), for 1 <= m <= 6 and v in {1, 2}: columns past 8 * v are left untouched.
+  void (*gemm_panel)(int64_t K, const float* w, int64_t ldw, const float* p, int64_t ldp, int m,
+                     int v, float* c);
 };
 
 // The instruction sets built into this binary that the CPU supports, best first ("scalar" last).
@@ -118,10 +135,29 @@ size_t activation_row_bytes(GgmlType type, int64_t cols);
 const uint8_t* prepare_activations(const KernelTable& k, GgmlType type, const float* x, int64_t ldx,
                                    int64_t n, int64_t cols, uint8_t* out, size_t* stride);
 
+// Tokens from which matmul uses a table's prefill GEMM.
+constexpr int64_t kGemmMinTokens = 8;
+
+// Whether matmul of n tokens with weights of `type` runs on k's GEMM (and so reads packed panels).
+bool uses_gemm(const KernelTable& k, GgmlType type, int64_t n);
+
+// Floats of the packed panels of n tokens of `cols` values (one (cols, 32) panel per 32 tokens).
+size_t panel_floats(int64_t cols, int64_t n);
+
+// panels = n prepared activation rows (act, stride bytes) packed for the GEMM, 32 tokens a panel.
+void pack_panels(const KernelTable& k, GgmlType type, const uint8_t* act, size_t stride, int64_t n,
+                 int64_t cols, float* panels);
+
+// Floats of per-thread scratch that matmul needs for rows of `cols` values.
+size_t matmul_scratch_floats(int64_t cols);
+
 // y[t * ldy + r] = dot(w row r, activation row t) for t in [0, n), r in [r0, r1).
-// scratch: w.cols floats private to the calling thread (rows of types without a direct dot
-// product are dequantized into it).
+// scratch: matmul_scratch_floats(w.cols) floats private to the calling thread (rows of types
+// without a direct dot product are dequantized into it, and the GEMM converts weights there).
+// panels: the activations packed by pack_panels, or null to have matmul pack them into scratch
+// (callers that split rows across threads pack once and share them).
 void matmul(const KernelTable& k, const MatView& w, const uint8_t* act, size_t act_stride,
-            int64_t n, float* y, int64_t ldy, int64_t r0, int64_t r1, float* scratch);
+            int64_t n, float* y, int64_t ldy, int64_t r0, int64_t r1, float* scratch,
+            const float* panels = nullptr);
 
 }  // namespace mambalite

@@ -431,6 +431,9 @@ KernelTable make_table() {
   k.tile4x3_f32 = nullptr;  // the AVX2 table's 4 x 3 tiles are not used here: unmeasured
   k.tile4x3_f16 = nullptr;
   k.tile4x3_bf16 = nullptr;
+  k.pack_panel = nullptr;  // nor the AVX2 GEMM: its VNNI and 16-wide products stay in charge
+  k.row_to_f32 = nullptr;
+  k.gemm_panel = nullptr;
   return k;
 }
 

@@ -401,6 +401,9 @@ const KernelTable kNeon = {"neon",
                            head_scan,
                            nullptr,
                            nullptr,
+                           nullptr,
+                           nullptr,
+                           nullptr,
                            nullptr};
 
 }  // namespace

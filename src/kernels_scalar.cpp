@@ -115,6 +115,9 @@ const KernelTable kScalar = {"scalar",
                              head_scan_generic,
                              nullptr,
                              nullptr,
+                             nullptr,
+                             nullptr,
+                             nullptr,
                              nullptr};
 
 }  // namespace

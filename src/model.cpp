@@ -133,9 +133,10 @@ Model::Model(const std::string& path, int n_threads, int ordinal)
   y_.resize(T * c.d_inner);
   out_.resize(T * c.d_model);
   const int64_t max_cols = std::max({c.d_model, c.d_inner, c.dt_rank});
-  scratch_.resize(static_cast<size_t>(pool_.size() * max_cols));
+  scratch_.resize(static_cast<size_t>(pool_.size()) * matmul_scratch_floats(max_cols));
   // Q4_0 rows are the largest prepared activations (ActQ8 blocks plus their ActQ4Group copies).
   act_.resize(static_cast<size_t>(T) * activation_row_bytes(GgmlType::Q4_0, max_cols + kQK));
+  panel_.resize(panel_floats(max_cols, T));
   if (ordinal >= 0) gpu_ = make_cuda_engine(*this, ordinal);
 }
 
@@ -207,33 +208,39 @@ void Model::for_tokens(int64_t n, const std::function<void(int64_t t0, int64_t t
   pool_.parallel_for(n, 1, [&](int, int64_t t0, int64_t t1) { fn(t0, t1); });
 }
 
-const uint8_t* Model::prepare(const MatView& w, const float* x, int64_t ldx, int64_t n,
-                              size_t* stride) {
+Model::Acts Model::prepare(const MatView& w, const float* x, int64_t ldx, int64_t n) {
+  Acts a{nullptr, 0, nullptr};
   if (!uses_q8_activations(w.type)) {
-    return prepare_activations(*k_, w.type, x, ldx, n, w.cols, act_.data(), stride);
+    a.rows = prepare_activations(*k_, w.type, x, ldx, n, w.cols, act_.data(), &a.stride);
+  } else {
+    a.rows = act_.data();
+    a.stride = activation_row_bytes(w.type, w.cols);
+    for_tokens(n, [&](int64_t t0, int64_t t1) {
+      size_t s = 0;
+      prepare_activations(*k_, w.type, x + t0 * ldx, ldx, t1 - t0, w.cols,
+                          act_.data() + static_cast<size_t>(t0) * a.stride, &s);
+    });
   }
-  *stride = activation_row_bytes(w.type, w.cols);
-  for_tokens(n, [&](int64_t t0, int64_t t1) {
-    size_t s = 0;
-    prepare_activations(*k_, w.type, x + t0 * ldx, ldx, t1 - t0, w.cols,
-                        act_.data() + static_cast<size_t>(t0) * *stride, &s);
-  });
-  return act_.data();
+  if (uses_gemm(*k_, w.type, n)) {  // packed once here, shared by the threads' row ranges
+    pack_panels(*k_, w.type, a.rows, a.stride, n, w.cols, panel_.data());
+    a.panels = panel_.data();
+  }
+  return a;
 }
 
-void Model::matmul_rows(const MatView& w, const uint8_t* act, size_t stride, int64_t n, float* y,
-                        int64_t ldy, int64_t r0, int64_t r1, int thread) {
+void Model::matmul_rows(const MatView& w, const Acts& act, int64_t n, float* y, int64_t ldy,
+                        int64_t r0, int64_t r1, int thread) {
   if (r0 >= r1) return;
-  const int64_t max_cols = static_cast<int64_t>(scratch_.size()) / pool_.size();
-  matmul(*k_, w, act, stride, n, y, ldy, r0, r1, scratch_.data() + thread * max_cols);
+  const size_t per_thread = scratch_.size() / static_cast<size_t>(pool_.size());
+  matmul(*k_, w, act.rows, act.stride, n, y, ldy, r0, r1,
+         scratch_.data() + static_cast<size_t>(thread) * per_thread, act.panels);
 }
 
 void Model::parallel_matmul(const MatView& w, const float* x, int64_t ldx, int64_t n, float* y,
                             int64_t ldy) {
-  size_t stride = 0;
-  const uint8_t* act = prepare(w, x, ldx, n, &stride);
+  const Acts act = prepare(w, x, ldx, n);
   pool_.parallel_for(w.rows, 16, [&](int i, int64_t r0, int64_t r1) {
-    matmul_rows(w, act, stride, n, y, ldy, r0, r1, i);
+    matmul_rows(w, act, n, y, ldy, r0, r1, i);
   });
 }
 

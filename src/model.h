@@ -79,11 +79,16 @@ class Model {
   // fn(t0, t1) over token ranges covering [0, n): across the pool for n >= kParallelTokens
   // (prefill), in the calling thread below that (decode pays no extra barrier).
   void for_tokens(int64_t n, const std::function<void(int64_t t0, int64_t t1)>& fn);
-  // Activations x (n, ldx) in the form w's dot products read (quantized into act_ if needed).
-  const uint8_t* prepare(const MatView& w, const float* x, int64_t ldx, int64_t n, size_t* stride);
+  // Activations x (n, ldx) prepared for w's products.
+  struct Acts {
+    const uint8_t* rows;  // the form w's dot products read (quantized into act_ if needed)
+    size_t stride;        // bytes between rows
+    const float* panels;  // packed into panel_ for the GEMM, or null when it does not apply
+  };
+  Acts prepare(const MatView& w, const float* x, int64_t ldx, int64_t n);
   // Rows [r0, r1) of y (n, ldy) = act @ w^T, on pool thread `thread` (its scratch row).
-  void matmul_rows(const MatView& w, const uint8_t* act, size_t stride, int64_t n, float* y,
-                   int64_t ldy, int64_t r0, int64_t r1, int thread);
+  void matmul_rows(const MatView& w, const Acts& act, int64_t n, float* y, int64_t ldy, int64_t r0,
+                   int64_t r1, int thread);
   void parallel_matmul(const MatView& w, const float* x, int64_t ldx, int64_t n, float* y,
                        int64_t ldy);
 
@@ -107,8 +112,9 @@ class Model {
   std::vector<float> ones_;     // (max(R, N)) weight of FalconMamba's weightless norms
   std::vector<float> y_;        // (T, E)
   std::vector<float> out_;      // (T, D)
-  std::vector<float> scratch_;  // (threads, max cols) per-thread row buffers
+  std::vector<float> scratch_;  // (threads, matmul_scratch_floats(max cols)) per-thread buffers
   std::vector<uint8_t> act_;    // (T, max cols / 32) ActQ8 blocks: quantized activations
+  std::vector<float> panel_;    // (max cols, T) activations packed for the GEMM
 
   ThreadPool pool_;
   std::unique_ptr<DeviceEngine> gpu_;  // set when the model runs on a GPU

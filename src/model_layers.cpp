@@ -15,13 +15,12 @@ void Model::mamba1_layer(State& state, int64_t l, int64_t n) {
   const LayerWeights& w = layers_[static_cast<size_t>(l)];
   // Four barriers per layer: a channel's conv needs only its own in_proj rows, and its scan only
   // its own dt_proj row, so those pairs run in one parallel job over the same channel ranges.
-  size_t stride = 0;
-  const uint8_t* act = prepare(w.in_proj, hn_.data(), D, n, &stride);
+  Acts act = prepare(w.in_proj, hn_.data(), D, n);
   float* window = state.conv(l);  // (K-1, E)
   pool_.parallel_for(E, 16, [&](int i, int64_t c0, int64_t c1) {
     // xz: (n, 2E): x rows [c0, c1) and z rows [E + c0, E + c1) of in_proj.
-    matmul_rows(w.in_proj, act, stride, n, xz_.data(), 2 * E, c0, c1, i);
-    matmul_rows(w.in_proj, act, stride, n, xz_.data(), 2 * E, E + c0, E + c1, i);
+    matmul_rows(w.in_proj, act, n, xz_.data(), 2 * E, c0, c1, i);
+    matmul_rows(w.in_proj, act, n, xz_.data(), 2 * E, E + c0, E + c1, i);
     k.conv_silu(n, K, E, window, xz_.data(), 2 * E, w.conv_w.data(), w.conv_b.data(), xc_.data(),
                 c0, c1);
   });
@@ -34,10 +33,10 @@ void Model::mamba1_layer(State& state, int64_t l, int64_t n) {
       k.rms_norm(row + R + N, ones_.data(), N, c.mixer_eps, row + R + N);
     }
   }
-  act = prepare(w.dt_proj, dbc_.data(), ldbc, n, &stride);
+  act = prepare(w.dt_proj, dbc_.data(), ldbc, n);
   float* s = state.ssm(l);  // (E, N)
   pool_.parallel_for(E, 16, [&](int i, int64_t c0, int64_t c1) {
-    matmul_rows(w.dt_proj, act, stride, n, dt_.data(), E, c0, c1, i);  // dt: (n, E)
+    matmul_rows(w.dt_proj, act, n, dt_.data(), E, c0, c1, i);  // dt: (n, E)
     for (int64_t t = 0; t < n; ++t) {
       float* dt = dt_.data() + t * E;
       k.softplus_bias(c1 - c0, dt + c0, w.dt_b.data() + c0, dt + c0);
@@ -64,20 +63,19 @@ void Model::mamba2_layer(State& state, int64_t l, int64_t n) {
   // in_proj and the conv in one job, over the rows in the order xBC, z, dt: a chunk of xBC rows
   // is convolved by the thread that computed it (a channel's conv needs only its own row).
   // zxbcdt = xz_: (n, NR), rows z (E), xBC (CD), dt (H).
-  size_t stride = 0;
-  const uint8_t* act = prepare(w.in_proj, hn_.data(), D, n, &stride);
+  Acts act = prepare(w.in_proj, hn_.data(), D, n);
   float* window = state.conv(l);  // (K-1, CD)
   pool_.parallel_for(CD + E + H, 16, [&](int i, int64_t b, int64_t e) {
     const int64_t c0 = std::min(b, CD), c1 = std::min(e, CD);  // xBC channels
     if (c0 < c1) {
-      matmul_rows(w.in_proj, act, stride, n, xz_.data(), NR, E + c0, E + c1, i);
+      matmul_rows(w.in_proj, act, n, xz_.data(), NR, E + c0, E + c1, i);
       k.conv_silu(n, K, CD, window, xz_.data() + E, NR, w.conv_w.data(), w.conv_b.data(),
                   xc_.data(), c0, c1);  // xc: (n, CD) = x (E), B (G, N), C (G, N)
     }
     const int64_t z0 = std::clamp(b - CD, int64_t{0}, E), z1 = std::clamp(e - CD, int64_t{0}, E);
-    matmul_rows(w.in_proj, act, stride, n, xz_.data(), NR, z0, z1, i);
+    matmul_rows(w.in_proj, act, n, xz_.data(), NR, z0, z1, i);
     const int64_t d0 = std::max(b, CD + E), d1 = std::max(e, CD + E);  // dt rows, in place
-    matmul_rows(w.in_proj, act, stride, n, xz_.data(), NR, d0, d1, i);
+    matmul_rows(w.in_proj, act, n, xz_.data(), NR, d0, d1, i);
   });
   float* s = state.ssm(l);  // (H, P, N)
   pool_.parallel_for(H, 1, [&](int, int64_t h0, int64_t h1) {

@@ -3,6 +3,8 @@ dequantization equal to the `gguf` package's bit for bit."""
 
 from __future__ import annotations
 
+import itertools
+
 import gguf
 import numpy as np
 import pytest
@@ -72,17 +74,18 @@ def test_matmul_every_isa(isa, qtype):
     col_options = [1, 7, 33, 100, 257] if block == 1 else \
         ([32, 96, 544] if block == 32 else [256, 768])
     rng = np.random.default_rng(int(qtype) * 7 + len(isa))
-    for cols in col_options:
-        for rows in (1, 5, 17):
-            raw = weights(qtype, rows, cols, rng)
-            x = rng.standard_normal((6, cols)).astype(np.float32)  # a 4-row tile + 2
-            y = K.matmul(isa, qtype.name.lower(), raw, rows, cols, x)
-            scalar = K.matmul("scalar", qtype.name.lower(), raw, rows, cols, x)
-            ref, mag = reference_matmul(qtype, raw, rows, cols, x)
-            # float32 accumulation over `cols` terms: error <= ~cols * 2^-24 * sum|terms|.
-            tol = 1e-6 * max(cols, 16) * mag + 1e-30
-            assert np.all(np.abs(y - ref) <= tol), (cols, rows)
-            assert np.all(np.abs(y - scalar) <= tol), (cols, rows)
+    # 6 tokens: 4-token tiles + 2; 13 and 40: the prefill GEMM where the ISA has one (a panel of
+    # two 8-token vectors, part-filled; a full 32-token panel and a second of 8).
+    for cols, rows, tokens in itertools.product(col_options, (1, 5, 17), (6, 13, 40)):
+        raw = weights(qtype, rows, cols, rng)
+        x = rng.standard_normal((tokens, cols)).astype(np.float32)
+        y = K.matmul(isa, qtype.name.lower(), raw, rows, cols, x)
+        scalar = K.matmul("scalar", qtype.name.lower(), raw, rows, cols, x)
+        ref, mag = reference_matmul(qtype, raw, rows, cols, x)
+        # float32 accumulation over `cols` terms: error <= ~cols * 2^-24 * sum|terms|.
+        tol = 1e-6 * max(cols, 16) * mag + 1e-30
+        assert np.all(np.abs(y - ref) <= tol), (cols, rows, tokens)
+        assert np.all(np.abs(y - scalar) <= tol), (cols, rows, tokens)
 
 
 @pytest.mark.parametrize("isa", ISAS)

@@ -129,7 +129,7 @@ void test_dots(const KernelTable& k, const KernelTable& ref) {
       for (int64_t i = 0; i < n; ++i) mag += std::fabs(x[static_cast<size_t>(i)]);
       mag *= c.type == GgmlType::Q6_K ? 128.0f : q ? 4.0f : 32.0f;  // rough bound on sum |w x|
       MatView view{c.type, w.data(), 1, n, w.size()};
-      std::vector<float> y_ref(4), y(4), scratch(static_cast<size_t>(n));
+      std::vector<float> y_ref(4), y(4), scratch(matmul_scratch_floats(n));
       matmul(ref, view, a, stride, 4, y_ref.data(), 1, 0, 1, scratch.data());  // via dot4
       for (int t = 0; t < 4; ++t) {
         float single;
@@ -168,39 +168,59 @@ void test_dots(const KernelTable& k, const KernelTable& ref) {
   }
 }
 
-// Whole matrices through matmul (7 rows x 5 tokens: 4 x 2 tiles plus leftover rows and tokens,
-// row ranges starting off the tile grid), against the scalar table's single dot products.
+// Whole matrices through matmul, against the scalar table's single dot products: 13 rows split
+// as [0, 2) and [2, 13), so row ranges start off the 4-row tile grid and the GEMM's 6-row tiles
+// end short; 5 tokens (4 x 3 and 4 x 2 tiles plus a leftover token), and 8, 13, 32 and 37
+// (the GEMM, where a table has it: one or two 8-token vectors, a full 32-token panel, and a second
+// panel of 5).
 void test_matmul_tiles(const KernelTable& k, const KernelTable& ref) {
   const std::string isa = k.name;
-  for (GgmlType type :
-       {GgmlType::F32, GgmlType::F16, GgmlType::BF16, GgmlType::Q8_0, GgmlType::Q4_0}) {
+  for (GgmlType type : {GgmlType::F32, GgmlType::F16, GgmlType::BF16, GgmlType::Q8_0,
+                        GgmlType::Q4_0, GgmlType::Q6_K}) {
     const bool blocks = type == GgmlType::Q8_0 || type == GgmlType::Q4_0;
-    for (int64_t n : {1, 7, 32, 64, 96, 100, 160}) {
+    for (int64_t n : {1, 7, 32, 64, 96, 100, 160, 256, 300, 512}) {
       if (blocks && n % 32 != 0) continue;  // odd lengths exercise the float tiles' tails
-      const int rows = 7, tokens = 5;
-      const std::vector<uint8_t> w = random_rows(type, n, rows);
-      std::vector<float> x(static_cast<size_t>(tokens * n));
-      for (float& v : x) v = uniform();
-      std::vector<uint8_t> act(activation_row_bytes(type, n) * tokens);
-      size_t stride = 0;
-      const uint8_t* a =
-          prepare_activations(ref, type, x.data(), n, tokens, n, act.data(), &stride);
-      MatView view{type, w.data(), rows, n, w.size() / rows};
-      std::vector<float> y_ref(rows * tokens), y(rows * tokens, 0.0f), scratch(n);
-      for (int r = 0; r < rows; ++r) {  // one row and one token at a time: single products
-        for (int t = 0; t < tokens; ++t) {
-          matmul(ref, view, a + t * stride, stride, 1, y_ref.data() + t * rows, rows, r, r + 1,
-                 scratch.data());
+      if (type == GgmlType::Q6_K && n % 256 != 0) continue;
+      for (int tokens : {5, 8, 13, 32, 37}) {
+        const int rows = 13;
+        const std::vector<uint8_t> w = random_rows(type, n, rows);
+        std::vector<float> x(static_cast<size_t>(tokens * n));
+        for (float& v : x) v = uniform();
+        std::vector<uint8_t> act(activation_row_bytes(type, n) * tokens);
+        size_t stride = 0;
+        const uint8_t* a =
+            prepare_activations(ref, type, x.data(), n, tokens, n, act.data(), &stride);
+        MatView view{type, w.data(), rows, n, w.size() / rows};
+        std::vector<float> y_ref(rows * tokens), y(rows * tokens, 0.0f),
+            scratch(matmul_scratch_floats(n));
+        for (int r = 0; r < rows; ++r) {  // one row and one token at a time: single products
+          for (int t = 0; t < tokens; ++t) {
+            matmul(ref, view, a + t * stride, stride, 1, y_ref.data() + t * rows, rows, r, r + 1,
+                   scratch.data());
+          }
         }
+        if (uses_gemm(k, type, tokens)) {  // once with panels packed by the caller, as the model
+          std::vector<float> panels(panel_floats(n, tokens));
+          pack_panels(k, type, a, stride, tokens, n, panels.data());
+          matmul(k, view, a, stride, tokens, y.data(), rows, 0, 2, scratch.data(), panels.data());
+          matmul(k, view, a, stride, tokens, y.data(), rows, 2, 9, scratch.data(), panels.data());
+          // and rows [9, 13) with matmul packing them into scratch itself
+          matmul(k, view, a, stride, tokens, y.data(), rows, 9, rows, scratch.data());
+        } else {
+          matmul(k, view, a, stride, tokens, y.data(), rows, 0, 2, scratch.data());
+          matmul(k, view, a, stride, tokens, y.data(), rows, 2, rows, scratch.data());
+        }
+        bool ok = true;
+        for (int t = 0; t < tokens; ++t) {
+          float mag = 0.0f;  // sum |x_t|: the products' scale (|w| <= 1 or one quantization step)
+          for (int64_t i = 0; i < n; ++i) mag += std::fabs(x[t * n + i]);
+          for (int r = 0; r < rows; ++r) {
+            ok = ok && close(y[t * rows + r], y_ref[t * rows + r], mag * 8.0f);
+          }
+        }
+        check(ok, isa + " matmul type " + std::to_string(static_cast<int>(type)) +
+                      " n=" + std::to_string(n) + " tokens=" + std::to_string(tokens));
       }
-      matmul(k, view, a, stride, tokens, y.data(), rows, 0, 2, scratch.data());
-      matmul(k, view, a, stride, tokens, y.data(), rows, 2, rows, scratch.data());
-      float mag = 0.0f;
-      for (float v : x) mag += std::fabs(v);
-      bool ok = true;
-      for (size_t i = 0; i < y.size(); ++i) ok = ok && close(y[i], y_ref[i], mag * 8.0f);
-      check(ok, isa + " matmul tiles type " + std::to_string(static_cast<int>(type)) +
-                    " n=" + std::to_string(n));
     }
   }
 }

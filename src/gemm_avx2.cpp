@@ -1,0 +1,151 @@
+// AVX2 + FMA + F16C prefill GEMM (built like kernels_avx2.cpp): activations packed token-minor,
+// so that one broadcast weight value meets eight tokens per multiply-add, and the weights read as
+// fp32 (Q8_0 and the other quantized types converted a chunk at a time). This is the
+// outer-product form of BLAS micro-kernels: 6 rows x 16 tokens keep twelve accumulators busy, and
+// each step loads two activation vectors and six weight scalars for twelve multiply-adds, where
+// the 4 x 3 dot-product tiles load seven vectors for twelve and reduce horizontally at the end.
+#include "gemm_avx2.h"
+
+#include <immintrin.h>
+
+#include "quant_blocks.h"
+
+namespace mambalite {
+namespace avx2 {
+namespace {
+
+// v[0..8) (row i = 8 values) transposed in place: v[j] lane i = old v[i] lane j.
+inline void transpose8(__m256 v[8]) {
+  const __m256 t0 = _mm256_unpacklo_ps(v[0], v[1]), t1 = _mm256_unpackhi_ps(v[0], v[1]);
+  const __m256 t2 = _mm256_unpacklo_ps(v[2], v[3]), t3 = _mm256_unpackhi_ps(v[2], v[3]);
+  const __m256 t4 = _mm256_unpacklo_ps(v[4], v[5]), t5 = _mm256_unpackhi_ps(v[4], v[5]);
+  const __m256 t6 = _mm256_unpacklo_ps(v[6], v[7]), t7 = _mm256_unpackhi_ps(v[6], v[7]);
+  const __m256 s0 = _mm256_shuffle_ps(t0, t2, 0x44), s1 = _mm256_shuffle_ps(t0, t2, 0xEE);
+  const __m256 s2 = _mm256_shuffle_ps(t1, t3, 0x44), s3 = _mm256_shuffle_ps(t1, t3, 0xEE);
+  const __m256 s4 = _mm256_shuffle_ps(t4, t6, 0x44), s5 = _mm256_shuffle_ps(t4, t6, 0xEE);
+  const __m256 s6 = _mm256_shuffle_ps(t5, t7, 0x44), s7 = _mm256_shuffle_ps(t5, t7, 0xEE);
+  v[0] = _mm256_permute2f128_ps(s0, s4, 0x20);
+  v[1] = _mm256_permute2f128_ps(s1, s5, 0x20);
+  v[2] = _mm256_permute2f128_ps(s2, s6, 0x20);
+  v[3] = _mm256_permute2f128_ps(s3, s7, 0x20);
+  v[4] = _mm256_permute2f128_ps(s0, s4, 0x31);
+  v[5] = _mm256_permute2f128_ps(s1, s5, 0x31);
+  v[6] = _mm256_permute2f128_ps(s2, s6, 0x31);
+  v[7] = _mm256_permute2f128_ps(s3, s7, 0x31);
+}
+
+// Values [k, k + 8) of an activation row: fp32, or an ActQ8 row's d * q (exact as in the int8
+// products up to the one rounding of the multiply).
+inline __m256 load_act(bool q8, const uint8_t* row, int64_t k) {
+  if (!q8) return _mm256_loadu_ps(reinterpret_cast<const float*>(row) + k);
+  const ActQ8& b = reinterpret_cast<const ActQ8*>(row)[k / kQK];
+  const __m128i q = _mm_loadl_epi64(reinterpret_cast<const __m128i*>(b.qs + k % kQK));
+  return _mm256_mul_ps(_mm256_set1_ps(b.d), _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(q)));
+}
+
+// One step of a tile row: c0/c1 += w_r[k] * (a0, a1); the second vector only when V = 2.
+template <int V>
+inline void row_step(const float* wr, __m256 a0, __m256 a1, __m256& c0, __m256& c1) {
+  const __m256 b = _mm256_broadcast_ss(wr);
+  c0 = _mm256_fmadd_ps(b, a0, c0);
+  if (V > 1) c1 = _mm256_fmadd_ps(b, a1, c1);
+}
+
+// c (R, 16) = w (R rows of K, stride ldw) @ p (K, ldp) columns [0, 8V). Twelve named
+// accumulators rather than an array: GCC 12 kept an array of them in memory, storing all twelve
+// every step (2.5 times slower).
+template <int R, int V>
+void gemm_tile(int64_t K, const float* w, int64_t ldw, const float* p, int64_t ldp, float* c) {
+  const __m256 zero = _mm256_setzero_ps();
+  __m256 c00 = zero, c01 = zero, c10 = zero, c11 = zero, c20 = zero, c21 = zero, c30 = zero,
+         c31 = zero, c40 = zero, c41 = zero, c50 = zero, c51 = zero;
+  const float* w0 = w;
+  const float* w1 = w + (R > 1 ? ldw : 0);
+  const float* w2 = w + (R > 2 ? 2 * ldw : 0);
+  const float* w3 = w + (R > 3 ? 3 * ldw : 0);
+  const float* w4 = w + (R > 4 ? 4 * ldw : 0);
+  const float* w5 = w + (R > 5 ? 5 * ldw : 0);
+  for (int64_t k = 0; k < K; ++k, p += ldp) {
+    const __m256 a0 = _mm256_loadu_ps(p);
+    const __m256 a1 = V > 1 ? _mm256_loadu_ps(p + 8) : zero;
+    row_step<V>(w0 + k, a0, a1, c00, c01);
+    if (R > 1) row_step<V>(w1 + k, a0, a1, c10, c11);
+    if (R > 2) row_step<V>(w2 + k, a0, a1, c20, c21);
+    if (R > 3) row_step<V>(w3 + k, a0, a1, c30, c31);
+    if (R > 4) row_step<V>(w4 + k, a0, a1, c40, c41);
+    if (R > 5) row_step<V>(w5 + k, a0, a1, c50, c51);
+  }
+  const __m256 out[6][2] = {{c00, c01}, {c10, c11}, {c20, c21}, {c30, c31}, {c40, c41}, {c50, c51}};
+  for (int r = 0; r < R; ++r) {
+    for (int v = 0; v < V; ++v) _mm256_storeu_ps(c + 16 * r + 8 * v, out[r][v]);
+  }
+}
+
+template <int V>
+void gemm_rows(int64_t K, const float* w, int64_t ldw, const float* p, int64_t ldp, int m,
+               float* c) {
+  switch (m) {
+    case 1:
+      return gemm_tile<1, V>(K, w, ldw, p, ldp, c);
+    case 2:
+      return gemm_tile<2, V>(K, w, ldw, p, ldp, c);
+    case 3:
+      return gemm_tile<3, V>(K, w, ldw, p, ldp, c);
+    case 4:
+      return gemm_tile<4, V>(K, w, ldw, p, ldp, c);
+    case 5:
+      return gemm_tile<5, V>(K, w, ldw, p, ldp, c);
+    default:
+      return gemm_tile<6, V>(K, w, ldw, p, ldp, c);
+  }
+}
+
+}  // namespace
+
+void pack_panel(bool q8, const uint8_t* act, size_t stride, int64_t n, int64_t K, float* p,
+                int64_t ldp) {
+  const __m256 zero = _mm256_setzero_ps();
+  for (int64_t t0 = 0; t0 < ldp; t0 += 8) {
+    const uint8_t* rows[8];  // null past the last token: those columns are zero
+    for (int i = 0; i < 8; ++i) rows[i] = t0 + i < n ? act + (t0 + i) * stride : nullptr;
+    int64_t k = 0;
+    for (; k + 8 <= K; k += 8) {
+      __m256 v[8];
+      for (int i = 0; i < 8; ++i) v[i] = rows[i] != nullptr ? load_act(q8, rows[i], k) : zero;
+      transpose8(v);
+      for (int j = 0; j < 8; ++j) _mm256_storeu_ps(p + (k + j) * ldp + t0, v[j]);
+    }
+    for (; k < K; ++k) {  // fp32 rows whose length is not a multiple of 8 (ActQ8 rows are whole
+                          // blocks of 32)
+      for (int i = 0; i < 8; ++i) {
+        p[k * ldp + t0 + i] = rows[i] ? reinterpret_cast<const float*>(rows[i])[k] : 0.0f;
+      }
+    }
+  }
+}
+
+bool row_to_f32(GgmlType type, const uint8_t* row, int64_t n, float* out) {
+  if (type != GgmlType::Q8_0) return false;
+  const BlockQ8_0* b = reinterpret_cast<const BlockQ8_0*>(row);
+  for (int64_t j = 0; j < n / kQK; ++j) {
+    const __m256 d = _mm256_set1_ps(_cvtsh_ss(b[j].d));
+    for (int q = 0; q < kQK; q += 8) {
+      const __m128i v = _mm_loadl_epi64(reinterpret_cast<const __m128i*>(b[j].qs + q));
+      _mm256_storeu_ps(out + j * kQK + q,
+                       _mm256_mul_ps(d, _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(v))));
+    }
+  }
+  return true;
+}
+
+void gemm_panel(int64_t K, const float* w, int64_t ldw, const float* p, int64_t ldp, int m, int v,
+                float* c) {
+  if (v == 1) {
+    gemm_rows<1>(K, w, ldw, p, ldp, m, c);
+  } else {
+    gemm_rows<2>(K, w, ldw, p, ldp, m, c);
+  }
+}
+
+}  // namespace avx2
+}  // namespace mambalite

@@ -1,0 +1,21 @@
+// The AVX2 prefill GEMM (gemm_avx2.cpp), entries of the AVX2 kernel table (kernels.h documents
+// them). In its own namespace: each ISA's translation unit has different compile flags, so no
+// inline or template function may be shared between them under one name.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+
+#include "ggml_types.h"
+
+namespace mambalite {
+namespace avx2 {
+
+void pack_panel(bool q8, const uint8_t* act, size_t stride, int64_t n, int64_t K, float* p,
+                int64_t ldp);
+bool row_to_f32(GgmlType type, const uint8_t* row, int64_t n, float* out);
+void gemm_panel(int64_t K, const float* w, int64_t ldw, const float* p, int64_t ldp, int m, int v,
+                float* c);
+
+}  // namespace avx2
+}  // namespace mambalite
