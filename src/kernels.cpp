@@ -274,7 +274,7 @@ void gemm(const KernelTable& k, const MatView& w, const uint8_t* act, size_t act
 bool uses_gemm(const KernelTable& k, GgmlType type, int64_t n) {
   switch (type) {
     case GgmlType::F16:   // the 4 x 3 tiles convert as they multiply, which overlaps the two;
-    case GgmlType::BF16:  // as a separate pass the conversion made 130m F16 prefill 6-13% slower
+    case GgmlType::BF16:  // as a separate pass the conversion made F16 prefill up to 13% slower
     case GgmlType::Q4_0:  // the int8 group products are faster than fp32 multiply-adds
     case GgmlType::Q6_K:
       return false;

@@ -122,21 +122,32 @@ inline __m256 mul_sum_u4_i8(__m256i q, __m256i x) {
   return _mm256_cvtepi32_ps(_mm256_madd_epi16(_mm256_maddubs_epi16(q, x), _mm256_set1_epi16(1)));
 }
 
-// The fp16 scales of Q4_0 blocks b[0..8) in the order 0, 2, 4, 6, 1, 3, 5, 7, packed in general
-// registers: the empty asm statements keep the compiler from turning this into vector inserts and
-// shuffles, which contend with the products for the vector ports (in a microbenchmark the kernel
-// took 3.8 cycles per block that way, 4.4 with a vpgatherdd, and 3.2 like this).
+// The fp16 scales of Q4_0 blocks b[0..8) in the order 0, 2, 4, 6, 1, 3, 5, 7. A 32-byte load at
+// block 2k (byte 36k) holds its scale in bytes 0-1 of the low lane and block 2k + 1's in bytes
+// 2-3 of the high lane (byte 18); one pshufb per load moves them to 16-bit lane k, so that the
+// low lane collects the even blocks and the high lane the odd ones. The loads stay inside the
+// group's 144 bytes. In a microbenchmark (2048 values, one thread) the kernel took 2.8 TSC ticks
+// per block this way, 3.2 with the scales gathered in general registers, and 3.8 or 4.4 with
+// vector inserts or a vpgatherdd.
+alignas(32) constexpr int8_t kQ4ScaleShuffle[4][32] = {
+    {0, 1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1,
+     2, 3, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1},
+    {-1, -1, 0, 1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1,
+     -1, -1, 2, 3, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1},
+    {-1, -1, -1, -1, 0, 1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1,
+     -1, -1, -1, -1, 2, 3, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1},
+    {-1, -1, -1, -1, -1, -1, 0, 1, -1, -1, -1, -1, -1, -1, -1, -1,
+     -1, -1, -1, -1, -1, -1, 2, 3, -1, -1, -1, -1, -1, -1, -1, -1}};
+
 inline __m256 q4_0_scales8(const BlockQ4_0* b) {
-  uint64_t v[8];
-  for (int k = 0; k < 8; ++k) {
-    v[k] = b[k].d;
-    __asm__("" : "+r"(v[k]));
+  const int8_t* p = reinterpret_cast<const int8_t*>(b);
+  __m256i h = _mm256_setzero_si256();
+  for (int k = 0; k < 4; ++k) {
+    const __m256i m = _mm256_load_si256(reinterpret_cast<const __m256i*>(kQ4ScaleShuffle[k]));
+    h = _mm256_or_si256(h, _mm256_shuffle_epi8(load32(p + 36 * k), m));
   }
-  uint64_t even = v[0] | v[2] << 16 | v[4] << 32 | v[6] << 48;
-  uint64_t odd = v[1] | v[3] << 16 | v[5] << 32 | v[7] << 48;
-  __asm__("" : "+r"(even), "+r"(odd));
-  return _mm256_cvtph_ps(_mm_insert_epi64(_mm_cvtsi64_si128(static_cast<int64_t>(even)),
-                                          static_cast<int64_t>(odd), 1));
+  // 64-bit lanes 0 (scales of blocks 0, 2, 4, 6) and 2 (1, 3, 5, 7) into the low 128 bits.
+  return _mm256_cvtph_ps(_mm256_castsi256_si128(_mm256_permute4x64_epi64(h, 0x08)));
 }
 
 // Groups of 8 Q4_0 blocks against a row's ActQ4Group copies: each register holds two weight
