@@ -63,7 +63,7 @@ void Model::mamba2_layer(State& state, int64_t l, int64_t n) {
   // in_proj and the conv in one job, over the rows in the order xBC, z, dt: a chunk of xBC rows
   // is convolved by the thread that computed it (a channel's conv needs only its own row).
   // zxbcdt = xz_: (n, NR), rows z (E), xBC (CD), dt (H).
-  Acts act = prepare(w.in_proj, hn_.data(), D, n);
+  const Acts act = prepare(w.in_proj, hn_.data(), D, n);
   float* window = state.conv(l);  // (K-1, CD)
   pool_.parallel_for(CD + E + H, 16, [&](int i, int64_t b, int64_t e) {
     const int64_t c0 = std::min(b, CD), c1 = std::min(e, CD);  // xBC channels
