@@ -201,16 +201,19 @@ constexpr int64_t kGemmTokens = 32;  // tokens per packed activation panel
 constexpr int64_t kGemmDepth = 256;
 
 // matmul through the table's GEMM: per panel of up to 32 tokens, rows six at a time, each pass of
-// kGemmDepth values converted to fp32 once (F32 rows are read in place) and multiplied into both
-// 16-token halves of the panel.
+// kGemmDepth values converted once (to fp32; Q4_0 to nibbles for the int8 products; F32 rows are
+// read in place) and multiplied into both 16-token halves of the panel.
 void gemm(const KernelTable& k, const MatView& w, const uint8_t* act, size_t act_stride, int64_t n,
           float* y, int64_t ldy, int64_t r0, int64_t r1, float* scratch, const float* panels) {
   const int64_t K = w.cols;
   const GgmlTypeTraits traits = ggml_type_traits(static_cast<uint32_t>(w.type));
   float* wbuf = scratch + K * kGemmTokens;  // (kGemmRows, kGemmDepth) a pass's fp32 weights
-  float c[2][kGemmRows * 16];               // (2 halves, m, 16) the tile's outputs
-  float part[kGemmRows * 16];               // (m, 16) one pass's share of them
-  if (panels == nullptr) {                  // pack one panel at a time into scratch
+  const bool q4 = w.type == GgmlType::Q4_0;
+  uint8_t* nibbles = reinterpret_cast<uint8_t*>(wbuf);  // Q4_0: (kGemmRows, kGemmDepth) values
+  float* wscales = wbuf + kGemmRows * kGemmDepth / 4;   // and (kGemmRows, kGemmDepth / 32) scales
+  float c[2][kGemmRows * 16];                           // (2 halves, m, 16) the tile's outputs
+  float part[kGemmRows * 16];                           // (m, 16) one pass's share of them
+  if (panels == nullptr) {                              // pack one panel at a time into scratch
     for (int64_t t0 = 0; t0 < n; t0 += kGemmTokens) {
       const int64_t nt = std::min(kGemmTokens, n - t0);
       pack_panels(k, w.type, act + t0 * act_stride, act_stride, nt, K, scratch);
@@ -222,6 +225,8 @@ void gemm(const KernelTable& k, const MatView& w, const uint8_t* act, size_t act
     const int64_t nt = std::min(kGemmTokens, n - t0);
     const int64_t ldp = (nt + 7) / 8 * 8;
     const float* panel = panels + (t0 / kGemmTokens) * K * kGemmTokens;  // (K, ldp)
+    const uint8_t* quads = reinterpret_cast<const uint8_t*>(panel);      // Q4_0: pack_panel_q4_0's
+    const float* block_scales = reinterpret_cast<const float*>(quads + K * ldp);
     for (int64_t r = r0; r < r1; r += kGemmRows) {
       const int m = static_cast<int>(std::min(kGemmRows, r1 - r));
       for (int64_t k0 = 0; k0 < K; k0 += kGemmDepth) {
@@ -243,7 +248,12 @@ void gemm(const KernelTable& k, const MatView& w, const uint8_t* act, size_t act
         }
         const float* wp = wbuf;  // (m, kn) with row stride ldw
         int64_t ldw = kGemmDepth;
-        if (w.type == GgmlType::F32) {
+        if (q4) {
+          for (int i = 0; i < m; ++i) {
+            k.q4_0_to_nibbles(w.row(r + i) + k0 / kQK * sizeof(BlockQ4_0), kn,
+                              nibbles + i * kGemmDepth, wscales + i * (kGemmDepth / kQK));
+          }
+        } else if (w.type == GgmlType::F32) {
           wp = reinterpret_cast<const float*>(w.row(r)) + k0;
           ldw = static_cast<int64_t>(w.row_bytes / sizeof(float));
         } else {
@@ -256,7 +266,13 @@ void gemm(const KernelTable& k, const MatView& w, const uint8_t* act, size_t act
         for (int64_t h = 0; 16 * h < ldp; ++h) {
           const int v = static_cast<int>(std::min<int64_t>(2, ldp / 8 - 2 * h));
           float* out = k0 == 0 ? c[h] : part;
-          k.gemm_panel(kn, wp, ldw, panel + k0 * ldp + 16 * h, ldp, m, v, out);
+          if (q4) {
+            k.gemm_panel_q4_0(kn, nibbles, kGemmDepth, wscales, kGemmDepth / kQK,
+                              quads + k0 * ldp + 64 * h, block_scales + k0 / kQK * 2 * ldp + 16 * h,
+                              ldp, m, v, out);
+          } else {
+            k.gemm_panel(kn, wp, ldw, panel + k0 * ldp + 16 * h, ldp, m, v, out);
+          }
           if (k0 > 0) {
             for (int i = 0; i < m * 16; ++i) c[h][i] += part[i];
           }
@@ -275,9 +291,10 @@ bool uses_gemm(const KernelTable& k, GgmlType type, int64_t n) {
   switch (type) {
     case GgmlType::F16:   // the 4 x 3 tiles convert as they multiply, which overlaps the two;
     case GgmlType::BF16:  // as a separate pass the conversion made F16 prefill up to 13% slower
-    case GgmlType::Q4_0:  // the int8 group products are faster than fp32 multiply-adds
     case GgmlType::Q6_K:
       return false;
+    case GgmlType::Q4_0:  // on int8 products (fp32 multiply-adds were slower than the dot products)
+      return k.gemm_panel_q4_0 != nullptr && n >= kGemmMinTokens;
     default:
       return k.gemm_panel != nullptr && n >= kGemmMinTokens;
   }
@@ -291,8 +308,14 @@ void pack_panels(const KernelTable& k, GgmlType type, const uint8_t* act, size_t
                  int64_t cols, float* panels) {
   for (int64_t t0 = 0; t0 < n; t0 += kGemmTokens) {
     const int64_t nt = std::min(kGemmTokens, n - t0);
-    k.pack_panel(uses_q8_activations(type), act + t0 * stride, stride, nt, cols,
-                 panels + (t0 / kGemmTokens) * cols * kGemmTokens, (nt + 7) / 8 * 8);
+    float* panel = panels + (t0 / kGemmTokens) * cols * kGemmTokens;
+    const int64_t ldp = (nt + 7) / 8 * 8;
+    if (type == GgmlType::Q4_0) {
+      k.pack_panel_q4_0(act + t0 * stride, stride, nt, cols, reinterpret_cast<uint8_t*>(panel),
+                        ldp);
+    } else {
+      k.pack_panel(uses_q8_activations(type), act + t0 * stride, stride, nt, cols, panel, ldp);
+    }
   }
 }
 

@@ -109,6 +109,24 @@ struct KernelTable {
   // [0, 8 * v), for 1 <= m <= 6 and v in {1, 2}: columns past 8 * v are left untouched.
   void (*gemm_panel)(int64_t K, const float* w, int64_t ldw, const float* p, int64_t ldp, int m,
                      int v, float* c);
+
+  // Prefill GEMM of Q4_0 weights on int8 products, the same as the dot products' up to the fp32
+  // summation order; used like gemm_panel (null in tables without it).
+  //
+  // pack_panel_q4_0: the n ActQ8 rows at act (stride bytes) as a panel of ldp tokens (a multiple
+  // of 8; zero past n): bytes [0, K * ldp) hold the values in quads of depth, quad j of token t
+  // at (j * ldp + t) * 4 (x_t[4j .. 4j + 4)); then floats (K / 32, 2, ldp): per block, each
+  // token's d, then -8 * its s (ActQ8).
+  void (*pack_panel_q4_0)(const uint8_t* act, size_t stride, int64_t n, int64_t K, uint8_t* p,
+                          int64_t ldp);
+  // q (n) = a Q4_0 row's unsigned nibbles in value order (x = (q - 8) * d), d (n / 32) its
+  // scales as fp32.
+  void (*q4_0_to_nibbles)(const uint8_t* row, int64_t n, uint8_t* q, float* d);
+  // c (m, 16; row stride 16) = K values (a multiple of 32) of m rows (nibbles w, row stride ldw;
+  // scales dw, row stride ldd) @ a panel's tokens [0, 8 * v) from its quad pq and block scales
+  // ps (both at the first value of the K), for 1 <= m <= 6 and v in {1, 2}.
+  void (*gemm_panel_q4_0)(int64_t K, const uint8_t* w, int64_t ldw, const float* dw, int64_t ldd,
+                          const uint8_t* pq, const float* ps, int64_t ldp, int m, int v, float* c);
 };
 
 // The instruction sets built into this binary that the CPU supports, best first ("scalar" last).
@@ -141,7 +159,8 @@ constexpr int64_t kGemmMinTokens = 8;
 // Whether matmul of n tokens with weights of `type` runs on k's GEMM (and so reads packed panels).
 bool uses_gemm(const KernelTable& k, GgmlType type, int64_t n);
 
-// Floats of the packed panels of n tokens of `cols` values (one (cols, 32) panel per 32 tokens).
+// Floats of the packed panels of n tokens of `cols` values (one (cols, 32) panel per 32 tokens;
+// Q4_0 panels use 40 of its 128 bytes per value).
 size_t panel_floats(int64_t cols, int64_t n);
 
 // panels = n prepared activation rows (act, stride bytes) packed for the GEMM, 32 tokens a panel.

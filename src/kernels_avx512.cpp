@@ -434,6 +434,9 @@ KernelTable make_table() {
   k.pack_panel = nullptr;  // nor the AVX2 GEMM: its VNNI and 16-wide products stay in charge
   k.row_to_f32 = nullptr;
   k.gemm_panel = nullptr;
+  k.pack_panel_q4_0 = nullptr;
+  k.q4_0_to_nibbles = nullptr;
+  k.gemm_panel_q4_0 = nullptr;
   return k;
 }
 

@@ -404,6 +404,9 @@ const KernelTable kNeon = {"neon",
                            nullptr,
                            nullptr,
                            nullptr,
+                           nullptr,
+                           nullptr,
+                           nullptr,
                            nullptr};
 
 }  // namespace

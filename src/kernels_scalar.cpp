@@ -118,6 +118,9 @@ const KernelTable kScalar = {"scalar",
                              nullptr,
                              nullptr,
                              nullptr,
+                             nullptr,
+                             nullptr,
+                             nullptr,
                              nullptr};
 
 }  // namespace
