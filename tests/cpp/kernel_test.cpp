@@ -255,30 +255,34 @@ void test_elementwise(const KernelTable& k, const KernelTable& ref) {
     }
   }
   // Mamba-2 head scan: x, z and y strided inside wider rows, as in the model.
+  // P = 9: two groups of four channels and an odd one; P = 6: four, then a pair (N % 8 == 0).
   for (int64_t N : {1, 7, 16, 20, 128, 131}) {
-    for (int64_t n : {1, 5}) {
-      const int64_t P = 9, ldx = 23, ldbc = N + 3, ldz = 17, ldy = 13;
-      std::vector<float> x(n * ldx), dt(n), dA(n), B(n * ldbc), C(n * ldbc), z(n * ldz);
-      std::vector<float> s0(P * N);
-      for (float& v : x) v = uniform();
-      for (float& v : B) v = uniform();
-      for (float& v : C) v = uniform();
-      for (float& v : z) v = uniform();
-      for (float& v : s0) v = uniform();
-      for (int64_t t = 0; t < n; ++t) {
-        dt[t] = 0.5f + 0.5f * uniform();
-        dA[t] = std::exp(-dt[t] * (1.5f + uniform()));
+    for (int64_t P : {6, 9}) {
+      for (int64_t n : {1, 2, 5}) {
+        const int64_t ldx = 23, ldbc = N + 3, ldz = 17, ldy = 13;
+        std::vector<float> x(n * ldx), dt(n), dA(n), B(n * ldbc), C(n * ldbc), z(n * ldz);
+        std::vector<float> s0(P * N);
+        for (float& v : x) v = uniform();
+        for (float& v : B) v = uniform();
+        for (float& v : C) v = uniform();
+        for (float& v : z) v = uniform();
+        for (float& v : s0) v = uniform();
+        for (int64_t t = 0; t < n; ++t) {
+          dt[t] = 0.5f + 0.5f * uniform();
+          dA[t] = std::exp(-dt[t] * (1.5f + uniform()));
+        }
+        std::vector<float> s1 = s0, s2 = s0, y1(n * ldy, 7.0f), y2(n * ldy, 7.0f);
+        ref.head_scan(n, P, N, x.data(), ldx, dt.data(), dA.data(), B.data(), C.data(), ldbc, 0.7f,
+                      z.data(), ldz, s1.data(), y1.data(), ldy);
+        k.head_scan(n, P, N, x.data(), ldx, dt.data(), dA.data(), B.data(), C.data(), ldbc, 0.7f,
+                    z.data(), ldz, s2.data(), y2.data(), ldy);
+        bool ok = true;
+        for (size_t i = 0; i < y1.size(); ++i)
+          ok = ok && close(y1[i], y2[i], 1 + std::fabs(y1[i]) * N);
+        for (size_t i = 0; i < s1.size(); ++i) ok = ok && close(s1[i], s2[i], 1 + std::fabs(s1[i]));
+        check(ok, isa + " head_scan N=" + std::to_string(N) + " P=" + std::to_string(P) +
+                      " n=" + std::to_string(n));
       }
-      std::vector<float> s1 = s0, s2 = s0, y1(n * ldy, 7.0f), y2(n * ldy, 7.0f);
-      ref.head_scan(n, P, N, x.data(), ldx, dt.data(), dA.data(), B.data(), C.data(), ldbc, 0.7f,
-                    z.data(), ldz, s1.data(), y1.data(), ldy);
-      k.head_scan(n, P, N, x.data(), ldx, dt.data(), dA.data(), B.data(), C.data(), ldbc, 0.7f,
-                  z.data(), ldz, s2.data(), y2.data(), ldy);
-      bool ok = true;
-      for (size_t i = 0; i < y1.size(); ++i)
-        ok = ok && close(y1[i], y2[i], 1 + std::fabs(y1[i]) * N);
-      for (size_t i = 0; i < s1.size(); ++i) ok = ok && close(s1[i], s2[i], 1 + std::fabs(s1[i]));
-      check(ok, isa + " head_scan N=" + std::to_string(N) + " n=" + std::to_string(n));
     }
   }
   for (int64_t K : {2, 4, 5}) {
