@@ -199,10 +199,13 @@ constexpr int64_t kGemmTokens = 32;  // tokens per packed activation panel
 // stay in L1 across the two halves of the panel. A multiple of 256, so that a pass starts on a
 // block boundary of every type (K-quant super-blocks are 256 values).
 constexpr int64_t kGemmDepth = 256;
+// Panels (of up to 32 tokens) that share each converted pass of the weights, so that a weight
+// row is converted and read from DRAM once per 128 tokens.
+constexpr int64_t kGemmPanels = 4;
 
-// matmul through the table's GEMM: per panel of up to 32 tokens, rows six at a time, each pass of
-// kGemmDepth values converted once (to fp32; Q4_0 to nibbles for the int8 products; F32 rows are
-// read in place) and multiplied into both 16-token halves of the panel.
+// matmul through the table's GEMM: rows six at a time, each pass of kGemmDepth values converted
+// once (to fp32; Q4_0 to nibbles for the int8 products; F32 rows are read in place) and
+// multiplied into both 16-token halves of up to kGemmPanels panels of 32 tokens.
 void gemm(const KernelTable& k, const MatView& w, const uint8_t* act, size_t act_stride, int64_t n,
           float* y, int64_t ldy, int64_t r0, int64_t r1, float* scratch, const float* panels) {
   const int64_t K = w.cols;
@@ -211,9 +214,9 @@ void gemm(const KernelTable& k, const MatView& w, const uint8_t* act, size_t act
   const bool q4 = w.type == GgmlType::Q4_0;
   uint8_t* nibbles = reinterpret_cast<uint8_t*>(wbuf);  // Q4_0: (kGemmRows, kGemmDepth) values
   float* wscales = wbuf + kGemmRows * kGemmDepth / 4;   // and (kGemmRows, kGemmDepth / 32) scales
-  float c[2][kGemmRows * 16];                           // (2 halves, m, 16) the tile's outputs
-  float part[kGemmRows * 16];                           // (m, 16) one pass's share of them
-  if (panels == nullptr) {                              // pack one panel at a time into scratch
+  float c[kGemmPanels][2][kGemmRows * 16];  // (panels, 2 halves, m, 16) the tiles' outputs
+  float part[kGemmRows * 16];               // (m, 16) one pass's share of them
+  if (panels == nullptr) {                  // pack one panel at a time into scratch
     for (int64_t t0 = 0; t0 < n; t0 += kGemmTokens) {
       const int64_t nt = std::min(kGemmTokens, n - t0);
       pack_panels(k, w.type, act + t0 * act_stride, act_stride, nt, K, scratch);
@@ -221,12 +224,9 @@ void gemm(const KernelTable& k, const MatView& w, const uint8_t* act, size_t act
     }
     return;
   }
-  for (int64_t t0 = 0; t0 < n; t0 += kGemmTokens) {
-    const int64_t nt = std::min(kGemmTokens, n - t0);
-    const int64_t ldp = (nt + 7) / 8 * 8;
-    const float* panel = panels + (t0 / kGemmTokens) * K * kGemmTokens;  // (K, ldp)
-    const uint8_t* quads = reinterpret_cast<const uint8_t*>(panel);      // Q4_0: pack_panel_q4_0's
-    const float* block_scales = reinterpret_cast<const float*>(quads + K * ldp);
+  // Up to kGemmPanels panels share each converted pass of the weights.
+  for (int64_t g0 = 0; g0 < n; g0 += kGemmPanels * kGemmTokens) {
+    const int64_t np = std::min(kGemmPanels, (n - g0 + kGemmTokens - 1) / kGemmTokens);
     for (int64_t r = r0; r < r1; r += kGemmRows) {
       const int m = static_cast<int>(std::min(kGemmRows, r1 - r));
       for (int64_t k0 = 0; k0 < K; k0 += kGemmDepth) {
@@ -263,23 +263,32 @@ void gemm(const KernelTable& k, const MatView& w, const uint8_t* act, size_t act
             if (!k.row_to_f32(w.type, src, kn, dst)) dequantize_row(w.type, src, kn, dst);
           }
         }
-        for (int64_t h = 0; 16 * h < ldp; ++h) {
-          const int v = static_cast<int>(std::min<int64_t>(2, ldp / 8 - 2 * h));
-          float* out = k0 == 0 ? c[h] : part;
-          if (q4) {
-            k.gemm_panel_q4_0(kn, nibbles, kGemmDepth, wscales, kGemmDepth / kQK,
-                              quads + k0 * ldp + 64 * h, block_scales + k0 / kQK * 2 * ldp + 16 * h,
-                              ldp, m, v, out);
-          } else {
-            k.gemm_panel(kn, wp, ldw, panel + k0 * ldp + 16 * h, ldp, m, v, out);
-          }
-          if (k0 > 0) {
-            for (int i = 0; i < m * 16; ++i) c[h][i] += part[i];
+        for (int64_t pi = 0; pi < np; ++pi) {
+          const int64_t t0 = g0 + pi * kGemmTokens;
+          const int64_t ldp = (std::min(kGemmTokens, n - t0) + 7) / 8 * 8;
+          const float* panel = panels + (t0 / kGemmTokens) * K * kGemmTokens;  // (K, ldp)
+          const uint8_t* quads = reinterpret_cast<const uint8_t*>(panel);      // Q4_0: see
+          const float* block_scales =                                          // pack_panel_q4_0
+              reinterpret_cast<const float*>(quads + K * ldp);
+          for (int64_t h = 0; 16 * h < ldp; ++h) {
+            const int v = static_cast<int>(std::min<int64_t>(2, ldp / 8 - 2 * h));
+            float* out = k0 == 0 ? c[pi][h] : part;
+            if (q4) {
+              k.gemm_panel_q4_0(kn, nibbles, kGemmDepth, wscales, kGemmDepth / kQK,
+                                quads + k0 * ldp + 64 * h,
+                                block_scales + k0 / kQK * 2 * ldp + 16 * h, ldp, m, v, out);
+            } else {
+              k.gemm_panel(kn, wp, ldw, panel + k0 * ldp + 16 * h, ldp, m, v, out);
+            }
+            if (k0 > 0) {
+              for (int i = 0; i < m * 16; ++i) c[pi][h][i] += part[i];
+            }
           }
         }
       }
-      for (int64_t t = 0; t < nt; ++t) {
-        for (int i = 0; i < m; ++i) y[(t0 + t) * ldy + r + i] = c[t / 16][16 * i + t % 16];
+      for (int64_t t = g0; t < std::min(n, g0 + np * kGemmTokens); ++t) {
+        const float* ct = c[(t - g0) / kGemmTokens][(t - g0) % kGemmTokens / 16];
+        for (int i = 0; i < m; ++i) y[t * ldy + r + i] = ct[16 * i + t % 16];
       }
     }
   }
@@ -289,8 +298,8 @@ void gemm(const KernelTable& k, const MatView& w, const uint8_t* act, size_t act
 
 bool uses_gemm(const KernelTable& k, GgmlType type, int64_t n) {
   switch (type) {
-    case GgmlType::F16:   // the 4 x 3 tiles convert as they multiply, which overlaps the two;
-    case GgmlType::BF16:  // as a separate pass the conversion made F16 prefill up to 13% slower
+    case GgmlType::F16:   // the 4 x 3 tiles convert as they multiply; as a separate pass, shared
+    case GgmlType::BF16:  // by 32 or by 128 tokens, the conversion made F16 prefill 6-13% slower
     case GgmlType::Q6_K:
       return false;
     case GgmlType::Q4_0:  // on int8 products (fp32 multiply-adds were slower than the dot products)

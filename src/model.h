@@ -101,7 +101,7 @@ class Model {
   std::vector<float> output_norm_;  // (D)
 
   // Workspace for a block of up to kBlock tokens (constant size, whatever the input length).
-  static constexpr int64_t kBlock = 32;
+  static constexpr int64_t kBlock = 128;
   static constexpr int64_t kParallelTokens = 4;
   std::vector<float> resid_;    // (T, D) residual stream, fp32
   std::vector<float> hn_;       // (T, D) normalised input

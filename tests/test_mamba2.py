@@ -3,8 +3,8 @@
 Bounds are those of test_logits.py (the same argument holds: fp32 on both sides, only summation
 order differs, measured 1e-7 to 5e-7 relative): f32 <= 1e-4 x max|logit|. transformers runs
 Mamba-2 prompts through its chunked SSD form (chunk_size 16 here, so prompts of 17+ tokens cross
-its chunks) while we run the recurrence in blocks of 32 tokens: lengths 33, 64 and 100 cross our
-blocks too, at and off a multiple. Q8_0 and f16 use the bounds of test_quantized.py/test_logits.py.
+its chunks) while we run the recurrence in blocks of 128 tokens: lengths 128 and 161 end at and
+off a multiple of our blocks. Q8_0 and f16 use the bounds of test_quantized.py/test_logits.py.
 """
 
 from __future__ import annotations
@@ -43,7 +43,7 @@ FALCON = {
                        time_step_rank=5, conv_kernel=3, num_hidden_layers=3,
                        tie_word_embeddings=True, mixer_rms_eps=1e-3),
 }
-LENGTHS = [1, 2, 7, 33, 64, 100]
+LENGTHS = [1, 2, 7, 33, 100, 128, 161]
 
 
 @pytest.fixture(scope="module")
