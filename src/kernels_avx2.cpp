@@ -751,36 +751,17 @@ void head_scan(int64_t n, int64_t P, int64_t N, const float* x, int64_t ldx, con
   for (int64_t t = 0; t < n; ++t) gate_silu(P2, z + t * ldz, y + t * ldy);
 }
 
-const KernelTable kAvx2 = {"avx2",
-                           dot_f32,
-                           dot_f16,
-                           dot_bf16,
-                           dot_q8_0,
-                           dot_q4_0,
-                           dot_q6_k,
-                           dot4_f32,
-                           dot4_f16,
-                           dot4_bf16,
-                           dot4_q8_0,
-                           dot4_q4_0,
-                           tile4xT_f32<2>,
-                           tile4xT_f16<2>,
-                           tile4xT_bf16<2>,
-                           quantize_act,
-                           rms_norm,
-                           softplus_bias,
-                           conv_silu,
-                           selective_scan,
-                           head_scan,
-                           tile4xT_f32<3>,
-                           tile4xT_f16<3>,
-                           tile4xT_bf16<3>,
-                           avx2::pack_panel,
-                           avx2::row_to_f32,
-                           avx2::gemm_panel,
-                           avx2::pack_panel_q4_0,
-                           avx2::q4_0_to_nibbles,
-                           avx2::gemm_panel_q4_0};
+// clang-format off
+const KernelTable kAvx2 = {
+    "avx2",
+    dot_f32, dot_f16, dot_bf16, dot_q8_0, dot_q4_0, dot_q6_k,
+    dot4_f32, dot4_f16, dot4_bf16, dot4_q8_0, dot4_q4_0,
+    tile4xT_f32<2>, tile4xT_f16<2>, tile4xT_bf16<2>,
+    quantize_act, rms_norm, softplus_bias, conv_silu, selective_scan, head_scan,
+    tile4xT_f32<3>, tile4xT_f16<3>, tile4xT_bf16<3>,
+    avx2::pack_panel, avx2::row_to_f32, avx2::gemm_panel,
+    avx2::pack_panel_q4_0, avx2::q4_0_to_nibbles, avx2::gemm_panel_q4_0};
+// clang-format on
 
 }  // namespace
 
