@@ -89,9 +89,11 @@ struct KernelTable {
                     const float* dA, const float* B, const float* C, int64_t ldbc, float Dh,
                     const float* z, int64_t ldz, float* s, float* y, int64_t ldy);
 
-  // Tiles with T = 3: twelve accumulators per weight load. Null in tables without them (matmul
-  // then uses the T = 2 tiles alone).
-  Tile tile4x3_f32, tile4x3_f16, tile4x3_bf16;
+  // The entries below are optional: null in tables without them (the initialisers default them).
+  //
+  // Tiles with T = 3: twelve accumulators per weight load (without them matmul uses the T = 2
+  // tiles alone).
+  Tile tile4x3_f32 = nullptr, tile4x3_f16 = nullptr, tile4x3_bf16 = nullptr;
 
   // Prefill GEMM over fp32 values, which matmul uses for n >= kGemmMinTokens tokens when the
   // table has it (null otherwise) for F32, Q8_0 and the types without direct products
@@ -101,14 +103,14 @@ struct KernelTable {
   // pack_panel: p (K, ldp) = the n activation rows at act (stride bytes) transposed, p[k * ldp +
   // t] = x_t[k], zero for n <= t < ldp (ldp a multiple of 8); q8: the rows are ActQ8 blocks.
   void (*pack_panel)(bool q8, const uint8_t* act, size_t stride, int64_t n, int64_t K, float* p,
-                     int64_t ldp);
+                     int64_t ldp) = nullptr;
   // out (n) = a row of Q8_0 values as fp32 (exact); false for other types (matmul then uses
   // dequantize_row).
-  bool (*row_to_f32)(GgmlType type, const uint8_t* row, int64_t n, float* out);
+  bool (*row_to_f32)(GgmlType type, const uint8_t* row, int64_t n, float* out) = nullptr;
   // c (m, 16; row stride 16) = w (m rows of K floats, row stride ldw) @ p (K, ldp) columns
   // [0, 8 * v), for 1 <= m <= 6 and v in {1, 2}: columns past 8 * v are left untouched.
   void (*gemm_panel)(int64_t K, const float* w, int64_t ldw, const float* p, int64_t ldp, int m,
-                     int v, float* c);
+                     int v, float* c) = nullptr;
 
   // Prefill GEMM of Q4_0 weights on int8 products, the same as the dot products' up to the fp32
   // summation order; used like gemm_panel (null in tables without it).
@@ -118,15 +120,16 @@ struct KernelTable {
   // at (j * ldp + t) * 4 (x_t[4j .. 4j + 4)); then floats (K / 32, 2, ldp): per block, each
   // token's d, then -8 * its s (ActQ8).
   void (*pack_panel_q4_0)(const uint8_t* act, size_t stride, int64_t n, int64_t K, uint8_t* p,
-                          int64_t ldp);
+                          int64_t ldp) = nullptr;
   // q (n) = a Q4_0 row's unsigned nibbles in value order (x = (q - 8) * d), d (n / 32) its
   // scales as fp32.
-  void (*q4_0_to_nibbles)(const uint8_t* row, int64_t n, uint8_t* q, float* d);
+  void (*q4_0_to_nibbles)(const uint8_t* row, int64_t n, uint8_t* q, float* d) = nullptr;
   // c (m, 16; row stride 16) = K values (a multiple of 32) of m rows (nibbles w, row stride ldw;
   // scales dw, row stride ldd) @ a panel's tokens [0, 8 * v) from its quad pq and block scales
   // ps (both at the first value of the K), for 1 <= m <= 6 and v in {1, 2}.
   void (*gemm_panel_q4_0)(int64_t K, const uint8_t* w, int64_t ldw, const float* dw, int64_t ldd,
-                          const uint8_t* pq, const float* ps, int64_t ldp, int m, int v, float* c);
+                          const uint8_t* pq, const float* ps, int64_t ldp, int m, int v,
+                          float* c) = nullptr;
 };
 
 // The instruction sets built into this binary that the CPU supports, best first ("scalar" last).

@@ -398,16 +398,7 @@ const KernelTable kNeon = {"neon",
                            softplus_bias,
                            conv_silu,
                            selective_scan,
-                           head_scan,
-                           nullptr,
-                           nullptr,
-                           nullptr,
-                           nullptr,
-                           nullptr,
-                           nullptr,
-                           nullptr,
-                           nullptr,
-                           nullptr};
+                           head_scan};
 
 }  // namespace
 

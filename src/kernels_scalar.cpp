@@ -112,16 +112,7 @@ const KernelTable kScalar = {"scalar",
                              softplus_bias_generic,
                              conv_silu,
                              selective_scan_generic,
-                             head_scan_generic,
-                             nullptr,
-                             nullptr,
-                             nullptr,
-                             nullptr,
-                             nullptr,
-                             nullptr,
-                             nullptr,
-                             nullptr,
-                             nullptr};
+                             head_scan_generic};
 
 }  // namespace
 
