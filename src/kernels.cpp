@@ -195,8 +195,8 @@ namespace {
 
 constexpr int64_t kGemmRows = 6;     // weight rows per micro-tile (gemm_panel's m)
 constexpr int64_t kGemmTokens = 32;  // tokens per packed activation panel
-// Values of each row per pass: the pass's fp32 weights (6 KB) and panel slice (32 KB at most)
-// stay in L1 across the two halves of the panel. A multiple of 256, so that a pass starts on a
+// Values of each row per pass: the pass's fp32 weights (6 KB) stay in L1 while the panels' slices
+// (32 KB each at most) stream through. A multiple of 256, so that a pass starts on a
 // block boundary of every type (K-quant super-blocks are 256 values).
 constexpr int64_t kGemmDepth = 256;
 // Panels (of up to 32 tokens) that share each converted pass of the weights, so that a weight
@@ -267,9 +267,9 @@ void gemm(const KernelTable& k, const MatView& w, const uint8_t* act, size_t act
           const int64_t t0 = g0 + pi * kGemmTokens;
           const int64_t ldp = (std::min(kGemmTokens, n - t0) + 7) / 8 * 8;
           const float* panel = panels + (t0 / kGemmTokens) * K * kGemmTokens;  // (K, ldp)
-          const uint8_t* quads = reinterpret_cast<const uint8_t*>(panel);      // Q4_0: see
-          const float* block_scales =                                          // pack_panel_q4_0
-              reinterpret_cast<const float*>(quads + K * ldp);
+          // Q4_0 panels: quads, then block scales (pack_panel_q4_0)
+          const uint8_t* quads = reinterpret_cast<const uint8_t*>(panel);
+          const float* block_scales = reinterpret_cast<const float*>(quads + K * ldp);
           for (int64_t h = 0; 16 * h < ldp; ++h) {
             const int v = static_cast<int>(std::min<int64_t>(2, ldp / 8 - 2 * h));
             float* out = k0 == 0 ? c[pi][h] : part;
