@@ -683,6 +683,109 @@ void head_scan4(int64_t n, int64_t N, const float* x, int64_t ldx, const float* 
   if (t < n) scan4_tokens<1>(t, N, x, ldx, dt, dA, B, C, ldbc, Dh, s, y, ldy);
 }
 
+// Prefill form of head_scan4: runs of tokens as decayed sums. Within a run [t0, t1) of one head,
+// with g_t = dA[t0] * ... * dA[t] the decay since the run began, the state is
+//   s_t = g_t * (s_{t0 - 1} + sum_{u = t0..t} x_u * Bs_u),  Bs_u = (dt_u / g_u) * B_u,
+// so the channels accumulate x * Bs into s~ = s / g_t: one multiply-add per state value and token
+// where the recurrence takes two (s * a + dx * B), plus the C contraction, y_t = g_t * (C_t . s~)
+// + D x_t. Bs is computed once per token for all the head's channels, and the run's last token
+// stores g * s~, the true state. Runs stop before g falls below kMinRunDecay (1/g scales Bs, and
+// the rounding of s~ relative to |s~| becomes relative to g * |s~| = |s|, as in the recurrence);
+// a token whose own decay is below it goes through the recurrence alone.
+constexpr int64_t kRunTokens = 16;
+constexpr int64_t kRunMaxState = 256;  // Bs scratch: (kRunTokens, N <= kRunMaxState)
+constexpr float kMinRunDecay = 0x1p-40f;
+
+// T (1 or 2) tokens from run position j of four channels: s (4, N) holds s~; Last: scale the
+// stored state by gs (the run's decay), back to the true state. Per 8 state values: four loads
+// of Bs and C shared by the four channels, and per channel a load, a store and four
+// multiply-adds (two channels with their x values held in registers measured slower).
+template <int T, bool Last>
+void run4_tokens(int64_t j, int64_t N, const float* x, int64_t ldx, const float* Bs, const float* C,
+                 int64_t ldbc, const float* g, float gs, float Dh, float* s, float* y,
+                 int64_t ldy) {
+  const float* xt = x + j * ldx;
+  const float* xu = xt + (T > 1 ? ldx : 0);
+  const float* B0 = Bs + j * N;
+  const float* B1 = B0 + (T > 1 ? N : 0);
+  const float* C0 = C + j * ldbc;
+  const float* C1 = C0 + (T > 1 ? ldbc : 0);
+  const __m256 vg = _mm256_set1_ps(gs);
+  __m256 a0 = _mm256_setzero_ps(), a1 = a0, a2 = a0, a3 = a0, e0 = a0, e1 = a0, e2 = a0, e3 = a0;
+  for (int64_t k = 0; k < N; k += 8) {
+    const __m256 b0 = _mm256_loadu_ps(B0 + k), c0 = _mm256_loadu_ps(C0 + k);
+    const __m256 b1 = _mm256_loadu_ps(B1 + k), c1 = _mm256_loadu_ps(C1 + k);
+    __m256* acc[4][2] = {{&a0, &e0}, {&a1, &e1}, {&a2, &e2}, {&a3, &e3}};
+    for (int i = 0; i < 4; ++i) {
+      float* sp = s + i * N + k;
+      __m256 u = _mm256_fmadd_ps(_mm256_broadcast_ss(xt + i), b0, _mm256_loadu_ps(sp));
+      *acc[i][0] = _mm256_fmadd_ps(u, c0, *acc[i][0]);
+      if (T > 1) {
+        u = _mm256_fmadd_ps(_mm256_broadcast_ss(xu + i), b1, u);
+        *acc[i][1] = _mm256_fmadd_ps(u, c1, *acc[i][1]);
+      }
+      _mm256_storeu_ps(sp, Last ? _mm256_mul_ps(u, vg) : u);
+    }
+  }
+  const __m256 sums[2][4] = {{a0, a1, a2, a3}, {e0, e1, e2, e3}};
+  for (int u = 0; u < T; ++u) {
+    const float* xv = u ? xu : xt;
+    float* yv = y + (j + u) * ldy;
+    for (int i = 0; i < 4; ++i) yv[i] = g[j + u] * hsum(sums[u][i]) + Dh * xv[i];
+  }
+}
+
+// One run of L tokens for channels [0, P4) (a multiple of 4), x, C and y already at the run.
+void run4(int64_t L, int64_t P4, int64_t N, const float* x, int64_t ldx, const float* Bs,
+          const float* C, int64_t ldbc, const float* g, float Dh, float* s, float* y, int64_t ldy) {
+  const float gs = g[L - 1];
+  for (int64_t p = 0; p < P4; p += 4) {
+    float* sp = s + p * N;
+    int64_t j = 0;
+    for (; j + 2 < L; j += 2) {
+      run4_tokens<2, false>(j, N, x + p, ldx, Bs, C, ldbc, g, gs, Dh, sp, y + p, ldy);
+    }
+    if (j + 2 == L) {
+      run4_tokens<2, true>(j, N, x + p, ldx, Bs, C, ldbc, g, gs, Dh, sp, y + p, ldy);
+    } else {
+      run4_tokens<1, true>(j, N, x + p, ldx, Bs, C, ldbc, g, gs, Dh, sp, y + p, ldy);
+    }
+  }
+}
+
+// head_scan4 over channels [0, P4) for n tokens, by runs (N a multiple of 8, N <= kRunMaxState).
+void head_scan4_runs(int64_t n, int64_t P4, int64_t N, const float* x, int64_t ldx, const float* dt,
+                     const float* dA, const float* B, const float* C, int64_t ldbc, float Dh,
+                     float* s, float* y, int64_t ldy) {
+  alignas(32) float Bs[kRunTokens * kRunMaxState];  // (L, N)
+  float g[kRunTokens];                              // (L) decay since the run began
+  int64_t t0 = 0;
+  while (t0 < n) {
+    if (!(dA[t0] >= kMinRunDecay)) {  // a decay this strong: the recurrence, for one token
+      for (int64_t p = 0; p < P4; p += 4) {
+        scan4_tokens<1>(t0, N, x + p, ldx, dt, dA, B, C, ldbc, Dh, s + p * N, y + p, ldy);
+      }
+      ++t0;
+      continue;
+    }
+    int64_t L = 0;
+    for (float decay = 1.0f; L < kRunTokens && t0 + L < n; ++L) {
+      decay *= dA[t0 + L];
+      if (!(decay >= kMinRunDecay)) break;
+      g[L] = decay;
+    }
+    for (int64_t j = 0; j < L; ++j) {
+      const __m256 scale = _mm256_set1_ps(dt[t0 + j] / g[j]);
+      const float* Bt = B + (t0 + j) * ldbc;
+      for (int64_t k = 0; k < N; k += 8) {
+        _mm256_store_ps(Bs + j * N + k, _mm256_mul_ps(scale, _mm256_loadu_ps(Bt + k)));
+      }
+    }
+    run4(L, P4, N, x + t0 * ldx, ldx, Bs, C + t0 * ldbc, ldbc, g, Dh, s, y + t0 * ldy, ldy);
+    t0 += L;
+  }
+}
+
 // Four channels at a time (head_scan4) when N is a multiple of 8, then two at a time, sharing the
 // B and C loads; their state rows stay in L1 across the block's tokens. The gate y *= silu(z)
 // runs afterwards, vectorised.
@@ -691,7 +794,10 @@ void head_scan(int64_t n, int64_t P, int64_t N, const float* x, int64_t ldx, con
                const float* z, int64_t ldz, float* s, float* y, int64_t ldy) {
   const int64_t N8 = N & ~int64_t{7};
   int64_t p = 0;
-  if (N8 == N) {
+  if (N8 == N && n > 1 && P >= 4 && N <= kRunMaxState) {  // prefill: runs as decayed sums
+    p = P & ~int64_t{3};
+    head_scan4_runs(n, p, N, x, ldx, dt, dA, B, C, ldbc, Dh, s, y, ldy);
+  } else if (N8 == N) {
     for (; p + 4 <= P; p += 4) {
       head_scan4(n, N, x + p, ldx, dt, dA, B, C, ldbc, Dh, s + p * N, y + p, ldy);
     }

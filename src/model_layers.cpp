@@ -52,6 +52,8 @@ void Model::mamba1_layer(State& state, int64_t l, int64_t n) {
 // rows held in cache: on a CPU the chunked SSD form costs more arithmetic than the recurrence
 // (its intra-chunk products add about chunk * (N + P) / 2 multiply-adds per token and channel
 // group to the recurrence's 2 * N * P), and its advantage, tensor-core matmuls, does not apply.
+// What the CPU does take from it is the chunk's cumulative decay: the AVX2 head_scan rescales B
+// by it over runs of up to 16 tokens, one multiply-add per state value and token fewer.
 void Model::mamba2_layer(State& state, int64_t l, int64_t n) {
   const MambaConfig& c = config_;
   const int64_t D = c.d_model, E = c.d_inner, N = c.d_state, K = c.d_conv;

@@ -256,9 +256,11 @@ void test_elementwise(const KernelTable& k, const KernelTable& ref) {
   }
   // Mamba-2 head scan: x, z and y strided inside wider rows, as in the model.
   // P = 9: two groups of four channels and an odd one; P = 6: four, then a pair (N % 8 == 0).
+  // n = 37: the prefill form's runs (at most 16 tokens), ended early by decays, with tokens whose
+  // own decay is too strong for a run (1e-13, 0 and a denormal).
   for (int64_t N : {1, 7, 16, 20, 128, 131}) {
     for (int64_t P : {6, 9}) {
-      for (int64_t n : {1, 2, 5}) {
+      for (int64_t n : {1, 2, 5, 37}) {
         const int64_t ldx = 23, ldbc = N + 3, ldz = 17, ldy = 13;
         std::vector<float> x(n * ldx), dt(n), dA(n), B(n * ldbc), C(n * ldbc), z(n * ldz);
         std::vector<float> s0(P * N);
@@ -270,6 +272,12 @@ void test_elementwise(const KernelTable& k, const KernelTable& ref) {
         for (int64_t t = 0; t < n; ++t) {
           dt[t] = 0.5f + 0.5f * uniform();
           dA[t] = std::exp(-dt[t] * (1.5f + uniform()));
+        }
+        if (n == 37) {
+          dA[3] = 1e-13f;
+          dA[11] = 0.0f;
+          for (int64_t t = 20; t < 30; ++t) dA[t] = 0.05f;  // 0.05^10 ends a run at token 29
+          dA[36] = 1e-39f;
         }
         std::vector<float> s1 = s0, s2 = s0, y1(n * ldy, 7.0f), y2(n * ldy, 7.0f);
         ref.head_scan(n, P, N, x.data(), ldx, dt.data(), dA.data(), B.data(), C.data(), ldbc, 0.7f,
