@@ -210,6 +210,103 @@ void gemm_rows_q4_0(int64_t nb, const uint8_t* w, int64_t ldw, const float* dw, 
   }
 }
 
+// Q8_0 on int16 products: vpmaddwd multiplies int16 pairs and sums each pair into int32, 16
+// multiply-adds per instruction on the two multiply pipes, with the adds on the other two, where
+// an fp32 multiply-add does 8 on the two FMA pipes. The panel holds the ActQ8 values as int16,
+// token-minor in pairs of depth, and a pass of the weights is converted to int16 once for its
+// panels; a block's 16 pair steps stay in int32 (at most 32 * 127 * 127), then fold into fp32
+// with d_w * d_x as in the dot products. Per pair step a 3 x 16 tile loads two activation vectors
+// and three broadcasts for six vpmaddwd.
+
+// The pair of int16 weights of row i at value offset `off` of the pass, broadcast.
+inline __m256i weight_pair(const int16_t* w, int64_t ldw, int i, int64_t off) {
+  int32_t v;
+  std::memcpy(&v, w + i * ldw + off, sizeof v);
+  return _mm256_set1_epi32(v);
+}
+
+template <int V, bool First>
+inline void pair_step(__m256i w, __m256i a0, __m256i a1, __m256i& s0, __m256i& s1) {
+  const __m256i p0 = _mm256_madd_epi16(w, a0);
+  s0 = First ? p0 : _mm256_add_epi32(s0, p0);
+  keep_in_register(s0);
+  if (V > 1) {
+    const __m256i p1 = _mm256_madd_epi16(w, a1);
+    s1 = First ? p1 : _mm256_add_epi32(s1, p1);
+    keep_in_register(s1);
+  }
+}
+
+// One block's pairs [J0, J1) (J0 = 0 starts the sums) for R <= 3 rows.
+template <int R, int V, int J0, int J1>
+inline void block_pairs(const int16_t* w, int64_t ldw, int64_t off, const int16_t* pa, int64_t ldp,
+                        __m256i& s00, __m256i& s01, __m256i& s10, __m256i& s11, __m256i& s20,
+                        __m256i& s21) {
+  if constexpr (J0 < J1) {
+    const int16_t* a = pa + J0 * ldp * 2;
+    const __m256i a0 = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(a));
+    const __m256i a1 = V > 1 ? _mm256_loadu_si256(reinterpret_cast<const __m256i*>(a + 16))
+                             : _mm256_setzero_si256();
+    pair_step<V, J0 == 0>(weight_pair(w, ldw, 0, off + 2 * J0), a0, a1, s00, s01);
+    if (R > 1) pair_step<V, J0 == 0>(weight_pair(w, ldw, 1, off + 2 * J0), a0, a1, s10, s11);
+    if (R > 2) pair_step<V, J0 == 0>(weight_pair(w, ldw, 2, off + 2 * J0), a0, a1, s20, s21);
+    block_pairs<R, V, J0 + 1, J1>(w, ldw, off, pa, ldp, s00, s01, s10, s11, s20, s21);
+  }
+}
+
+// f += d_w * (d_x * sum) for one block's int32 sums s (8 tokens).
+inline __m256 fold_q8(__m256i s, __m256 dx, const float* dw, __m256 f) {
+  return _mm256_fmadd_ps(_mm256_mul_ps(_mm256_cvtepi32_ps(s), dx), _mm256_broadcast_ss(dw), f);
+}
+
+// c (R, 16) = Q8_0 rows (int16 values w, scales dw) @ the panel's pairs pa and block scales ps,
+// over nb blocks, columns [0, 8V).
+template <int R, int V>
+void gemm_tile_q8_0(int64_t nb, const int16_t* w, int64_t ldw, const float* dw, int64_t ldd,
+                    const int16_t* pa, const float* ps, int64_t ldp, float* c) {
+  const __m256 zero = _mm256_setzero_ps();
+  __m256 f00 = zero, f01 = zero, f10 = zero, f11 = zero, f20 = zero, f21 = zero;
+  for (int64_t b = 0; b < nb; ++b, pa += kQK * ldp, ps += ldp) {
+    __m256i s00, s01, s10, s11, s20, s21;
+    block_pairs<R, V, 0, kQK / 2>(w, ldw, kQK * b, pa, ldp, s00, s01, s10, s11, s20, s21);
+    const __m256 dx0 = _mm256_loadu_ps(ps);
+    const __m256 dx1 = V > 1 ? _mm256_loadu_ps(ps + 8) : zero;
+    f00 = fold_q8(s00, dx0, dw + b, f00);
+    if (V > 1) f01 = fold_q8(s01, dx1, dw + b, f01);
+    if (R > 1) {
+      f10 = fold_q8(s10, dx0, dw + ldd + b, f10);
+      if (V > 1) f11 = fold_q8(s11, dx1, dw + ldd + b, f11);
+    }
+    if (R > 2) {
+      f20 = fold_q8(s20, dx0, dw + 2 * ldd + b, f20);
+      if (V > 1) f21 = fold_q8(s21, dx1, dw + 2 * ldd + b, f21);
+    }
+  }
+  const __m256 out[3][2] = {{f00, f01}, {f10, f11}, {f20, f21}};
+  for (int r = 0; r < R; ++r) {
+    for (int v = 0; v < V; ++v) _mm256_storeu_ps(c + 16 * r + 8 * v, out[r][v]);
+  }
+}
+
+template <int V>
+void gemm_rows_q8_0(int64_t nb, const int16_t* w, int64_t ldw, const float* dw, int64_t ldd,
+                    const int16_t* pa, const float* ps, int64_t ldp, int m, float* c) {
+  for (int i = 0; i < m; i += 3) {
+    const int16_t* wi = w + i * ldw;
+    const float* di = dw + i * ldd;
+    switch (m - i) {
+      case 1:
+        gemm_tile_q8_0<1, V>(nb, wi, ldw, di, ldd, pa, ps, ldp, c + 16 * i);
+        break;
+      case 2:
+        gemm_tile_q8_0<2, V>(nb, wi, ldw, di, ldd, pa, ps, ldp, c + 16 * i);
+        break;
+      default:
+        gemm_tile_q8_0<3, V>(nb, wi, ldw, di, ldd, pa, ps, ldp, c + 16 * i);
+    }
+  }
+}
+
 }  // namespace
 
 void pack_panel(bool q8, const uint8_t* act, size_t stride, int64_t n, int64_t K, float* p,
@@ -300,6 +397,56 @@ void gemm_panel_q4_0(int64_t K, const uint8_t* w, int64_t ldw, const float* dw, 
     gemm_rows_q4_0<1>(K / kQK, w, ldw, dw, ldd, pq, ps, ldp, m, c);
   } else {
     gemm_rows_q4_0<2>(K / kQK, w, ldw, dw, ldd, pq, ps, ldp, m, c);
+  }
+}
+
+void pack_panel_q8_0(const uint8_t* act, size_t stride, int64_t n, int64_t K, int16_t* p,
+                     int64_t ldp) {
+  const int64_t nb = K / kQK;
+  float* scales = reinterpret_cast<float*>(p + K * ldp);  // (nb, ldp)
+  for (int64_t t0 = 0; t0 < ldp; t0 += 8) {
+    const ActQ8* rows[8];  // null past the last token: those columns are zero
+    for (int i = 0; i < 8; ++i) {
+      rows[i] = t0 + i < n ? reinterpret_cast<const ActQ8*>(act + (t0 + i) * stride) : nullptr;
+    }
+    for (int64_t b = 0; b < nb; ++b) {
+      for (int i = 0; i < 8; ++i) scales[b * ldp + t0 + i] = rows[i] != nullptr ? rows[i][b].d : 0;
+      for (int half = 0; half < 2; ++half) {  // values [16 half, 16 half + 16) of the block
+        __m256 v[8];  // token i's 16 values as 8 int16 pairs, transposed to pair j's 8 tokens
+        for (int i = 0; i < 8; ++i) {
+          v[i] = rows[i] != nullptr
+                     ? _mm256_castsi256_ps(_mm256_cvtepi8_epi16(_mm_loadu_si128(
+                           reinterpret_cast<const __m128i*>(rows[i][b].qs + 16 * half))))
+                     : _mm256_setzero_ps();
+        }
+        transpose8(v);
+        for (int j = 0; j < 8; ++j) {
+          const int64_t pair = b * 16 + half * 8 + j;
+          _mm256_storeu_ps(reinterpret_cast<float*>(p + (pair * ldp + t0) * 2), v[j]);
+        }
+      }
+    }
+  }
+}
+
+void q8_0_to_i16(const uint8_t* row, int64_t n, int16_t* q, float* d) {
+  const BlockQ8_0* b = reinterpret_cast<const BlockQ8_0*>(row);
+  for (int64_t j = 0; j < n / kQK; ++j) {
+    for (int h = 0; h < 2; ++h) {
+      const __m128i v = _mm_loadu_si128(reinterpret_cast<const __m128i*>(b[j].qs + 16 * h));
+      _mm256_storeu_si256(reinterpret_cast<__m256i*>(q + kQK * j + 16 * h),
+                          _mm256_cvtepi8_epi16(v));
+    }
+    d[j] = _cvtsh_ss(b[j].d);
+  }
+}
+
+void gemm_panel_q8_0(int64_t K, const int16_t* w, int64_t ldw, const float* dw, int64_t ldd,
+                     const int16_t* pa, const float* ps, int64_t ldp, int m, int v, float* c) {
+  if (v == 1) {
+    gemm_rows_q8_0<1>(K / kQK, w, ldw, dw, ldd, pa, ps, ldp, m, c);
+  } else {
+    gemm_rows_q8_0<2>(K / kQK, w, ldw, dw, ldd, pa, ps, ldp, m, c);
   }
 }
 

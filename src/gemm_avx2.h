@@ -21,6 +21,11 @@ void pack_panel_q4_0(const uint8_t* act, size_t stride, int64_t n, int64_t K, ui
 void q4_0_to_nibbles(const uint8_t* row, int64_t n, uint8_t* q, float* d);
 void gemm_panel_q4_0(int64_t K, const uint8_t* w, int64_t ldw, const float* dw, int64_t ldd,
                      const uint8_t* pq, const float* ps, int64_t ldp, int m, int v, float* c);
+void pack_panel_q8_0(const uint8_t* act, size_t stride, int64_t n, int64_t K, int16_t* p,
+                     int64_t ldp);
+void q8_0_to_i16(const uint8_t* row, int64_t n, int16_t* q, float* d);
+void gemm_panel_q8_0(int64_t K, const int16_t* w, int64_t ldw, const float* dw, int64_t ldd,
+                     const int16_t* pa, const float* ps, int64_t ldp, int m, int v, float* c);
 
 }  // namespace avx2
 }  // namespace mambalite

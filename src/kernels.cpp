@@ -212,8 +212,10 @@ void gemm(const KernelTable& k, const MatView& w, const uint8_t* act, size_t act
   const GgmlTypeTraits traits = ggml_type_traits(static_cast<uint32_t>(w.type));
   float* wbuf = scratch + K * kGemmTokens;  // (kGemmRows, kGemmDepth) a pass's fp32 weights
   const bool q4 = w.type == GgmlType::Q4_0;
+  const bool q8 = w.type == GgmlType::Q8_0 && k.gemm_panel_q8_0 != nullptr;  // int16 products
   uint8_t* nibbles = reinterpret_cast<uint8_t*>(wbuf);  // Q4_0: (kGemmRows, kGemmDepth) values
-  float* wscales = wbuf + kGemmRows * kGemmDepth / 4;   // and (kGemmRows, kGemmDepth / 32) scales
+  int16_t* wide = reinterpret_cast<int16_t*>(wbuf);     // Q8_0: (kGemmRows, kGemmDepth) values
+  float* wscales = wbuf + kGemmRows * kGemmDepth / 2;   // and (kGemmRows, kGemmDepth / 32) scales
   float c[kGemmPanels][2][kGemmRows * 16];  // (panels, 2 halves, m, 16) the tiles' outputs
   float part[kGemmRows * 16];               // (m, 16) one pass's share of them
   if (panels == nullptr) {                  // pack one panel at a time into scratch
@@ -253,6 +255,11 @@ void gemm(const KernelTable& k, const MatView& w, const uint8_t* act, size_t act
             k.q4_0_to_nibbles(w.row(r + i) + k0 / kQK * sizeof(BlockQ4_0), kn,
                               nibbles + i * kGemmDepth, wscales + i * (kGemmDepth / kQK));
           }
+        } else if (q8) {
+          for (int i = 0; i < m; ++i) {
+            k.q8_0_to_i16(w.row(r + i) + k0 / kQK * sizeof(BlockQ8_0), kn, wide + i * kGemmDepth,
+                          wscales + i * (kGemmDepth / kQK));
+          }
         } else if (w.type == GgmlType::F32) {
           wp = reinterpret_cast<const float*>(w.row(r)) + k0;
           ldw = static_cast<int64_t>(w.row_bytes / sizeof(float));
@@ -267,9 +274,12 @@ void gemm(const KernelTable& k, const MatView& w, const uint8_t* act, size_t act
           const int64_t t0 = g0 + pi * kGemmTokens;
           const int64_t ldp = (std::min(kGemmTokens, n - t0) + 7) / 8 * 8;
           const float* panel = panels + (t0 / kGemmTokens) * K * kGemmTokens;  // (K, ldp)
-          // Q4_0 panels: quads, then block scales (pack_panel_q4_0)
+          // Q4_0 panels: quads, then block scales (pack_panel_q4_0); Q8_0: int16 pairs, then
+          // block scales (pack_panel_q8_0)
           const uint8_t* quads = reinterpret_cast<const uint8_t*>(panel);
-          const float* block_scales = reinterpret_cast<const float*>(quads + K * ldp);
+          const int16_t* pairs = reinterpret_cast<const int16_t*>(panel);
+          const float* block_scales =
+              reinterpret_cast<const float*>(quads + K * ldp * (q8 ? 2 : 1));
           for (int64_t h = 0; 16 * h < ldp; ++h) {
             const int v = static_cast<int>(std::min<int64_t>(2, ldp / 8 - 2 * h));
             float* out = k0 == 0 ? c[pi][h] : part;
@@ -277,6 +287,10 @@ void gemm(const KernelTable& k, const MatView& w, const uint8_t* act, size_t act
               k.gemm_panel_q4_0(kn, nibbles, kGemmDepth, wscales, kGemmDepth / kQK,
                                 quads + k0 * ldp + 64 * h,
                                 block_scales + k0 / kQK * 2 * ldp + 16 * h, ldp, m, v, out);
+            } else if (q8) {
+              k.gemm_panel_q8_0(kn, wide, kGemmDepth, wscales, kGemmDepth / kQK,
+                                pairs + k0 * ldp + 32 * h, block_scales + k0 / kQK * ldp + 16 * h,
+                                ldp, m, v, out);
             } else {
               k.gemm_panel(kn, wp, ldw, panel + k0 * ldp + 16 * h, ldp, m, v, out);
             }
@@ -321,6 +335,9 @@ void pack_panels(const KernelTable& k, GgmlType type, const uint8_t* act, size_t
     const int64_t ldp = (nt + 7) / 8 * 8;
     if (type == GgmlType::Q4_0) {
       k.pack_panel_q4_0(act + t0 * stride, stride, nt, cols, reinterpret_cast<uint8_t*>(panel),
+                        ldp);
+    } else if (type == GgmlType::Q8_0 && k.pack_panel_q8_0 != nullptr) {
+      k.pack_panel_q8_0(act + t0 * stride, stride, nt, cols, reinterpret_cast<int16_t*>(panel),
                         ldp);
     } else {
       k.pack_panel(uses_q8_activations(type), act + t0 * stride, stride, nt, cols, panel, ldp);

@@ -97,8 +97,9 @@ struct KernelTable {
 
   // Prefill GEMM over fp32 values, which matmul uses for n >= kGemmMinTokens tokens when the
   // table has it (null otherwise) for F32, Q8_0 and the types without direct products
-  // (uses_gemm). Q8_0 rows meet the same int8 activations as in the dot products, dequantized:
-  // each product is exact, and only the fp32 summation order differs.
+  // (uses_gemm). Q8_0 rows (when the table has no gemm_panel_q8_0) meet the same int8
+  // activations as in the dot products, dequantized: each product is exact, and only the fp32
+  // summation order differs.
   //
   // pack_panel: p (K, ldp) = the n activation rows at act (stride bytes) transposed, p[k * ldp +
   // t] = x_t[k], zero for n <= t < ldp (ldp a multiple of 8); q8: the rows are ActQ8 blocks.
@@ -129,6 +130,21 @@ struct KernelTable {
   // ps (both at the first value of the K), for 1 <= m <= 6 and v in {1, 2}.
   void (*gemm_panel_q4_0)(int64_t K, const uint8_t* w, int64_t ldw, const float* dw, int64_t ldd,
                           const uint8_t* pq, const float* ps, int64_t ldp, int m, int v,
+                          float* c) = nullptr;
+
+  // Prefill GEMM of Q8_0 weights on int16 products (exact int32 block sums, as in the dot
+  // products), used like gemm_panel_q4_0 in place of the fp32 GEMM when the table has it.
+  //
+  // pack_panel_q8_0: the n ActQ8 rows at act as a panel of ldp tokens (a multiple of 8; zero past
+  // n): int16 values [0, K * ldp) in pairs of depth, pair j of token t at (j * ldp + t) * 2
+  // (x_t[2j], x_t[2j + 1]); then floats (K / 32, ldp): each block's d per token.
+  void (*pack_panel_q8_0)(const uint8_t* act, size_t stride, int64_t n, int64_t K, int16_t* p,
+                          int64_t ldp) = nullptr;
+  // q (n) = a Q8_0 row's values as int16, d (n / 32) its scales as fp32.
+  void (*q8_0_to_i16)(const uint8_t* row, int64_t n, int16_t* q, float* d) = nullptr;
+  // As gemm_panel_q4_0, for the int16 values w (row stride ldw) and a panel's pairs pa.
+  void (*gemm_panel_q8_0)(int64_t K, const int16_t* w, int64_t ldw, const float* dw, int64_t ldd,
+                          const int16_t* pa, const float* ps, int64_t ldp, int m, int v,
                           float* c) = nullptr;
 };
 

@@ -866,7 +866,8 @@ const KernelTable kAvx2 = {
     quantize_act, rms_norm, softplus_bias, conv_silu, selective_scan, head_scan,
     tile4xT_f32<3>, tile4xT_f16<3>, tile4xT_bf16<3>,
     avx2::pack_panel, avx2::row_to_f32, avx2::gemm_panel,
-    avx2::pack_panel_q4_0, avx2::q4_0_to_nibbles, avx2::gemm_panel_q4_0};
+    avx2::pack_panel_q4_0, avx2::q4_0_to_nibbles, avx2::gemm_panel_q4_0,
+    avx2::pack_panel_q8_0, avx2::q8_0_to_i16, avx2::gemm_panel_q8_0};
 // clang-format on
 
 }  // namespace

@@ -437,6 +437,9 @@ KernelTable make_table() {
   k.pack_panel_q4_0 = nullptr;
   k.q4_0_to_nibbles = nullptr;
   k.gemm_panel_q4_0 = nullptr;
+  k.pack_panel_q8_0 = nullptr;
+  k.q8_0_to_i16 = nullptr;
+  k.gemm_panel_q8_0 = nullptr;
   return k;
 }
 
