@@ -8,6 +8,7 @@
 
 #include <immintrin.h>
 
+#include <algorithm>
 #include <cstring>
 
 #include "quant_blocks.h"
@@ -139,7 +140,7 @@ inline void quad_step(__m256i w, __m256i a0, __m256i a1, __m256i& s0, __m256i& s
 }
 
 // f += d_w * (d_x * sum + m8s) for one block's int16 pair sums s (8 tokens).
-inline __m256 fold(__m256i s, __m256 dx, __m256 m8s, const float* dw, __m256 f) {
+inline __m256 fold_q4(__m256i s, __m256 dx, __m256 m8s, const float* dw, __m256 f) {
   const __m256 sum = _mm256_cvtepi32_ps(_mm256_madd_epi16(s, _mm256_set1_epi16(1)));
   return _mm256_fmadd_ps(_mm256_fmadd_ps(sum, dx, m8s), _mm256_broadcast_ss(dw), f);
 }
@@ -158,55 +159,6 @@ inline void block_quads(const uint8_t* w, int64_t ldw, int64_t off, const uint8_
     if (R > 1) quad_step<V, J0 == 0>(nibble_quad(w, ldw, 1, off + 4 * J0), a0, a1, s10, s11);
     if (R > 2) quad_step<V, J0 == 0>(nibble_quad(w, ldw, 2, off + 4 * J0), a0, a1, s20, s21);
     block_quads<R, V, J0 + 1, J1>(w, ldw, off, pq, ldp, s00, s01, s10, s11, s20, s21);
-  }
-}
-
-// c (R, 16) = Q4_0 rows (nibbles w, scales dw) @ the panel's quads pq and block scales ps, over
-// nb blocks, columns [0, 8V). Named accumulators, as in gemm_tile.
-template <int R, int V>
-void gemm_tile_q4_0(int64_t nb, const uint8_t* w, int64_t ldw, const float* dw, int64_t ldd,
-                    const uint8_t* pq, const float* ps, int64_t ldp, float* c) {
-  const __m256 zero = _mm256_setzero_ps();
-  __m256 f00 = zero, f01 = zero, f10 = zero, f11 = zero, f20 = zero, f21 = zero;
-  for (int64_t b = 0; b < nb; ++b, pq += kQK * ldp, ps += 2 * ldp) {
-    __m256i s00, s01, s10, s11, s20, s21;
-    block_quads<R, V, 0, kQK / 4>(w, ldw, kQK * b, pq, ldp, s00, s01, s10, s11, s20, s21);
-    const __m256 dx0 = _mm256_loadu_ps(ps), m0 = _mm256_loadu_ps(ps + ldp);
-    const __m256 dx1 = V > 1 ? _mm256_loadu_ps(ps + 8) : zero;
-    const __m256 m1 = V > 1 ? _mm256_loadu_ps(ps + ldp + 8) : zero;
-    f00 = fold(s00, dx0, m0, dw + b, f00);
-    if (V > 1) f01 = fold(s01, dx1, m1, dw + b, f01);
-    if (R > 1) {
-      f10 = fold(s10, dx0, m0, dw + ldd + b, f10);
-      if (V > 1) f11 = fold(s11, dx1, m1, dw + ldd + b, f11);
-    }
-    if (R > 2) {
-      f20 = fold(s20, dx0, m0, dw + 2 * ldd + b, f20);
-      if (V > 1) f21 = fold(s21, dx1, m1, dw + 2 * ldd + b, f21);
-    }
-  }
-  const __m256 out[3][2] = {{f00, f01}, {f10, f11}, {f20, f21}};
-  for (int r = 0; r < R; ++r) {
-    for (int v = 0; v < V; ++v) _mm256_storeu_ps(c + 16 * r + 8 * v, out[r][v]);
-  }
-}
-
-template <int V>
-void gemm_rows_q4_0(int64_t nb, const uint8_t* w, int64_t ldw, const float* dw, int64_t ldd,
-                    const uint8_t* pq, const float* ps, int64_t ldp, int m, float* c) {
-  for (int i = 0; i < m; i += 3) {
-    const uint8_t* wi = w + i * ldw;
-    const float* di = dw + i * ldd;
-    switch (m - i) {
-      case 1:
-        gemm_tile_q4_0<1, V>(nb, wi, ldw, di, ldd, pq, ps, ldp, c + 16 * i);
-        break;
-      case 2:
-        gemm_tile_q4_0<2, V>(nb, wi, ldw, di, ldd, pq, ps, ldp, c + 16 * i);
-        break;
-      default:
-        gemm_tile_q4_0<3, V>(nb, wi, ldw, di, ldd, pq, ps, ldp, c + 16 * i);
-    }
   }
 }
 
@@ -259,27 +211,65 @@ inline __m256 fold_q8(__m256i s, __m256 dx, const float* dw, __m256 f) {
   return _mm256_fmadd_ps(_mm256_mul_ps(_mm256_cvtepi32_ps(s), dx), _mm256_broadcast_ss(dw), f);
 }
 
-// c (R, 16) = Q8_0 rows (int16 values w, scales dw) @ the panel's pairs pa and block scales ps,
-// over nb blocks, columns [0, 8V).
-template <int R, int V>
-void gemm_tile_q8_0(int64_t nb, const int16_t* w, int64_t ldw, const float* dw, int64_t ldd,
-                    const int16_t* pa, const float* ps, int64_t ldp, float* c) {
+// The integer tiles' two formats: Q4_0 (nibbles and quads of depth; per block and token the
+// scale d and -8 * s) and Q8_0 (int16 values and pairs of depth; per block and token d).
+struct Q4Format {
+  using W = uint8_t;
+  static constexpr int kScaleRows = 2;  // panel floats per block and token
+  struct Scales {
+    __m256 d, m8s;
+  };
+  static Scales scales(const float* ps, int64_t ldp) {
+    return {_mm256_loadu_ps(ps), _mm256_loadu_ps(ps + ldp)};
+  }
+  template <int R, int V>
+  static void block(const W* w, int64_t ldw, int64_t off, const W* pa, int64_t ldp, __m256i& s00,
+                    __m256i& s01, __m256i& s10, __m256i& s11, __m256i& s20, __m256i& s21) {
+    block_quads<R, V, 0, kQK / 4>(w, ldw, off, pa, ldp, s00, s01, s10, s11, s20, s21);
+  }
+  static __m256 fold(__m256i s, const Scales& x, const float* dw, __m256 f) {
+    return fold_q4(s, x.d, x.m8s, dw, f);
+  }
+};
+
+struct Q8Format {
+  using W = int16_t;
+  static constexpr int kScaleRows = 1;
+  struct Scales {
+    __m256 d;
+  };
+  static Scales scales(const float* ps, int64_t) { return {_mm256_loadu_ps(ps)}; }
+  template <int R, int V>
+  static void block(const W* w, int64_t ldw, int64_t off, const W* pa, int64_t ldp, __m256i& s00,
+                    __m256i& s01, __m256i& s10, __m256i& s11, __m256i& s20, __m256i& s21) {
+    block_pairs<R, V, 0, kQK / 2>(w, ldw, off, pa, ldp, s00, s01, s10, s11, s20, s21);
+  }
+  static __m256 fold(__m256i s, const Scales& x, const float* dw, __m256 f) {
+    return fold_q8(s, x.d, dw, f);
+  }
+};
+
+// c (R, 16) = R rows of format F (values w, scales dw) @ the panel's values pa and block scales
+// ps, over nb blocks, columns [0, 8V). Named accumulators, as in gemm_tile.
+template <class F, int R, int V>
+void gemm_tile_int(int64_t nb, const typename F::W* w, int64_t ldw, const float* dw, int64_t ldd,
+                   const typename F::W* pa, const float* ps, int64_t ldp, float* c) {
   const __m256 zero = _mm256_setzero_ps();
   __m256 f00 = zero, f01 = zero, f10 = zero, f11 = zero, f20 = zero, f21 = zero;
-  for (int64_t b = 0; b < nb; ++b, pa += kQK * ldp, ps += ldp) {
+  for (int64_t b = 0; b < nb; ++b, pa += kQK * ldp, ps += F::kScaleRows * ldp) {
     __m256i s00, s01, s10, s11, s20, s21;
-    block_pairs<R, V, 0, kQK / 2>(w, ldw, kQK * b, pa, ldp, s00, s01, s10, s11, s20, s21);
-    const __m256 dx0 = _mm256_loadu_ps(ps);
-    const __m256 dx1 = V > 1 ? _mm256_loadu_ps(ps + 8) : zero;
-    f00 = fold_q8(s00, dx0, dw + b, f00);
-    if (V > 1) f01 = fold_q8(s01, dx1, dw + b, f01);
+    F::template block<R, V>(w, ldw, kQK * b, pa, ldp, s00, s01, s10, s11, s20, s21);
+    const typename F::Scales x0 = F::scales(ps, ldp);
+    const typename F::Scales x1 = V > 1 ? F::scales(ps + 8, ldp) : x0;
+    f00 = F::fold(s00, x0, dw + b, f00);
+    if (V > 1) f01 = F::fold(s01, x1, dw + b, f01);
     if (R > 1) {
-      f10 = fold_q8(s10, dx0, dw + ldd + b, f10);
-      if (V > 1) f11 = fold_q8(s11, dx1, dw + ldd + b, f11);
+      f10 = F::fold(s10, x0, dw + ldd + b, f10);
+      if (V > 1) f11 = F::fold(s11, x1, dw + ldd + b, f11);
     }
     if (R > 2) {
-      f20 = fold_q8(s20, dx0, dw + 2 * ldd + b, f20);
-      if (V > 1) f21 = fold_q8(s21, dx1, dw + 2 * ldd + b, f21);
+      f20 = F::fold(s20, x0, dw + 2 * ldd + b, f20);
+      if (V > 1) f21 = F::fold(s21, x1, dw + 2 * ldd + b, f21);
     }
   }
   const __m256 out[3][2] = {{f00, f01}, {f10, f11}, {f20, f21}};
@@ -288,22 +278,21 @@ void gemm_tile_q8_0(int64_t nb, const int16_t* w, int64_t ldw, const float* dw, 
   }
 }
 
-template <int V>
-void gemm_rows_q8_0(int64_t nb, const int16_t* w, int64_t ldw, const float* dw, int64_t ldd,
-                    const int16_t* pa, const float* ps, int64_t ldp, int m, float* c) {
+// gemm_panel_q4_0 / gemm_panel_q8_0: m rows in tiles of three, over K values.
+template <class F>
+void gemm_rows_int(int64_t K, const typename F::W* w, int64_t ldw, const float* dw, int64_t ldd,
+                   const typename F::W* pa, const float* ps, int64_t ldp, int m, int v, float* c) {
+  const int64_t nb = K / kQK;
   for (int i = 0; i < m; i += 3) {
-    const int16_t* wi = w + i * ldw;
+    const typename F::W* wi = w + i * ldw;
     const float* di = dw + i * ldd;
-    switch (m - i) {
-      case 1:
-        gemm_tile_q8_0<1, V>(nb, wi, ldw, di, ldd, pa, ps, ldp, c + 16 * i);
-        break;
-      case 2:
-        gemm_tile_q8_0<2, V>(nb, wi, ldw, di, ldd, pa, ps, ldp, c + 16 * i);
-        break;
-      default:
-        gemm_tile_q8_0<3, V>(nb, wi, ldw, di, ldd, pa, ps, ldp, c + 16 * i);
-    }
+    const int rows = std::min(3, m - i);
+    using Tile = void (*)(int64_t, const typename F::W*, int64_t, const float*, int64_t,
+                          const typename F::W*, const float*, int64_t, float*);
+    static constexpr Tile kTiles[2][3] = {
+        {gemm_tile_int<F, 1, 1>, gemm_tile_int<F, 2, 1>, gemm_tile_int<F, 3, 1>},
+        {gemm_tile_int<F, 1, 2>, gemm_tile_int<F, 2, 2>, gemm_tile_int<F, 3, 2>}};
+    kTiles[v - 1][rows - 1](nb, wi, ldw, di, ldd, pa, ps, ldp, c + 16 * i);
   }
 }
 
@@ -393,11 +382,7 @@ void q4_0_to_nibbles(const uint8_t* row, int64_t n, uint8_t* q, float* d) {
 
 void gemm_panel_q4_0(int64_t K, const uint8_t* w, int64_t ldw, const float* dw, int64_t ldd,
                      const uint8_t* pq, const float* ps, int64_t ldp, int m, int v, float* c) {
-  if (v == 1) {
-    gemm_rows_q4_0<1>(K / kQK, w, ldw, dw, ldd, pq, ps, ldp, m, c);
-  } else {
-    gemm_rows_q4_0<2>(K / kQK, w, ldw, dw, ldd, pq, ps, ldp, m, c);
-  }
+  gemm_rows_int<Q4Format>(K, w, ldw, dw, ldd, pq, ps, ldp, m, v, c);
 }
 
 void pack_panel_q8_0(const uint8_t* act, size_t stride, int64_t n, int64_t K, int16_t* p,
@@ -443,11 +428,7 @@ void q8_0_to_i16(const uint8_t* row, int64_t n, int16_t* q, float* d) {
 
 void gemm_panel_q8_0(int64_t K, const int16_t* w, int64_t ldw, const float* dw, int64_t ldd,
                      const int16_t* pa, const float* ps, int64_t ldp, int m, int v, float* c) {
-  if (v == 1) {
-    gemm_rows_q8_0<1>(K / kQK, w, ldw, dw, ldd, pa, ps, ldp, m, c);
-  } else {
-    gemm_rows_q8_0<2>(K / kQK, w, ldw, dw, ldd, pa, ps, ldp, m, c);
-  }
+  gemm_rows_int<Q8Format>(K, w, ldw, dw, ldd, pa, ps, ldp, m, v, c);
 }
 
 }  // namespace avx2
