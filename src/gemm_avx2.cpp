@@ -103,151 +103,103 @@ void gemm_rows(int64_t K, const float* w, int64_t ldw, const float* p, int64_t l
   }
 }
 
-// Q4_0 on int8 products: the panel holds the ActQ8 values token-minor in quads of depth (see
-// kernels.h), so that a broadcast of four nibbles of one weight row meets eight tokens in one
-// maddubs (unsigned nibbles times signed activations, pairs summed into int16). Eight quads, one
-// block, stay in int16 (at most 8 * 2 * 15 * 127 = 30480), then fold into fp32 with the block's
-// scales: d_w * (d_x * sum(q * x) - 8 * d_x * sum(x)), as in the dot products. Per quad a
-// 3 x 16 tile loads two activation vectors and three broadcasts for six maddubs: 32 multiply-adds
-// each, where an fp32 multiply-add does 8 (matmul of 32 tokens by 3352 x 768 ran at 17.6 to 19.6
-// against 10.4 to 12.2 products per cycle with the dot products, one thread, a microbenchmark).
-
-// The quad of four nibbles of row i at value offset `off` of the pass, broadcast.
-inline __m256i nibble_quad(const uint8_t* w, int64_t ldw, int i, int64_t off) {
-  int32_t v;
-  std::memcpy(&v, w + i * ldw + off, sizeof v);
-  return _mm256_set1_epi32(v);
-}
+// Integer tiles, 3 rows x 16 tokens. The panel holds the ActQ8 values token-minor in steps of
+// depth (see kernels.h), so that a broadcast of one step of a weight row (four bytes) meets eight
+// tokens in one instruction; a block's steps are summed in integers, then folded into fp32 with
+// the block's scales, as in the dot products. Per step a tile loads two activation vectors and
+// three broadcasts for six products.
+//
+// Q4_0 on int8 products: steps are quads of depth and maddubs multiplies unsigned nibbles by
+// signed activations, pairs summed into int16: 32 multiply-adds per instruction where an fp32
+// multiply-add does 8 (matmul of 32 tokens by 3352 x 768 ran at 17.6 to 19.6 against 10.4 to 12.2
+// products per cycle with the dot products, one thread, a microbenchmark). A block's eight quads
+// stay in int16 (at most 8 * 2 * 15 * 127 = 30480); the fold is d_w * (d_x * sum(q * x) - 8 * d_x
+// * sum(x)).
+//
+// Q8_0 on int16 products: steps are pairs of depth, the weights converted to int16 once per pass,
+// and vpmaddwd sums each pair into int32: 16 multiply-adds per instruction on the two multiply
+// pipes, with the adds on the other two, where fp32 multiply-adds have only the two FMA pipes. A
+// block's sixteen pairs stay in int32 (at most 32 * 127 * 127); the fold is d_w * d_x * sum.
 
 // Pins v to a register at this point. Integer additions are associative, so GCC 12 reorders
-// the block's 48 maddubs + add chains into trees, computing all products first and spilling them
+// the block's 48 product + add chains into trees, computing all products first and spilling them
 // to the stack (48 stores and reloads per block); ordering each chain keeps the tile in
 // registers (mamba2-130m Q4_0 prefill 512 at 2 threads: about 805 -> 680 ms, 3 alternating runs).
 inline void keep_in_register(__m256i& v) { asm("" : "+x"(v)); }
 
-// One quad of a tile row: s0/s1 (+)= maddubs(nibbles, (a0, a1)); the second vector only when V
-// = 2. First: the block's first quad, which starts the sums.
-template <int V, bool First>
-inline void quad_step(__m256i w, __m256i a0, __m256i a1, __m256i& s0, __m256i& s1) {
-  const __m256i p0 = _mm256_maddubs_epi16(w, a0);
-  s0 = First ? p0 : _mm256_add_epi16(s0, p0);
-  keep_in_register(s0);
-  if (V > 1) {
-    const __m256i p1 = _mm256_maddubs_epi16(w, a1);
-    s1 = First ? p1 : _mm256_add_epi16(s1, p1);
-    keep_in_register(s1);
-  }
-}
-
-// f += d_w * (d_x * sum + m8s) for one block's int16 pair sums s (8 tokens).
-inline __m256 fold_q4(__m256i s, __m256 dx, __m256 m8s, const float* dw, __m256 f) {
-  const __m256 sum = _mm256_cvtepi32_ps(_mm256_madd_epi16(s, _mm256_set1_epi16(1)));
-  return _mm256_fmadd_ps(_mm256_fmadd_ps(sum, dx, m8s), _mm256_broadcast_ss(dw), f);
-}
-
-// One block's quads [J0, J1) (J0 = 0 starts the sums) for R <= 3 rows.
-template <int R, int V, int J0, int J1>
-inline void block_quads(const uint8_t* w, int64_t ldw, int64_t off, const uint8_t* pq, int64_t ldp,
-                        __m256i& s00, __m256i& s01, __m256i& s10, __m256i& s11, __m256i& s20,
-                        __m256i& s21) {
-  if constexpr (J0 < J1) {
-    const uint8_t* a = pq + J0 * ldp * 4;
-    const __m256i a0 = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(a));
-    const __m256i a1 = V > 1 ? _mm256_loadu_si256(reinterpret_cast<const __m256i*>(a + 32))
-                             : _mm256_setzero_si256();
-    quad_step<V, J0 == 0>(nibble_quad(w, ldw, 0, off + 4 * J0), a0, a1, s00, s01);
-    if (R > 1) quad_step<V, J0 == 0>(nibble_quad(w, ldw, 1, off + 4 * J0), a0, a1, s10, s11);
-    if (R > 2) quad_step<V, J0 == 0>(nibble_quad(w, ldw, 2, off + 4 * J0), a0, a1, s20, s21);
-    block_quads<R, V, J0 + 1, J1>(w, ldw, off, pq, ldp, s00, s01, s10, s11, s20, s21);
-  }
-}
-
-// Q8_0 on int16 products: vpmaddwd multiplies int16 pairs and sums each pair into int32, 16
-// multiply-adds per instruction on the two multiply pipes, with the adds on the other two, where
-// an fp32 multiply-add does 8 on the two FMA pipes. The panel holds the ActQ8 values as int16,
-// token-minor in pairs of depth, and a pass of the weights is converted to int16 once for its
-// panels; a block's 16 pair steps stay in int32 (at most 32 * 127 * 127), then fold into fp32
-// with d_w * d_x as in the dot products. Per pair step a 3 x 16 tile loads two activation vectors
-// and three broadcasts for six vpmaddwd.
-
-// The pair of int16 weights of row i at value offset `off` of the pass, broadcast.
-inline __m256i weight_pair(const int16_t* w, int64_t ldw, int i, int64_t off) {
-  int32_t v;
-  std::memcpy(&v, w + i * ldw + off, sizeof v);
-  return _mm256_set1_epi32(v);
-}
-
-template <int V, bool First>
-inline void pair_step(__m256i w, __m256i a0, __m256i a1, __m256i& s0, __m256i& s1) {
-  const __m256i p0 = _mm256_madd_epi16(w, a0);
-  s0 = First ? p0 : _mm256_add_epi32(s0, p0);
-  keep_in_register(s0);
-  if (V > 1) {
-    const __m256i p1 = _mm256_madd_epi16(w, a1);
-    s1 = First ? p1 : _mm256_add_epi32(s1, p1);
-    keep_in_register(s1);
-  }
-}
-
-// One block's pairs [J0, J1) (J0 = 0 starts the sums) for R <= 3 rows.
-template <int R, int V, int J0, int J1>
-inline void block_pairs(const int16_t* w, int64_t ldw, int64_t off, const int16_t* pa, int64_t ldp,
-                        __m256i& s00, __m256i& s01, __m256i& s10, __m256i& s11, __m256i& s20,
-                        __m256i& s21) {
-  if constexpr (J0 < J1) {
-    const int16_t* a = pa + J0 * ldp * 2;
-    const __m256i a0 = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(a));
-    const __m256i a1 = V > 1 ? _mm256_loadu_si256(reinterpret_cast<const __m256i*>(a + 16))
-                             : _mm256_setzero_si256();
-    pair_step<V, J0 == 0>(weight_pair(w, ldw, 0, off + 2 * J0), a0, a1, s00, s01);
-    if (R > 1) pair_step<V, J0 == 0>(weight_pair(w, ldw, 1, off + 2 * J0), a0, a1, s10, s11);
-    if (R > 2) pair_step<V, J0 == 0>(weight_pair(w, ldw, 2, off + 2 * J0), a0, a1, s20, s21);
-    block_pairs<R, V, J0 + 1, J1>(w, ldw, off, pa, ldp, s00, s01, s10, s11, s20, s21);
-  }
-}
-
-// f += d_w * (d_x * sum) for one block's int32 sums s (8 tokens).
-inline __m256 fold_q8(__m256i s, __m256 dx, const float* dw, __m256 f) {
-  return _mm256_fmadd_ps(_mm256_mul_ps(_mm256_cvtepi32_ps(s), dx), _mm256_broadcast_ss(dw), f);
-}
-
-// The integer tiles' two formats: Q4_0 (nibbles and quads of depth; per block and token the
-// scale d and -8 * s) and Q8_0 (int16 values and pairs of depth; per block and token d).
 struct Q4Format {
-  using W = uint8_t;
-  static constexpr int kScaleRows = 2;  // panel floats per block and token
+  using W = uint8_t;  // nibbles, one per value
+  static constexpr int kSteps = kQK / 4;
+  static constexpr int kScaleRows = 2;  // panel floats per block and token: d, -8 * s
+  static __m256i mul(__m256i w, __m256i a) { return _mm256_maddubs_epi16(w, a); }
+  static __m256i add(__m256i s, __m256i p) { return _mm256_add_epi16(s, p); }
   struct Scales {
     __m256 d, m8s;
   };
   static Scales scales(const float* ps, int64_t ldp) {
     return {_mm256_loadu_ps(ps), _mm256_loadu_ps(ps + ldp)};
   }
-  template <int R, int V>
-  static void block(const W* w, int64_t ldw, int64_t off, const W* pa, int64_t ldp, __m256i& s00,
-                    __m256i& s01, __m256i& s10, __m256i& s11, __m256i& s20, __m256i& s21) {
-    block_quads<R, V, 0, kQK / 4>(w, ldw, off, pa, ldp, s00, s01, s10, s11, s20, s21);
-  }
+  // f += d_w * (d_x * sum + m8s) for one block's int16 pair sums s (8 tokens).
   static __m256 fold(__m256i s, const Scales& x, const float* dw, __m256 f) {
-    return fold_q4(s, x.d, x.m8s, dw, f);
+    const __m256 sum = _mm256_cvtepi32_ps(_mm256_madd_epi16(s, _mm256_set1_epi16(1)));
+    return _mm256_fmadd_ps(_mm256_fmadd_ps(sum, x.d, x.m8s), _mm256_broadcast_ss(dw), f);
   }
 };
 
 struct Q8Format {
   using W = int16_t;
-  static constexpr int kScaleRows = 1;
+  static constexpr int kSteps = kQK / 2;
+  static constexpr int kScaleRows = 1;  // d
+  static __m256i mul(__m256i w, __m256i a) { return _mm256_madd_epi16(w, a); }
+  static __m256i add(__m256i s, __m256i p) { return _mm256_add_epi32(s, p); }
   struct Scales {
     __m256 d;
   };
   static Scales scales(const float* ps, int64_t) { return {_mm256_loadu_ps(ps)}; }
-  template <int R, int V>
-  static void block(const W* w, int64_t ldw, int64_t off, const W* pa, int64_t ldp, __m256i& s00,
-                    __m256i& s01, __m256i& s10, __m256i& s11, __m256i& s20, __m256i& s21) {
-    block_pairs<R, V, 0, kQK / 2>(w, ldw, off, pa, ldp, s00, s01, s10, s11, s20, s21);
-  }
+  // f += d_w * (d_x * sum) for one block's int32 sums s (8 tokens).
   static __m256 fold(__m256i s, const Scales& x, const float* dw, __m256 f) {
-    return fold_q8(s, x.d, dw, f);
+    return _mm256_fmadd_ps(_mm256_mul_ps(_mm256_cvtepi32_ps(s), x.d), _mm256_broadcast_ss(dw), f);
   }
 };
+
+// One step of a tile row: s0/s1 (+)= F::mul(w, (a0, a1)); the second vector only when V = 2.
+// First: the block's first step, which starts the sums.
+template <class F, int V, bool First>
+inline void row_step(__m256i w, __m256i a0, __m256i a1, __m256i& s0, __m256i& s1) {
+  const __m256i p0 = F::mul(w, a0);
+  s0 = First ? p0 : F::add(s0, p0);
+  keep_in_register(s0);
+  if (V > 1) {
+    const __m256i p1 = F::mul(w, a1);
+    s1 = First ? p1 : F::add(s1, p1);
+    keep_in_register(s1);
+  }
+}
+
+// The four bytes of step j of row i (from the value offset `off` of the pass), broadcast.
+template <class F>
+inline __m256i weight_step(const typename F::W* w, int64_t ldw, int i, int64_t off, int j) {
+  int32_t v;
+  std::memcpy(&v, w + i * ldw + off + j * (4 / sizeof(typename F::W)), sizeof v);
+  return _mm256_set1_epi32(v);
+}
+
+// One block's steps [J, F::kSteps) (J = 0 starts the sums) for R <= 3 rows.
+template <class F, int R, int V, int J>
+inline void block_steps(const typename F::W* w, int64_t ldw, int64_t off, const typename F::W* pa,
+                        int64_t ldp, __m256i& s00, __m256i& s01, __m256i& s10, __m256i& s11,
+                        __m256i& s20, __m256i& s21) {
+  if constexpr (J < F::kSteps) {
+    const uint8_t* a = reinterpret_cast<const uint8_t*>(pa) + J * ldp * 4;  // (ldp) steps
+    const __m256i a0 = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(a));
+    const __m256i a1 = V > 1 ? _mm256_loadu_si256(reinterpret_cast<const __m256i*>(a + 32))
+                             : _mm256_setzero_si256();
+    row_step<F, V, J == 0>(weight_step<F>(w, ldw, 0, off, J), a0, a1, s00, s01);
+    if (R > 1) row_step<F, V, J == 0>(weight_step<F>(w, ldw, 1, off, J), a0, a1, s10, s11);
+    if (R > 2) row_step<F, V, J == 0>(weight_step<F>(w, ldw, 2, off, J), a0, a1, s20, s21);
+    block_steps<F, R, V, J + 1>(w, ldw, off, pa, ldp, s00, s01, s10, s11, s20, s21);
+  }
+}
 
 // c (R, 16) = R rows of format F (values w, scales dw) @ the panel's values pa and block scales
 // ps, over nb blocks, columns [0, 8V). Named accumulators, as in gemm_tile.
@@ -258,7 +210,7 @@ void gemm_tile_int(int64_t nb, const typename F::W* w, int64_t ldw, const float*
   __m256 f00 = zero, f01 = zero, f10 = zero, f11 = zero, f20 = zero, f21 = zero;
   for (int64_t b = 0; b < nb; ++b, pa += kQK * ldp, ps += F::kScaleRows * ldp) {
     __m256i s00, s01, s10, s11, s20, s21;
-    F::template block<R, V>(w, ldw, kQK * b, pa, ldp, s00, s01, s10, s11, s20, s21);
+    block_steps<F, R, V, 0>(w, ldw, kQK * b, pa, ldp, s00, s01, s10, s11, s20, s21);
     const typename F::Scales x0 = F::scales(ps, ldp);
     const typename F::Scales x1 = V > 1 ? F::scales(ps + 8, ldp) : x0;
     f00 = F::fold(s00, x0, dw + b, f00);
