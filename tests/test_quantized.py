@@ -185,11 +185,12 @@ def test_loads_other_llama_cpp_types(models, tmp_path):
 
 @pytest.mark.parametrize("shape", ["default-tied", "odd-vocab-untied"])
 def test_q8_0_prefill_matches_decode(models, shape):
-    """Prefill runs Q8_0 on the fp32 GEMM (the same int8 weight and activation values, summed in
-    fp32), decode on int32 dot products. The sums differ by fp32 rounding, so an activation of a
-    later layer that lies on a rounding boundary of its int8 step can round the other way: one
-    step of max|block| / 127 in one value. Measured 8e-4 and 1.9e-3 on these models (3e-7 where
-    no value flips); bound 1e-2, a fifth of the bound against fp32 above."""
+    """Prefill runs Q8_0 on a GEMM (AVX2: exact int32 block sums from int16 products; tables
+    without it: the fp32 GEMM on the same int8 values), decode on int32 dot products. The sums of
+    the blocks differ by fp32 rounding, so an activation of a later layer that lies on a rounding
+    boundary of its int8 step can round the other way: one step of max|block| / 127 in one value.
+    Measured 1.5e-7 and 2.1e-7 on these models with the int16 GEMM (8e-4 and 1.9e-3 with the fp32
+    GEMM, where values flipped); bound 1e-2, a fifth of the bound against fp32 above."""
     _, d = models(shape)
     m = mambalite.load(export(d, "q8_0"), threads=2)
     ids = np.random.default_rng(3).integers(0, 100, size=70)
