@@ -193,6 +193,11 @@ const uint8_t* prepare_activations(const KernelTable& k, GgmlType type, const fl
 
 namespace {
 
+// Whether Q8_0 weights run on k's int16 GEMM (its own panels), rather than the fp32 one.
+bool q8_0_on_int16(const KernelTable& k, GgmlType type) {
+  return type == GgmlType::Q8_0 && k.gemm_panel_q8_0 != nullptr;
+}
+
 constexpr int64_t kGemmRows = 6;     // weight rows per micro-tile (gemm_panel's m)
 constexpr int64_t kGemmTokens = 32;  // tokens per packed activation panel
 // Values of each row per pass: the pass's fp32 weights (6 KB) stay in L1 while the panels' slices
@@ -212,7 +217,7 @@ void gemm(const KernelTable& k, const MatView& w, const uint8_t* act, size_t act
   const GgmlTypeTraits traits = ggml_type_traits(static_cast<uint32_t>(w.type));
   float* wbuf = scratch + K * kGemmTokens;  // (kGemmRows, kGemmDepth) a pass's fp32 weights
   const bool q4 = w.type == GgmlType::Q4_0;
-  const bool q8 = w.type == GgmlType::Q8_0 && k.gemm_panel_q8_0 != nullptr;  // int16 products
+  const bool q8 = q8_0_on_int16(k, w.type);
   uint8_t* nibbles = reinterpret_cast<uint8_t*>(wbuf);  // Q4_0: (kGemmRows, kGemmDepth) values
   int16_t* wide = reinterpret_cast<int16_t*>(wbuf);     // Q8_0: (kGemmRows, kGemmDepth) values
   float* wscales = wbuf + kGemmRows * kGemmDepth / 2;   // and (kGemmRows, kGemmDepth / 32) scales
@@ -336,7 +341,7 @@ void pack_panels(const KernelTable& k, GgmlType type, const uint8_t* act, size_t
     if (type == GgmlType::Q4_0) {
       k.pack_panel_q4_0(act + t0 * stride, stride, nt, cols, reinterpret_cast<uint8_t*>(panel),
                         ldp);
-    } else if (type == GgmlType::Q8_0 && k.pack_panel_q8_0 != nullptr) {
+    } else if (q8_0_on_int16(k, type)) {
       k.pack_panel_q8_0(act + t0 * stride, stride, nt, cols, reinterpret_cast<int16_t*>(panel),
                         ldp);
     } else {

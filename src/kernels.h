@@ -179,7 +179,7 @@ constexpr int64_t kGemmMinTokens = 8;
 bool uses_gemm(const KernelTable& k, GgmlType type, int64_t n);
 
 // Floats of the packed panels of n tokens of `cols` values (one (cols, 32) panel per 32 tokens;
-// Q4_0 panels use 40 of its 128 bytes per value).
+// Q4_0 panels use 40 of its 128 bytes per value, Q8_0's int16 panels 68).
 size_t panel_floats(int64_t cols, int64_t n);
 
 // panels = n prepared activation rows (act, stride bytes) packed for the GEMM, 32 tokens a panel.
