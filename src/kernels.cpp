@@ -193,9 +193,18 @@ const uint8_t* prepare_activations(const KernelTable& k, GgmlType type, const fl
 
 namespace {
 
-// Whether Q8_0 weights run on k's int16 GEMM (its own panels), rather than the fp32 one.
-bool q8_0_on_int16(const KernelTable& k, GgmlType type) {
-  return type == GgmlType::Q8_0 && k.gemm_panel_q8_0 != nullptr;
+// How matmul's GEMM multiplies weights of a type: fp32 tiles on fp32 weights (read in place for
+// F32, converted otherwise), or integer tiles on converted bytes (Q4_0 nibbles, int16 Q8_0
+// values) or unsigned bytes with int32 sums (Q4_0 and Q8_0, where the table has them).
+enum class GemmKind { kF32, kQ4_0, kQ8_0, kU8 };
+
+GemmKind gemm_kind(const KernelTable& k, GgmlType type) {
+  if (type == GgmlType::Q4_0) return k.gemm_panel_u8 != nullptr ? GemmKind::kU8 : GemmKind::kQ4_0;
+  if (type == GgmlType::Q8_0) {
+    if (k.gemm_panel_u8 != nullptr && k.q8_0_to_u8 != nullptr) return GemmKind::kU8;
+    if (k.gemm_panel_q8_0 != nullptr) return GemmKind::kQ8_0;
+  }
+  return GemmKind::kF32;
 }
 
 constexpr int64_t kGemmRows = 6;     // weight rows per micro-tile (gemm_panel's m)
@@ -209,21 +218,21 @@ constexpr int64_t kGemmDepth = 256;
 constexpr int64_t kGemmPanels = 4;
 
 // matmul through the table's GEMM: rows six at a time, each pass of kGemmDepth values converted
-// once (to fp32; Q4_0 to nibbles for the int8 products; F32 rows are read in place) and
-// multiplied into both 16-token halves of up to kGemmPanels panels of 32 tokens.
+// once (to fp32, or to bytes or int16 for the integer tiles; F32 rows are read in place) and
+// multiplied into up to kGemmPanels panels of 32 tokens, gemm_cols tokens per tile call.
 void gemm(const KernelTable& k, const MatView& w, const uint8_t* act, size_t act_stride, int64_t n,
           float* y, int64_t ldy, int64_t r0, int64_t r1, float* scratch, const float* panels) {
   const int64_t K = w.cols;
   const GgmlTypeTraits traits = ggml_type_traits(static_cast<uint32_t>(w.type));
   float* wbuf = scratch + K * kGemmTokens;  // (kGemmRows, kGemmDepth) a pass's fp32 weights
-  const bool q4 = w.type == GgmlType::Q4_0;
-  const bool q8 = q8_0_on_int16(k, w.type);
-  uint8_t* nibbles = reinterpret_cast<uint8_t*>(wbuf);  // Q4_0: (kGemmRows, kGemmDepth) values
+  const GemmKind kind = gemm_kind(k, w.type);
+  const int64_t W = k.gemm_cols;                        // tokens per tile call
+  uint8_t* bytes = reinterpret_cast<uint8_t*>(wbuf);    // Q4_0, u8: (kGemmRows, kGemmDepth)
   int16_t* wide = reinterpret_cast<int16_t*>(wbuf);     // Q8_0: (kGemmRows, kGemmDepth) values
   float* wscales = wbuf + kGemmRows * kGemmDepth / 2;   // and (kGemmRows, kGemmDepth / 32) scales
-  float c[kGemmPanels][2][kGemmRows * 16];  // (panels, 2 halves, m, 16) the tiles' outputs
-  float part[kGemmRows * 16];               // (m, 16) one pass's share of them
-  if (panels == nullptr) {                  // pack one panel at a time into scratch
+  float c[kGemmPanels][kGemmRows * kGemmTokens];  // per panel, (32 / W) tile outputs (m, W)
+  float part[kGemmRows * kGemmTokens];            // (m, W) one pass's share of one of them
+  if (panels == nullptr) {                        // pack one panel at a time into scratch
     for (int64_t t0 = 0; t0 < n; t0 += kGemmTokens) {
       const int64_t nt = std::min(kGemmTokens, n - t0);
       pack_panels(k, w.type, act + t0 * act_stride, act_stride, nt, K, scratch);
@@ -255,14 +264,20 @@ void gemm(const KernelTable& k, const MatView& w, const uint8_t* act, size_t act
         }
         const float* wp = wbuf;  // (m, kn) with row stride ldw
         int64_t ldw = kGemmDepth;
-        if (q4) {
+        const size_t block_offset = static_cast<size_t>(k0 / traits.block_size) * traits.type_size;
+        if (kind == GemmKind::kQ4_0 || (kind == GemmKind::kU8 && w.type == GgmlType::Q4_0)) {
           for (int i = 0; i < m; ++i) {
-            k.q4_0_to_nibbles(w.row(r + i) + k0 / kQK * sizeof(BlockQ4_0), kn,
-                              nibbles + i * kGemmDepth, wscales + i * (kGemmDepth / kQK));
+            k.q4_0_to_nibbles(w.row(r + i) + block_offset, kn, bytes + i * kGemmDepth,
+                              wscales + i * (kGemmDepth / kQK));
           }
-        } else if (q8) {
+        } else if (kind == GemmKind::kU8) {
           for (int i = 0; i < m; ++i) {
-            k.q8_0_to_i16(w.row(r + i) + k0 / kQK * sizeof(BlockQ8_0), kn, wide + i * kGemmDepth,
+            k.q8_0_to_u8(w.row(r + i) + block_offset, kn, bytes + i * kGemmDepth,
+                         wscales + i * (kGemmDepth / kQK));
+          }
+        } else if (kind == GemmKind::kQ8_0) {
+          for (int i = 0; i < m; ++i) {
+            k.q8_0_to_i16(w.row(r + i) + block_offset, kn, wide + i * kGemmDepth,
                           wscales + i * (kGemmDepth / kQK));
           }
         } else if (w.type == GgmlType::F32) {
@@ -270,7 +285,7 @@ void gemm(const KernelTable& k, const MatView& w, const uint8_t* act, size_t act
           ldw = static_cast<int64_t>(w.row_bytes / sizeof(float));
         } else {
           for (int i = 0; i < m; ++i) {
-            const uint8_t* src = w.row(r + i) + k0 / traits.block_size * traits.type_size;
+            const uint8_t* src = w.row(r + i) + block_offset;
             float* dst = wbuf + i * kGemmDepth;
             if (!k.row_to_f32(w.type, src, kn, dst)) dequantize_row(w.type, src, kn, dst);
           }
@@ -279,35 +294,43 @@ void gemm(const KernelTable& k, const MatView& w, const uint8_t* act, size_t act
           const int64_t t0 = g0 + pi * kGemmTokens;
           const int64_t ldp = (std::min(kGemmTokens, n - t0) + 7) / 8 * 8;
           const float* panel = panels + (t0 / kGemmTokens) * K * kGemmTokens;  // (K, ldp)
-          // Q4_0 panels: quads, then block scales (pack_panel_q4_0); Q8_0: int16 pairs, then
-          // block scales (pack_panel_q8_0)
+          // Integer panels: quads or int16 pairs of depth (K * ldp of them), then per-block words
           const uint8_t* quads = reinterpret_cast<const uint8_t*>(panel);
           const int16_t* pairs = reinterpret_cast<const int16_t*>(panel);
-          const float* block_scales =
-              reinterpret_cast<const float*>(quads + K * ldp * (q8 ? 2 : 1));
-          for (int64_t h = 0; 16 * h < ldp; ++h) {
-            const int v = static_cast<int>(std::min<int64_t>(2, ldp / 8 - 2 * h));
-            float* out = k0 == 0 ? c[pi][h] : part;
-            if (q4) {
-              k.gemm_panel_q4_0(kn, nibbles, kGemmDepth, wscales, kGemmDepth / kQK,
-                                quads + k0 * ldp + 64 * h,
-                                block_scales + k0 / kQK * 2 * ldp + 16 * h, ldp, m, v, out);
-            } else if (q8) {
-              k.gemm_panel_q8_0(kn, wide, kGemmDepth, wscales, kGemmDepth / kQK,
-                                pairs + k0 * ldp + 32 * h, block_scales + k0 / kQK * ldp + 16 * h,
-                                ldp, m, v, out);
-            } else {
-              k.gemm_panel(kn, wp, ldw, panel + k0 * ldp + 16 * h, ldp, m, v, out);
+          const float* block_words =
+              reinterpret_cast<const float*>(quads + K * ldp * (kind == GemmKind::kQ8_0 ? 2 : 1));
+          for (int64_t h = 0; W * h < ldp; ++h) {  // tokens [W h, W h + 8 v) of the panel
+            const int v = static_cast<int>(std::min(W / 8, ldp / 8 - h * (W / 8)));
+            float* out = k0 == 0 ? c[pi] + h * kGemmRows * W : part;
+            const int64_t bw = k0 / kQK * (kind == GemmKind::kQ8_0 ? 1 : 2) * ldp + W * h;
+            switch (kind) {
+              case GemmKind::kU8:
+                k.gemm_panel_u8(kn, bytes, kGemmDepth, wscales, kGemmDepth / kQK,
+                                quads + k0 * ldp + 4 * W * h, block_words + bw, ldp, m, v, out);
+                break;
+              case GemmKind::kQ4_0:
+                k.gemm_panel_q4_0(kn, bytes, kGemmDepth, wscales, kGemmDepth / kQK,
+                                  quads + k0 * ldp + 4 * W * h, block_words + bw, ldp, m, v, out);
+                break;
+              case GemmKind::kQ8_0:
+                k.gemm_panel_q8_0(kn, wide, kGemmDepth, wscales, kGemmDepth / kQK,
+                                  pairs + k0 * ldp + 2 * W * h, block_words + bw, ldp, m, v, out);
+                break;
+              case GemmKind::kF32:
+                k.gemm_panel(kn, wp, ldw, panel + k0 * ldp + W * h, ldp, m, v, out);
+                break;
             }
             if (k0 > 0) {
-              for (int i = 0; i < m * 16; ++i) c[pi][h][i] += part[i];
+              float* acc = c[pi] + h * kGemmRows * W;
+              for (int i = 0; i < m * W; ++i) acc[i] += part[i];
             }
           }
         }
       }
       for (int64_t t = g0; t < std::min(n, g0 + np * kGemmTokens); ++t) {
-        const float* ct = c[(t - g0) / kGemmTokens][(t - g0) % kGemmTokens / 16];
-        for (int i = 0; i < m; ++i) y[t * ldy + r + i] = ct[16 * i + t % 16];
+        const int64_t tt = (t - g0) % kGemmTokens;  // the token in its panel
+        const float* ct = c[(t - g0) / kGemmTokens] + tt / W * kGemmRows * W;
+        for (int i = 0; i < m; ++i) y[t * ldy + r + i] = ct[W * i + tt % W];
       }
     }
   }
@@ -322,7 +345,7 @@ bool uses_gemm(const KernelTable& k, GgmlType type, int64_t n) {
     case GgmlType::Q6_K:
       return false;
     case GgmlType::Q4_0:  // on int8 products (fp32 multiply-adds were slower than the dot products)
-      return k.gemm_panel_q4_0 != nullptr && n >= kGemmMinTokens;
+      return (k.gemm_panel_q4_0 != nullptr || k.gemm_panel_u8 != nullptr) && n >= kGemmMinTokens;
     default:
       return k.gemm_panel != nullptr && n >= kGemmMinTokens;
   }
@@ -338,10 +361,14 @@ void pack_panels(const KernelTable& k, GgmlType type, const uint8_t* act, size_t
     const int64_t nt = std::min(kGemmTokens, n - t0);
     float* panel = panels + (t0 / kGemmTokens) * cols * kGemmTokens;
     const int64_t ldp = (nt + 7) / 8 * 8;
-    if (type == GgmlType::Q4_0) {
+    const GemmKind kind = gemm_kind(k, type);
+    if (kind == GemmKind::kU8) {
+      k.pack_panel_u8(act + t0 * stride, stride, nt, cols, reinterpret_cast<uint8_t*>(panel), ldp,
+                      type == GgmlType::Q4_0 ? 8 : 128);
+    } else if (kind == GemmKind::kQ4_0) {
       k.pack_panel_q4_0(act + t0 * stride, stride, nt, cols, reinterpret_cast<uint8_t*>(panel),
                         ldp);
-    } else if (q8_0_on_int16(k, type)) {
+    } else if (kind == GemmKind::kQ8_0) {
       k.pack_panel_q8_0(act + t0 * stride, stride, nt, cols, reinterpret_cast<int16_t*>(panel),
                         ldp);
     } else {

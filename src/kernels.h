@@ -108,8 +108,9 @@ struct KernelTable {
   // out (n) = a row of Q8_0 values as fp32 (exact); false for other types (matmul then uses
   // dequantize_row).
   bool (*row_to_f32)(GgmlType type, const uint8_t* row, int64_t n, float* out) = nullptr;
-  // c (m, 16; row stride 16) = w (m rows of K floats, row stride ldw) @ p (K, ldp) columns
-  // [0, 8 * v), for 1 <= m <= 6 and v in {1, 2}: columns past 8 * v are left untouched.
+  // c (m, gemm_cols; row stride gemm_cols) = w (m rows of K floats, row stride ldw) @ p (K, ldp)
+  // columns [0, 8 * v), for 1 <= m <= 6 and 1 <= v <= gemm_cols / 8: columns past 8 * v are
+  // left untouched or hold values nobody reads.
   void (*gemm_panel)(int64_t K, const float* w, int64_t ldw, const float* p, int64_t ldp, int m,
                      int v, float* c) = nullptr;
 
@@ -146,6 +147,30 @@ struct KernelTable {
   void (*gemm_panel_q8_0)(int64_t K, const int16_t* w, int64_t ldw, const float* dw, int64_t ldd,
                           const int16_t* pa, const float* ps, int64_t ldp, int m, int v,
                           float* c) = nullptr;
+
+  // Prefill GEMM of Q4_0 and Q8_0 weights as unsigned bytes (Q4_0's nibbles; Q8_0's values + 128)
+  // times the signed int8 activations, summed in int32 (AVX-512 VNNI's vpdpbusd), exactly: each
+  // block's sum starts from the panel's correction -offset * sum(x) (offset 8 or 128), so the
+  // fold d_w * d_x * sum sees the same integers as the dot products. Used in place of the
+  // entries above when the table has gemm_panel_u8 (and, for Q8_0, q8_0_to_u8).
+  //
+  // pack_panel_u8: the n ActQ8 rows at act as a panel of ldp tokens (a multiple of 8; zero past
+  // n): bytes [0, K * ldp) hold the values in quads of depth as pack_panel_q4_0's, then per block
+  // (K / 32, 2, ldp) 32-bit words: each token's d (float), then -offset * sum(x) (int32) of its
+  // int8 values.
+  void (*pack_panel_u8)(const uint8_t* act, size_t stride, int64_t n, int64_t K, uint8_t* p,
+                        int64_t ldp, int offset) = nullptr;
+  // q (n) = a Q8_0 row's values + 128 as bytes, d (n / 32) its scales as fp32.
+  void (*q8_0_to_u8)(const uint8_t* row, int64_t n, uint8_t* q, float* d) = nullptr;
+  // As gemm_panel_q4_0, for unsigned weight bytes w and a panel of pack_panel_u8 (quads pq,
+  // block words ps), 1 <= v <= gemm_cols / 8.
+  void (*gemm_panel_u8)(int64_t K, const uint8_t* w, int64_t ldw, const float* dw, int64_t ldd,
+                        const uint8_t* pq, const float* ps, int64_t ldp, int m, int v,
+                        float* c) = nullptr;
+
+  // Tokens per call of the GEMM tiles above (the columns of their output c): 16, two vectors of
+  // 8 floats (AVX2), or 32, two of 16 (AVX-512).
+  int gemm_cols = 16;
 };
 
 // The instruction sets built into this binary that the CPU supports, best first ("scalar" last).
@@ -179,7 +204,7 @@ constexpr int64_t kGemmMinTokens = 8;
 bool uses_gemm(const KernelTable& k, GgmlType type, int64_t n);
 
 // Floats of the packed panels of n tokens of `cols` values (one (cols, 32) panel per 32 tokens;
-// Q4_0 panels use 40 of its 128 bytes per value, Q8_0's int16 panels 68).
+// Q4_0 and u8 panels use 40 of its 128 bytes per value, Q8_0's int16 panels 68).
 size_t panel_floats(int64_t cols, int64_t n);
 
 // panels = n prepared activation rows (act, stride bytes) packed for the GEMM, 32 tokens a panel.

@@ -8,24 +8,13 @@
 // The same source is also compiled with MAMBALITE_AVX512_EMULATED against SIMDe's portable
 // AVX-512 (Debian's libsimde-dev), into the C++ kernel test only, so that machines without
 // AVX-512 (CI among them) still check these kernels' indexing, tails and block layouts against
-// the scalar table. The few intrinsics SIMDe 0.7 lacks go through the small wrappers below.
-#if defined(MAMBALITE_AVX512_EMULATED)
-#define SIMDE_ENABLE_NATIVE_ALIASES
-#include <simde/x86/avx512.h>
-#else
-// GCC 12's masked AVX-512 builtins trip -Wuninitialized on their "undefined" source operands
-// (GCC bug 105593, fixed in 13).
-#if defined(__GNUC__) && !defined(__clang__)
-#pragma GCC diagnostic ignored "-Wuninitialized"
-#pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
-#endif
-#include <immintrin.h>
-#endif
-
+// the scalar table (avx512_compat.h wraps the few intrinsics SIMDe 0.7 lacks).
 #include <cstddef>
 #include <cstring>
 
+#include "avx512_compat.h"
 #include "fp16.h"
+#include "gemm_avx512.h"
 #include "kernels.h"
 
 namespace mambalite {
@@ -33,55 +22,6 @@ namespace mambalite {
 const KernelTable& avx2_kernels();
 
 namespace {
-
-#if defined(MAMBALITE_AVX512_EMULATED)
-using Mask64 = simde__mmask64;
-
-// 16 halves (fp16 or bf16 bits) to 16 floats, element by element.
-template <typename Convert>
-inline __m512 widen16(__m256i h, Convert convert) {
-  uint16_t a[16];
-  float f[16];
-  _mm256_storeu_si256(reinterpret_cast<__m256i*>(a), h);
-  for (int i = 0; i < 16; ++i) f[i] = convert(a[i]);
-  return _mm512_loadu_ps(f);
-}
-inline __m512 cvt_f16(__m256i h) { return widen16(h, fp16_to_fp32); }
-inline __m512 cvt_bf16(__m256i h) { return widen16(h, bf16_to_fp32); }
-inline __m512 cvt_i32(__m512i v) {
-  int32_t a[16];
-  float f[16];
-  _mm512_storeu_si512(a, v);
-  for (int i = 0; i < 16; ++i) f[i] = static_cast<float>(a[i]);
-  return _mm512_loadu_ps(f);
-}
-inline float reduce(__m512 v) {
-  float f[16];
-  _mm512_storeu_ps(f, v);
-  float s = 0.0f;
-  for (float x : f) s += x;
-  return s;
-}
-// 128-bit lanes (a0, a1, a2, a3) -> (a0, a2, a1, a3).
-inline __m512i lanes_0213(__m512i v) { return simde_mm512_shuffle_i64x2(v, v, 0xD8); }
-inline __m512 cvt_i8(__m128i v) {
-  int8_t a[16];
-  float f[16];
-  _mm_storeu_si128(reinterpret_cast<__m128i*>(a), v);
-  for (int i = 0; i < 16; ++i) f[i] = a[i];
-  return _mm512_loadu_ps(f);
-}
-#else
-using Mask64 = __mmask64;
-inline __m512 cvt_f16(__m256i h) { return _mm512_cvtph_ps(h); }
-inline __m512 cvt_bf16(__m256i h) {
-  return _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_cvtepu16_epi32(h), 16));
-}
-inline __m512 cvt_i32(__m512i v) { return _mm512_cvtepi32_ps(v); }
-inline float reduce(__m512 v) { return _mm512_reduce_add_ps(v); }
-inline __m512i lanes_0213(__m512i v) { return _mm512_shuffle_i64x2(v, v, 0xD8); }
-inline __m512 cvt_i8(__m128i v) { return _mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(v)); }
-#endif
 
 // Same prefetch distance as the AVX2 kernels (measured there; decode streams every weight once).
 constexpr int kPrefetchBytes = 4096;
@@ -431,15 +371,18 @@ KernelTable make_table() {
   k.tile4x3_f32 = nullptr;  // the AVX2 table's 4 x 3 tiles are not used here: unmeasured
   k.tile4x3_f16 = nullptr;
   k.tile4x3_bf16 = nullptr;
-  k.pack_panel = nullptr;  // nor the AVX2 GEMM: its VNNI and 16-wide products stay in charge
-  k.row_to_f32 = nullptr;
-  k.gemm_panel = nullptr;
+  // Prefill GEMM: AVX2's panel packing (fp32) and weight conversions, 16-wide fp32 tiles and
+  // VNNI tiles for Q4_0 and Q8_0 (so not AVX2's int16 Q8_0 tiles), 32 tokens per call.
+  k.gemm_panel = MAMBALITE_AVX512_NS::gemm_panel;
   k.pack_panel_q4_0 = nullptr;
-  k.q4_0_to_nibbles = nullptr;
   k.gemm_panel_q4_0 = nullptr;
   k.pack_panel_q8_0 = nullptr;
   k.q8_0_to_i16 = nullptr;
   k.gemm_panel_q8_0 = nullptr;
+  k.pack_panel_u8 = MAMBALITE_AVX512_NS::pack_panel_u8;
+  k.q8_0_to_u8 = MAMBALITE_AVX512_NS::q8_0_to_u8;
+  k.gemm_panel_u8 = MAMBALITE_AVX512_NS::gemm_panel_u8;
+  k.gemm_cols = 32;
   return k;
 }
 

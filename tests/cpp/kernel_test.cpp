@@ -168,6 +168,24 @@ void test_dots(const KernelTable& k, const KernelTable& ref) {
   }
 }
 
+// Whether a and b, two sums of the blocks of a Q8_0 or Q4_0 row against ActQ8 row x, differ by
+// no more than fp32 rounding of the blocks' terms can (1e-5 of the sum of their magnitudes; the
+// SIMDe build differs by up to 5e-6 on one block): every integer kernel's block sums are exact,
+// so one unit off in one block (d_w * d_x, about 1e-4 here, against a bound of 5e-6 at 16
+// blocks) fails.
+bool close_blocks(const KernelTable& ref, GgmlType type, const uint8_t* w, const uint8_t* x,
+                  int64_t n, float a, float b) {
+  const ActQ8* xb = reinterpret_cast<const ActQ8*>(x);
+  const size_t block = type == GgmlType::Q8_0 ? sizeof(BlockQ8_0) : sizeof(BlockQ4_0);
+  float mag = 0.0f;
+  for (int64_t i = 0; i < n / kQK; ++i) {
+    const float term = type == GgmlType::Q8_0 ? ref.dot_q8_0(kQK, w + i * block, xb + i)
+                                              : ref.dot_q4_0(kQK, w + i * block, xb + i);
+    mag += std::fabs(term);
+  }
+  return std::fabs(a - b) <= 1e-5f * mag + 1e-7f;
+}
+
 // Whole matrices through matmul, against the scalar table's single dot products: 13 rows split
 // as [0, 2) and [2, 13), so row ranges start off the 4-row tile grid and the GEMM's 6-row tiles
 // end short; 5 tokens (4 x 3 and 4 x 2 tiles plus a leftover token), and 8, 13, 32, 37 and 141
@@ -215,7 +233,13 @@ void test_matmul_tiles(const KernelTable& k, const KernelTable& ref) {
           float mag = 0.0f;  // sum |x_t|: the products' scale (|w| <= 1 or one quantization step)
           for (int64_t i = 0; i < n; ++i) mag += std::fabs(x[t * n + i]);
           for (int r = 0; r < rows; ++r) {
-            ok = ok && close(y[t * rows + r], y_ref[t * rows + r], mag * 8.0f);
+            if (blocks) {  // exact int32 block sums: only the fp32 sum of the blocks' terms may
+                           // differ, far below one unit of a block's sum (d_w * d_x)
+              ok = ok && close_blocks(ref, type, view.row(r), a + t * stride, n,
+                                      y[t * rows + r], y_ref[t * rows + r]);
+            } else {
+              ok = ok && close(y[t * rows + r], y_ref[t * rows + r], mag * 8.0f);
+            }
           }
         }
         check(ok, isa + " matmul type " + std::to_string(static_cast<int>(type)) +

@@ -1,0 +1,224 @@
+// AVX-512 prefill GEMM (built like kernels_avx512.cpp, and like it also through SIMDe for the
+// kernel test): the outer-product tiles of gemm_avx2.cpp, 16 tokens per vector and 32 per call
+// (gemm_cols), 6 rows x 32 tokens in twelve accumulators.
+//
+// - fp32: one broadcast weight meets 16 tokens per multiply-add, 32 products per cycle on the
+//   two 512-bit FMA pipes where AVX2 has 16.
+// - Q4_0 and Q8_0 on VNNI: the weights as unsigned bytes (Q4_0's nibbles, Q8_0's values + 128),
+//   the activations' int8 values in quads of depth, and vpdpbusd sums four byte products per
+//   32-bit lane into int32: 64 multiply-adds per instruction, against AVX2's 32 (Q4_0, maddubs)
+//   and 16 (Q8_0, vpmaddwd). Each block's sums start from the panel's correction -offset *
+//   sum(x), so they end as the exact sum(q * x) of the dot products; the fold is one multiply-add
+//   by d_w * d_x.
+#include "gemm_avx512.h"
+
+#include <algorithm>
+#include <cstring>
+
+#include "avx512_compat.h"
+#include "quant_blocks.h"
+
+namespace mambalite {
+namespace MAMBALITE_AVX512_NS {
+namespace {
+
+constexpr int kLanes = 16;  // floats (tokens) per vector
+
+// Lanes [0, 8 v) of the last vector of a call of 8 v tokens: all of them, or its first 8.
+inline uint16_t last_mask(int v) { return v % 2 == 1 ? 0x00FF : 0xFFFF; }
+
+// One step of a tile row: c0/c1 += w_r[k] * (a0, a1); the second vector only when V = 2.
+template <int V>
+inline void row_step(const float* wr, __m512 a0, __m512 a1, __m512& c0, __m512& c1) {
+  const __m512 b = _mm512_set1_ps(*wr);
+  c0 = _mm512_fmadd_ps(b, a0, c0);
+  if (V > 1) c1 = _mm512_fmadd_ps(b, a1, c1);
+}
+
+// c (R, 32) = w (R rows of K, stride ldw) @ p (K, ldp) columns [0, 16 (V - 1)) and the lanes of
+// `last` of the next 16. Named accumulators, as in gemm_avx2.cpp (GCC 12 keeps an array of them
+// in memory).
+template <int R, int V>
+void gemm_tile(int64_t K, const float* w, int64_t ldw, const float* p, int64_t ldp, uint16_t last,
+               float* c) {
+  const __m512 zero = _mm512_setzero_ps();
+  __m512 c00 = zero, c01 = zero, c10 = zero, c11 = zero, c20 = zero, c21 = zero, c30 = zero,
+         c31 = zero, c40 = zero, c41 = zero, c50 = zero, c51 = zero;
+  const float* w0 = w;
+  const float* w1 = w + (R > 1 ? ldw : 0);
+  const float* w2 = w + (R > 2 ? 2 * ldw : 0);
+  const float* w3 = w + (R > 3 ? 3 * ldw : 0);
+  const float* w4 = w + (R > 4 ? 4 * ldw : 0);
+  const float* w5 = w + (R > 5 ? 5 * ldw : 0);
+  for (int64_t k = 0; k < K; ++k, p += ldp) {
+    const __m512 a0 = V > 1 ? _mm512_loadu_ps(p) : maskz_load_ps(last, p);
+    const __m512 a1 = V > 1 ? maskz_load_ps(last, p + kLanes) : zero;
+    row_step<V>(w0 + k, a0, a1, c00, c01);
+    if (R > 1) row_step<V>(w1 + k, a0, a1, c10, c11);
+    if (R > 2) row_step<V>(w2 + k, a0, a1, c20, c21);
+    if (R > 3) row_step<V>(w3 + k, a0, a1, c30, c31);
+    if (R > 4) row_step<V>(w4 + k, a0, a1, c40, c41);
+    if (R > 5) row_step<V>(w5 + k, a0, a1, c50, c51);
+  }
+  const __m512 out[6][2] = {{c00, c01}, {c10, c11}, {c20, c21}, {c30, c31}, {c40, c41}, {c50, c51}};
+  for (int r = 0; r < R; ++r) {
+    for (int v = 0; v < V; ++v) _mm512_storeu_ps(c + 2 * kLanes * r + kLanes * v, out[r][v]);
+  }
+}
+
+// Pins v to a register here, so that GCC keeps each row's sum a chain of vpdpbusd in place
+// (as keep_in_register in gemm_avx2.cpp). Not under emulation, where vectors are structs.
+inline void keep_in_register(__m512i& v) {
+#if !defined(MAMBALITE_AVX512_EMULATED)
+  asm("" : "+v"(v));
+#else
+  (void)v;
+#endif
+}
+
+// s0/s1 += four-byte products of the broadcast weight quad with (a0, a1).
+template <int V>
+inline void row_step_u8(const uint8_t* wq, __m512i a0, __m512i a1, __m512i& s0, __m512i& s1) {
+  int32_t q;
+  std::memcpy(&q, wq, 4);
+  const __m512i b = _mm512_set1_epi32(q);
+  s0 = _mm512_dpbusd_epi32(s0, b, a0);
+  keep_in_register(s0);
+  if (V > 1) {
+    s1 = _mm512_dpbusd_epi32(s1, b, a1);
+    keep_in_register(s1);
+  }
+}
+
+// f += d_w * (d_x * s) for one block's exact int32 sums s (16 tokens).
+inline __m512 fold(__m512i s, __m512 dx, float dw, __m512 f) {
+  return _mm512_fmadd_ps(cvt_i32(s), _mm512_mul_ps(dx, _mm512_set1_ps(dw)), f);
+}
+
+// c (R, 32) = R rows of unsigned weight bytes (w, row stride ldw; scales dw, row stride ldd) @
+// the panel's quads pq and block words ps over nb blocks, columns as in gemm_tile.
+template <int R, int V>
+void gemm_tile_u8(int64_t nb, const uint8_t* w, int64_t ldw, const float* dw, int64_t ldd,
+                  const uint8_t* pq, const float* ps, int64_t ldp, uint16_t last, float* c) {
+  const __m512 zero = _mm512_setzero_ps();
+  __m512 f00 = zero, f01 = zero, f10 = zero, f11 = zero, f20 = zero, f21 = zero, f30 = zero,
+         f31 = zero, f40 = zero, f41 = zero, f50 = zero, f51 = zero;
+  const uint16_t m0 = V > 1 ? 0xFFFF : last;
+  for (int64_t b = 0; b < nb; ++b, pq += kQK * ldp, ps += 2 * ldp) {
+    // Each token's correction -offset * sum(x) starts its sums.
+    const __m512i o0 = maskz_load_epi32(m0, ps + ldp);
+    const __m512i o1 = V > 1 ? maskz_load_epi32(last, ps + ldp + kLanes) : _mm512_setzero_si512();
+    __m512i s00 = o0, s01 = o1, s10 = o0, s11 = o1, s20 = o0, s21 = o1, s30 = o0, s31 = o1,
+            s40 = o0, s41 = o1, s50 = o0, s51 = o1;
+    const uint8_t* wb = w + kQK * b;
+    for (int j = 0; j < kQK / 4; ++j) {  // quads of depth
+      const uint8_t* a = pq + j * ldp * 4;
+      const __m512i a0 = maskz_load_epi32(m0, a);
+      const __m512i a1 = V > 1 ? maskz_load_epi32(last, a + 4 * kLanes) : _mm512_setzero_si512();
+      row_step_u8<V>(wb + 4 * j, a0, a1, s00, s01);
+      if (R > 1) row_step_u8<V>(wb + ldw + 4 * j, a0, a1, s10, s11);
+      if (R > 2) row_step_u8<V>(wb + 2 * ldw + 4 * j, a0, a1, s20, s21);
+      if (R > 3) row_step_u8<V>(wb + 3 * ldw + 4 * j, a0, a1, s30, s31);
+      if (R > 4) row_step_u8<V>(wb + 4 * ldw + 4 * j, a0, a1, s40, s41);
+      if (R > 5) row_step_u8<V>(wb + 5 * ldw + 4 * j, a0, a1, s50, s51);
+    }
+    const __m512 d0 = maskz_load_ps(m0, ps);
+    const __m512 d1 = V > 1 ? maskz_load_ps(last, ps + kLanes) : zero;
+    f00 = fold(s00, d0, dw[b], f00);
+    if (V > 1) f01 = fold(s01, d1, dw[b], f01);
+    if (R > 1) {
+      f10 = fold(s10, d0, dw[ldd + b], f10);
+      if (V > 1) f11 = fold(s11, d1, dw[ldd + b], f11);
+    }
+    if (R > 2) {
+      f20 = fold(s20, d0, dw[2 * ldd + b], f20);
+      if (V > 1) f21 = fold(s21, d1, dw[2 * ldd + b], f21);
+    }
+    if (R > 3) {
+      f30 = fold(s30, d0, dw[3 * ldd + b], f30);
+      if (V > 1) f31 = fold(s31, d1, dw[3 * ldd + b], f31);
+    }
+    if (R > 4) {
+      f40 = fold(s40, d0, dw[4 * ldd + b], f40);
+      if (V > 1) f41 = fold(s41, d1, dw[4 * ldd + b], f41);
+    }
+    if (R > 5) {
+      f50 = fold(s50, d0, dw[5 * ldd + b], f50);
+      if (V > 1) f51 = fold(s51, d1, dw[5 * ldd + b], f51);
+    }
+  }
+  const __m512 out[6][2] = {{f00, f01}, {f10, f11}, {f20, f21}, {f30, f31}, {f40, f41}, {f50, f51}};
+  for (int r = 0; r < R; ++r) {
+    for (int v = 0; v < V; ++v) _mm512_storeu_ps(c + 2 * kLanes * r + kLanes * v, out[r][v]);
+  }
+}
+
+// The tile of m rows and (v + 1) / 2 vectors from a table of Tile<R, V> instances.
+template <typename Tile>
+inline Tile pick(const Tile (&tiles)[2][6], int m, int v) {
+  return tiles[v > 2 ? 1 : 0][std::clamp(m, 1, 6) - 1];
+}
+
+}  // namespace
+
+void gemm_panel(int64_t K, const float* w, int64_t ldw, const float* p, int64_t ldp, int m, int v,
+                float* c) {
+  using Tile = void (*)(int64_t, const float*, int64_t, const float*, int64_t, uint16_t, float*);
+  static constexpr Tile kTiles[2][6] = {
+      {gemm_tile<1, 1>, gemm_tile<2, 1>, gemm_tile<3, 1>, gemm_tile<4, 1>, gemm_tile<5, 1>,
+       gemm_tile<6, 1>},
+      {gemm_tile<1, 2>, gemm_tile<2, 2>, gemm_tile<3, 2>, gemm_tile<4, 2>, gemm_tile<5, 2>,
+       gemm_tile<6, 2>}};
+  pick(kTiles, m, v)(K, w, ldw, p, ldp, last_mask(v), c);
+}
+
+void pack_panel_u8(const uint8_t* act, size_t stride, int64_t n, int64_t K, uint8_t* p,
+                   int64_t ldp, int offset) {
+  const int64_t nb = K / kQK;
+  uint32_t* words = reinterpret_cast<uint32_t*>(p + K * ldp);  // (nb, 2, ldp)
+  for (int64_t t = 0; t < ldp; ++t) {
+    const ActQ8* row = t < n ? reinterpret_cast<const ActQ8*>(act + t * stride) : nullptr;
+    for (int64_t b = 0; b < nb; ++b) {
+      const int8_t* q = row != nullptr ? row[b].qs : nullptr;
+      int32_t sum = 0;
+      for (int j = 0; j < kQK / 4; ++j) {  // quad j of the block: 4 bytes at (quad, token)
+        uint8_t* dst = p + ((b * (kQK / 4) + j) * ldp + t) * 4;
+        if (q != nullptr) {
+          std::memcpy(dst, q + 4 * j, 4);
+          for (int i = 0; i < 4; ++i) sum += q[4 * j + i];
+        } else {
+          std::memset(dst, 0, 4);
+        }
+      }
+      const float d = row != nullptr ? row[b].d : 0.0f;
+      const int32_t correction = -offset * sum;
+      std::memcpy(words + (2 * b) * ldp + t, &d, 4);
+      std::memcpy(words + (2 * b + 1) * ldp + t, &correction, 4);
+    }
+  }
+}
+
+void q8_0_to_u8(const uint8_t* row, int64_t n, uint8_t* q, float* d) {
+  const BlockQ8_0* b = reinterpret_cast<const BlockQ8_0*>(row);
+  const __m256i flip = _mm256_set1_epi8(static_cast<char>(0x80));
+  for (int64_t j = 0; j < n / kQK; ++j) {
+    const __m256i v = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(b[j].qs));
+    _mm256_storeu_si256(reinterpret_cast<__m256i*>(q + kQK * j), _mm256_xor_si256(v, flip));
+    d[j] = half_to_float(b[j].d);
+  }
+}
+
+void gemm_panel_u8(int64_t K, const uint8_t* w, int64_t ldw, const float* dw, int64_t ldd,
+                   const uint8_t* pq, const float* ps, int64_t ldp, int m, int v, float* c) {
+  using Tile = void (*)(int64_t, const uint8_t*, int64_t, const float*, int64_t, const uint8_t*,
+                        const float*, int64_t, uint16_t, float*);
+  static constexpr Tile kTiles[2][6] = {
+      {gemm_tile_u8<1, 1>, gemm_tile_u8<2, 1>, gemm_tile_u8<3, 1>, gemm_tile_u8<4, 1>,
+       gemm_tile_u8<5, 1>, gemm_tile_u8<6, 1>},
+      {gemm_tile_u8<1, 2>, gemm_tile_u8<2, 2>, gemm_tile_u8<3, 2>, gemm_tile_u8<4, 2>,
+       gemm_tile_u8<5, 2>, gemm_tile_u8<6, 2>}};
+  pick(kTiles, m, v)(K / kQK, w, ldw, dw, ldd, pq, ps, ldp, last_mask(v), c);
+}
+
+}  // namespace MAMBALITE_AVX512_NS
+}  // namespace mambalite
