@@ -25,6 +25,7 @@ namespace {
 
 // Same prefetch distance as the AVX2 kernels (measured there; decode streams every weight once).
 constexpr int kPrefetchBytes = 4096;
+constexpr int kLanes16 = 16;  // floats per vector
 
 inline __m256i load256(const void* p) {
   return _mm256_loadu_si256(reinterpret_cast<const __m256i*>(p));
@@ -219,87 +220,6 @@ float dot_q8_0(int64_t n, const uint8_t* w, const ActQ8* x) {
   return reduce(_mm512_add_ps(acc0, acc1));
 }
 
-// sum_b dw_b * (dx_b * sum(q * x) - 8 * s_b): the unsigned nibbles go into vpdpbusd as they are,
-// and the offset is one scalar sum (ActQ8::s = dx * sum(x)).
-float dot_q4_0(int64_t n, const uint8_t* w, const ActQ8* x) {
-  const int64_t nb = n / kQK;
-  constexpr size_t kB = sizeof(BlockQ4_0);
-  const __m512i zero = _mm512_setzero_si512();
-  __m512 acc0 = _mm512_setzero_ps(), acc1 = acc0;
-  float offset = 0.0f;
-  int64_t i = 0;
-  for (; i + 4 <= nb; i += 4) {
-    const uint8_t* b = w + i * kB;
-    prefetch(b);  // 72 bytes per step
-    prefetch(b + 64);
-    const float d0 = block_scale(b), d1 = block_scale(b + kB);
-    const float d2 = block_scale(b + 2 * kB), d3 = block_scale(b + 3 * kB);
-    const __m512i p0 = _mm512_dpbusd_epi32(zero, nibbles_pair(b, b + kB), act_pair(x, i, true));
-    const __m512i p1 =
-        _mm512_dpbusd_epi32(zero, nibbles_pair(b + 2 * kB, b + 3 * kB), act_pair(x, i + 2, true));
-    acc0 = _mm512_fmadd_ps(scale_pair(d0 * x[i].d, d1 * x[i + 1].d), cvt_i32(p0), acc0);
-    acc1 = _mm512_fmadd_ps(scale_pair(d2 * x[i + 2].d, d3 * x[i + 3].d), cvt_i32(p1), acc1);
-    offset += d0 * x[i].s + d1 * x[i + 1].s + d2 * x[i + 2].s + d3 * x[i + 3].s;
-  }
-  for (; i < nb; i += 2) {
-    const uint8_t* b = w + i * kB;
-    const bool pair = i + 1 < nb;
-    const float d0 = block_scale(b), d1 = pair ? block_scale(b + kB) : 0.0f;
-    const __m512i p =
-        _mm512_dpbusd_epi32(zero, nibbles_pair(b, pair ? b + kB : nullptr), act_pair(x, i, pair));
-    acc0 =
-        _mm512_fmadd_ps(scale_pair(d0 * x[i].d, pair ? d1 * x[i + 1].d : 0.0f), cvt_i32(p), acc0);
-    offset += d0 * x[i].s + (pair ? d1 * x[i + 1].s : 0.0f);
-  }
-  return reduce(_mm512_add_ps(acc0, acc1)) - 8.0f * offset;
-}
-
-// Q6_K: each half super-block (128 values) is two registers of 64 six-bit values, each meeting
-// two activation blocks; ql's 64 bytes give the low nibbles of both (and >> 4 of the next two),
-// qh's 32 bytes, repeated in both halves and shifted by 2 * chunk, the top two bits. A register's
-// four groups of 4 lanes are four 16-value sub-blocks, whose int8 scales (4 consecutive bytes)
-// are spread over their lanes as floats.
-float dot_q6_k(int64_t n, const uint8_t* w, const ActQ8* x) {
-  const BlockQ6_K* b = reinterpret_cast<const BlockQ6_K*>(w);
-  const __m512i m4 = _mm512_set1_epi8(0x0F), m3 = _mm512_set1_epi8(3), m32 = _mm512_set1_epi8(32);
-  // 16-bit shift counts per 256-bit half: chunks (0, 1) and (2, 3).
-  const __m512i shift01 = _mm512_inserti64x4(_mm512_setzero_si512(), _mm256_set1_epi16(2), 1);
-  const __m512i shift23 = _mm512_inserti64x4(_mm512_set1_epi16(4), _mm256_set1_epi16(6), 1);
-  const __m128i spread = _mm_setr_epi8(0, 0, 0, 0, 1, 1, 1, 1, 2, 2, 2, 2, 3, 3, 3, 3);
-  __m512 acc0 = _mm512_setzero_ps(), acc1 = acc0;
-  for (int64_t i = 0; i < n / kQKK; ++i) {
-    prefetch(b + i);
-    prefetch(reinterpret_cast<const uint8_t*>(b + i) + 64);
-    prefetch(reinterpret_cast<const uint8_t*>(b + i) + 128);
-    prefetch(reinterpret_cast<const uint8_t*>(b + i) + 192);  // 210-byte blocks
-    const float d = _cvtsh_ss(b[i].d);
-    const ActQ8* xb = x + i * (kQKK / kQK);
-    for (int half = 0; half < 2; ++half) {
-      const __m512i ql = _mm512_loadu_si512(b[i].ql + 64 * half);
-      const __m512i qh = _mm512_broadcast_i64x4(load256(b[i].qh + 32 * half));
-      const __m512i lo[2] = {_mm512_and_si512(ql, m4),
-                             _mm512_and_si512(_mm512_srli_epi16(ql, 4), m4)};
-      const __m512i hi[2] = {_mm512_and_si512(_mm512_srlv_epi16(qh, shift01), m3),
-                             _mm512_and_si512(_mm512_srlv_epi16(qh, shift23), m3)};
-      for (int p = 0; p < 2; ++p) {  // chunks 2p and 2p + 1: activation blocks 4 half + 2p, +1
-        const __m512i q = _mm512_sub_epi8(_mm512_or_si512(lo[p], _mm512_slli_epi16(hi[p], 4)), m32);
-        const int64_t a = 4 * half + 2 * p;
-        int32_t sc4;
-        std::memcpy(&sc4, b[i].scales + 8 * half + 4 * p, 4);
-        const __m512 scale = _mm512_mul_ps(cvt_i8(_mm_shuffle_epi8(_mm_cvtsi32_si128(sc4), spread)),
-                                           scale_pair(d * xb[a].d, d * xb[a + 1].d));
-        const __m512 dot = cvt_i32(SignedWeights(q).dot(act_pair(xb, a, true)));
-        if (p == 0) {
-          acc0 = _mm512_fmadd_ps(dot, scale, acc0);
-        } else {
-          acc1 = _mm512_fmadd_ps(dot, scale, acc1);
-        }
-      }
-    }
-  }
-  return reduce(_mm512_add_ps(acc0, acc1));
-}
-
 // Four activation rows (xb + t * stride bytes) against one Q8_0 row: each pair of weight blocks
 // is loaded, and its |w| and signs taken, once for the four.
 void dot4_q8_0(int64_t n, const uint8_t* w, const uint8_t* xb, size_t stride, float* out) {
@@ -347,6 +267,81 @@ void dot4_q4_0(int64_t n, const uint8_t* w, const uint8_t* xb, size_t stride, fl
   for (int t = 0; t < 4; ++t) out[t] = reduce(acc[t]) - 8.0f * offset[t];
 }
 
+// ---------------------------------------------------------------------------------------------
+// Mamba-1 selective scan, 16 channels per vector: lane i is channel c + i, and the state's N = 16
+// values are 16 registers, one per state index, for the whole run of tokens. Each token's B and C
+// values are broadcasts shared by the 16 channels, so a token costs per channel and state value
+// one exp (a sixteenth of a vector's), two multiply-adds and a multiply, with no horizontal sum
+// (AVX2 keeps a channel's state in two vectors and reduces them every token).
+
+// exp for x <= 88, as AVX2's exp8 (Cephes' polynomial, about 1 ulp), with the power of two
+// applied by vscalefps.
+inline __m512 exp16(__m512 x) {
+  x = _mm512_max_ps(_mm512_min_ps(x, _mm512_set1_ps(88.0f)), _mm512_set1_ps(-87.0f));
+  const __m512 n = _mm512_roundscale_ps(_mm512_mul_ps(x, _mm512_set1_ps(1.44269504088896341f)),
+                                        _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+  x = _mm512_fnmadd_ps(n, _mm512_set1_ps(0.693359375f), x);
+  x = _mm512_fnmadd_ps(n, _mm512_set1_ps(-2.12194440e-4f), x);
+  __m512 y = _mm512_set1_ps(1.9875691500e-4f);
+  y = _mm512_fmadd_ps(y, x, _mm512_set1_ps(1.3981999507e-3f));
+  y = _mm512_fmadd_ps(y, x, _mm512_set1_ps(8.3334519073e-3f));
+  y = _mm512_fmadd_ps(y, x, _mm512_set1_ps(4.1665795894e-2f));
+  y = _mm512_fmadd_ps(y, x, _mm512_set1_ps(1.6666665459e-1f));
+  y = _mm512_fmadd_ps(y, x, _mm512_set1_ps(5.0000001201e-1f));
+  y = _mm512_fmadd_ps(y, _mm512_mul_ps(x, x), _mm512_add_ps(x, _mm512_set1_ps(1.0f)));
+  return _mm512_scalef_ps(y, n);
+}
+
+constexpr int kScanState = 16;  // the state size this scan handles (every Mamba-1 release's)
+
+// Tokens from which the 16-channel scan pays for transposing its state in and out.
+constexpr int64_t kScanMinTokens = 4;
+
+void selective_scan(int64_t n, int64_t E, int64_t N, const float* x, const float* dt,
+                    const float* A, const float* B, const float* C, int64_t ldbc, const float* D,
+                    const float* z, int64_t ldz, float* s, float* y, int64_t c0, int64_t c1) {
+  int64_t c = c0;
+  if (N == kScanState && n >= kScanMinTokens) {
+    const __m512 one = _mm512_set1_ps(1.0f);
+    for (; c + kLanes16 <= c1; c += kLanes16) {
+      // (N, 16) the state and A of channels [c, c + 16), state index major
+      alignas(64) float st[kScanState * kLanes16], a[kScanState * kLanes16];
+      for (int i = 0; i < kLanes16; ++i) {
+        for (int k = 0; k < kScanState; ++k) {
+          st[k * kLanes16 + i] = s[(c + i) * N + k];
+          a[k * kLanes16 + i] = A[(c + i) * N + k];
+        }
+      }
+      __m512 v[kScanState];
+      for (int k = 0; k < kScanState; ++k) v[k] = _mm512_load_ps(st + k * kLanes16);
+      const __m512 dv = _mm512_loadu_ps(D + c);
+      for (int64_t t = 0; t < n; ++t) {
+        const __m512 d = _mm512_loadu_ps(dt + t * E + c), xv = _mm512_loadu_ps(x + t * E + c);
+        const __m512 dx = _mm512_mul_ps(d, xv);
+        const float* Bt = B + t * ldbc;
+        const float* Ct = C + t * ldbc;
+        __m512 acc = _mm512_mul_ps(dv, xv);
+        for (int k = 0; k < kScanState; ++k) {
+          const __m512 dA = exp16(_mm512_mul_ps(d, _mm512_load_ps(a + k * kLanes16)));
+          v[k] = _mm512_fmadd_ps(v[k], dA, _mm512_mul_ps(dx, _mm512_set1_ps(Bt[k])));
+          acc = _mm512_fmadd_ps(v[k], _mm512_set1_ps(Ct[k]), acc);
+        }
+        const __m512 zv = _mm512_loadu_ps(z + t * ldz + c);  // y *= silu(z) = z / (1 + exp(-z))
+        const __m512 silu =
+            _mm512_div_ps(zv, _mm512_add_ps(one, exp16(_mm512_sub_ps(_mm512_setzero_ps(), zv))));
+        _mm512_storeu_ps(y + t * E + c, _mm512_mul_ps(acc, silu));
+      }
+      for (int k = 0; k < kScanState; ++k) _mm512_store_ps(st + k * kLanes16, v[k]);
+      for (int i = 0; i < kLanes16; ++i) {
+        for (int k = 0; k < kScanState; ++k) s[(c + i) * N + k] = st[k * kLanes16 + i];
+      }
+    }
+  }
+  if (c < c1) {  // other state sizes, short runs and the last channels: AVX2's scan
+    avx2_kernels().selective_scan(n, E, N, x, dt, A, B, C, ldbc, D, z, ldz, s, y, c, c1);
+  }
+}
+
 KernelTable make_table() {
   KernelTable k = avx2_kernels();  // quantize_act, norms, conv and scans stay AVX2
 #if defined(MAMBALITE_AVX512_EMULATED)
@@ -358,11 +353,13 @@ KernelTable make_table() {
   k.dot_f16 = dot16<F16Row>;
   k.dot_bf16 = dot16<BF16Row>;
   k.dot_q8_0 = dot_q8_0;
-  k.dot_q4_0 = dot_q4_0;
-  k.dot_q6_k = dot_q6_k;
+  // Q4_0 and Q6_K decode keep AVX2's products, which read the activations' pre-paired groups and
+  // offset sums: 130m Q4_0 (Q6_K head) decode at 2 threads took 7.9 ms/token with 512-bit ones
+  // of those two, 6.8 with AVX2's Q4_0, 4.9 against 5.2 with AVX2's Q6_K too (Xeon, medians).
   k.dot4_f32 = dot16x4<F32Row>;
   k.dot4_f16 = dot16x4<F16Row>;
   k.dot4_bf16 = dot16x4<BF16Row>;
+  k.selective_scan = selective_scan;
   k.dot4_q8_0 = dot4_q8_0;
   k.dot4_q4_0 = dot4_q4_0;
   k.tile4x2_f32 = tile16_4x2<F32Row>;

@@ -251,9 +251,10 @@ void test_matmul_tiles(const KernelTable& k, const KernelTable& ref) {
 
 void test_elementwise(const KernelTable& k, const KernelTable& ref) {
   const std::string isa = k.name;
+  // Mamba-1 scan: 3 tokens, and 9 (AVX-512's 16-channel form: channels [5, 37) of E = 40 in two
+  // vectors, then three more).
   for (int64_t N : {16, 8, 12, 32}) {
-    for (int64_t E : {13, 40}) {
-      const int64_t n = 3;
+    for (const auto& [E, n] : {std::pair<int64_t, int64_t>{13, 3}, {40, 3}, {40, 9}}) {
       std::vector<float> x(n * E), dt(n * E), A(E * N), B(n * N), C(n * N), D(E), z(n * E),
           s0(E * N);
       for (float& v : x) v = uniform();
@@ -275,7 +276,8 @@ void test_elementwise(const KernelTable& k, const KernelTable& ref) {
       for (size_t i = 0; i < y1.size(); ++i)
         ok = ok && close(y1[i], y2[i], 1 + std::fabs(y1[i]) * N);
       for (size_t i = 0; i < s1.size(); ++i) ok = ok && close(s1[i], s2[i], 1 + std::fabs(s1[i]));
-      check(ok, isa + " selective_scan N=" + std::to_string(N) + " E=" + std::to_string(E));
+      check(ok, isa + " selective_scan N=" + std::to_string(N) + " E=" + std::to_string(E) +
+                    " n=" + std::to_string(n));
     }
   }
   // Mamba-2 head scan: x, z and y strided inside wider rows, as in the model.
