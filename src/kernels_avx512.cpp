@@ -1,9 +1,10 @@
 // AVX-512 kernels (F, BW, VL and VNNI: Intel Ice Lake / Sapphire Rapids and later, AMD Zen 4 and
 // later). Built with -mavx512f -mavx512bw -mavx512vl -mavx512vnni and used only when the CPU (and
-// the OS, for the zmm state) reports all four. The matrix products are 16 floats wide, and the
-// int8 ones use VNNI's vpdpbusd: one instruction per 64 products, where AVX2 needs sign, maddubs
-// and madd for 32. The other entries (activation quantization, norms, conv, scans) are the AVX2
-// table's.
+// the OS, for the zmm state) reports all four. The fp32 and Q8_0 products are 16 floats wide, the
+// int8 ones on VNNI's vpdpbusd: one instruction per 64 products, where AVX2 needs sign, maddubs
+// and madd for 32; the prefill GEMM is gemm_avx512.cpp's, and the Mamba-1 scan runs 16 channels
+// per vector. The other entries (Q4_0 and Q6_K decode products, activation quantization, norms,
+// conv, the Mamba-2 scan) are the AVX2 table's.
 //
 // The same source is also compiled with MAMBALITE_AVX512_EMULATED against SIMDe's portable
 // AVX-512 (Debian's libsimde-dev), into the C++ kernel test only, so that machines without
