@@ -57,13 +57,6 @@ inline float reduce(__m512 v) {
 }
 // 128-bit lanes (a0, a1, a2, a3) -> (a0, a2, a1, a3).
 inline __m512i lanes_0213(__m512i v) { return simde_mm512_shuffle_i64x2(v, v, 0xD8); }
-inline __m512 cvt_i8(__m128i v) {
-  int8_t a[16];
-  float f[16];
-  _mm_storeu_si128(reinterpret_cast<__m128i*>(a), v);
-  for (int i = 0; i < 16; ++i) f[i] = a[i];
-  return _mm512_loadu_ps(f);
-}
 // Loads of the first lanes of a vector (mask bit i: lane i), zero elsewhere; nothing is read
 // past the last lane set.
 inline __m512 maskz_load_ps(uint16_t mask, const float* p) {
@@ -91,7 +84,6 @@ inline __m512 cvt_bf16(__m256i h) {
 inline __m512 cvt_i32(__m512i v) { return _mm512_cvtepi32_ps(v); }
 inline float reduce(__m512 v) { return _mm512_reduce_add_ps(v); }
 inline __m512i lanes_0213(__m512i v) { return _mm512_shuffle_i64x2(v, v, 0xD8); }
-inline __m512 cvt_i8(__m128i v) { return _mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(v)); }
 inline __m512 maskz_load_ps(uint16_t mask, const float* p) { return _mm512_maskz_loadu_ps(mask, p); }
 inline __m512i maskz_load_epi32(uint16_t mask, const void* p) {
   return _mm512_maskz_loadu_epi32(mask, p);

@@ -1,8 +1,8 @@
 // AVX-512 kernels (F, BW, VL and VNNI: Intel Ice Lake / Sapphire Rapids and later, AMD Zen 4 and
 // later). Built with -mavx512f -mavx512bw -mavx512vl -mavx512vnni and used only when the CPU (and
-// the OS, for the zmm state) reports all four. The fp32 and Q8_0 products are 16 floats wide, the
-// int8 ones on VNNI's vpdpbusd: one instruction per 64 products, where AVX2 needs sign, maddubs
-// and madd for 32; the prefill GEMM is gemm_avx512.cpp's, and the Mamba-1 scan runs 16 channels
+// the OS, for the zmm state) reports all four. The fp32/f16/bf16 products are 16 floats wide, the
+// Q8_0 ones (and Q4_0's four-token products) on VNNI's vpdpbusd: one instruction per 64
+// products, where AVX2 needs sign, maddubs and madd for 32; the prefill GEMM is gemm_avx512.cpp's, and the Mamba-1 scan runs 16 channels
 // per vector. The other entries (Q4_0 and Q6_K decode products, activation quantization, norms,
 // conv, the Mamba-2 scan) are the AVX2 table's.
 //
