@@ -590,6 +590,11 @@ void selective_scan(int64_t n, int64_t E, int64_t N, const float* x, const float
   for (int64_t c = c0; c < c1; ++c) {
     float* sc = s + c * N;
     const float* Ac = A + c * N;
+    // The state and A rows stream from memory, a channel's rows once for all n tokens.
+    for (int64_t b = 0; b < N * 4; b += 64) {
+      _mm_prefetch(reinterpret_cast<const char*>(sc) + kPrefetchBytes + b, _MM_HINT_T0);
+      _mm_prefetch(reinterpret_cast<const char*>(Ac) + kPrefetchBytes + b, _MM_HINT_T0);
+    }
     for (int64_t t = 0; t < n; ++t) {
       const float xv = x[t * E + c];
       const __m256 d = _mm256_set1_ps(dt[t * E + c]);
@@ -647,7 +652,12 @@ void scan4_tokens(int64_t t, int64_t N, const float* x, int64_t ldx, const float
   const float* B1 = B0 + (T > 1 ? ldbc : 0);
   const float* C1 = C0 + (T > 1 ? ldbc : 0);
   __m256 a0 = _mm256_setzero_ps(), a1 = a0, a2 = a0, a3 = a0, e0 = a0, e1 = a0, e2 = a0, e3 = a0;
-  for (int64_t k = 0; k < N; k += 8) {
+  const char* ahead = reinterpret_cast<const char*>(s) + kPrefetchBytes;
+  for (int64_t k = 0; k < N; k += 8, ahead += 128) {
+    if (T == 1) {  // decode: the state streams from DRAM like the weights (32 N bytes per call)
+      _mm_prefetch(ahead, _MM_HINT_T0);
+      _mm_prefetch(ahead + 64, _MM_HINT_T0);
+    }
     const __m256 b0 = _mm256_loadu_ps(B0 + k), c0 = _mm256_loadu_ps(C0 + k);
     const __m256 b1 = T > 1 ? _mm256_loadu_ps(B1 + k) : b0;
     const __m256 c1 = T > 1 ? _mm256_loadu_ps(C1 + k) : c0;
