@@ -231,6 +231,9 @@ PYBIND11_MODULE(_core, mod) {
            })
       .def("metadata", [](const Model& m) { return metadata_dict(m.file()); })
       .def("tensors", [](const Model& m) { return tensor_list(m.file()); })
+      .def("read_bandwidth", &Model::read_bandwidth, py::arg("n_bytes"), py::arg("repeats") = 5,
+           py::call_guard<py::gil_scoped_release>(),
+           "median bytes/s of the model's threads streaming a fresh buffer of n_bytes")
       .def("new_state", [](const Model& m) { return State(m.state_shape()); })
       .def("check_state", &Model::check_state)
       .def("forward",

@@ -226,13 +226,13 @@ void gemm(const KernelTable& k, const MatView& w, const uint8_t* act, size_t act
   const GgmlTypeTraits traits = ggml_type_traits(static_cast<uint32_t>(w.type));
   float* wbuf = scratch + K * kGemmTokens;  // (kGemmRows, kGemmDepth) a pass's fp32 weights
   const GemmKind kind = gemm_kind(k, w.type);
-  const int64_t W = k.gemm_cols;                        // tokens per tile call
-  uint8_t* bytes = reinterpret_cast<uint8_t*>(wbuf);    // Q4_0, u8: (kGemmRows, kGemmDepth)
-  int16_t* wide = reinterpret_cast<int16_t*>(wbuf);     // Q8_0: (kGemmRows, kGemmDepth) values
-  float* wscales = wbuf + kGemmRows * kGemmDepth / 2;   // and (kGemmRows, kGemmDepth / 32) scales
-  float c[kGemmPanels][kGemmRows * kGemmTokens];  // per panel, (32 / W) tile outputs (m, W)
-  float part[kGemmRows * kGemmTokens];            // (m, W) one pass's share of one of them
-  if (panels == nullptr) {                        // pack one panel at a time into scratch
+  const int64_t W = k.gemm_cols;                       // tokens per tile call
+  uint8_t* bytes = reinterpret_cast<uint8_t*>(wbuf);   // Q4_0, u8: (kGemmRows, kGemmDepth)
+  int16_t* wide = reinterpret_cast<int16_t*>(wbuf);    // Q8_0: (kGemmRows, kGemmDepth) values
+  float* wscales = wbuf + kGemmRows * kGemmDepth / 2;  // and (kGemmRows, kGemmDepth / 32) scales
+  float c[kGemmPanels][kGemmRows * kGemmTokens];       // per panel, (32 / W) tile outputs (m, W)
+  float part[kGemmRows * kGemmTokens];                 // (m, W) one pass's share of one of them
+  if (panels == nullptr) {                             // pack one panel at a time into scratch
     for (int64_t t0 = 0; t0 < n; t0 += kGemmTokens) {
       const int64_t nt = std::min(kGemmTokens, n - t0);
       pack_panels(k, w.type, act + t0 * act_stride, act_stride, nt, K, scratch);
@@ -379,6 +379,17 @@ void pack_panels(const KernelTable& k, GgmlType type, const uint8_t* act, size_t
 
 size_t matmul_scratch_floats(int64_t cols) {
   return static_cast<size_t>(cols * kGemmTokens + kGemmRows * kGemmDepth);
+}
+
+uint64_t stream_sum(const KernelTable& k, const uint64_t* p, int64_t n) {
+  if (k.stream_sum != nullptr) return k.stream_sum(p, n);
+  uint64_t a = 0, b = 0;
+  for (int64_t i = 0; i < n; i += 8) {
+    __builtin_prefetch(p + i + 512);  // 4 KB ahead
+    a += p[i] + p[i + 2] + p[i + 4] + p[i + 6];
+    b += p[i + 1] + p[i + 3] + p[i + 5] + p[i + 7];
+  }
+  return a + b;
 }
 
 void matmul(const KernelTable& k, const MatView& w, const uint8_t* act, size_t act_stride,

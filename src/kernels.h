@@ -171,7 +171,15 @@ struct KernelTable {
   // Tokens per call of the GEMM tiles above (the columns of their output c): 16, two vectors of
   // 8 floats (AVX2), or 32, two of 16 (AVX-512).
   int gemm_cols = 16;
+
+  // Sum of the 64-bit words p[0, n) (p 64-byte aligned, n a multiple of 8) with the ISA's widest
+  // loads and the decode kernels' prefetch distance: the probe of the machine's read bandwidth
+  // (Model::read_bandwidth), the roofline of decode. Null: stream_sum's portable loop.
+  uint64_t (*stream_sum)(const uint64_t* p, int64_t n) = nullptr;
 };
+
+// k.stream_sum(p, n), or a portable loop when the table has none.
+uint64_t stream_sum(const KernelTable& k, const uint64_t* p, int64_t n);
 
 // The instruction sets built into this binary that the CPU supports, best first ("scalar" last).
 std::vector<std::string> available_isas();

@@ -867,6 +867,18 @@ void head_scan(int64_t n, int64_t P, int64_t N, const float* x, int64_t ldx, con
   for (int64_t t = 0; t < n; ++t) gate_silu(P2, z + t * ldz, y + t * ldy);
 }
 
+uint64_t stream_sum(const uint64_t* p, int64_t n) {
+  __m256i a = _mm256_setzero_si256(), b = a;
+  for (int64_t i = 0; i < n; i += 8) {  // one cache line per step
+    _mm_prefetch(reinterpret_cast<const char*>(p + i) + kPrefetchBytes, _MM_HINT_T0);
+    a = _mm256_add_epi64(a, _mm256_load_si256(reinterpret_cast<const __m256i*>(p + i)));
+    b = _mm256_add_epi64(b, _mm256_load_si256(reinterpret_cast<const __m256i*>(p + i + 4)));
+  }
+  alignas(32) uint64_t lanes[4];
+  _mm256_store_si256(reinterpret_cast<__m256i*>(lanes), _mm256_add_epi64(a, b));
+  return lanes[0] + lanes[1] + lanes[2] + lanes[3];
+}
+
 // clang-format off
 const KernelTable kAvx2 = {
     "avx2",
@@ -877,7 +889,8 @@ const KernelTable kAvx2 = {
     tile4xT_f32<3>, tile4xT_f16<3>, tile4xT_bf16<3>,
     avx2::pack_panel, avx2::row_to_f32, avx2::gemm_panel,
     avx2::pack_panel_q4_0, avx2::q4_0_to_nibbles, avx2::gemm_panel_q4_0,
-    avx2::pack_panel_q8_0, avx2::q8_0_to_i16, avx2::gemm_panel_q8_0};
+    avx2::pack_panel_q8_0, avx2::q8_0_to_i16, avx2::gemm_panel_q8_0,
+    nullptr, nullptr, nullptr, 16, stream_sum};
 // clang-format on
 
 }  // namespace

@@ -2,9 +2,9 @@
 // later). Built with -mavx512f -mavx512bw -mavx512vl -mavx512vnni and used only when the CPU (and
 // the OS, for the zmm state) reports all four. The fp32/f16/bf16 products are 16 floats wide, the
 // Q8_0 ones (and Q4_0's four-token products) on VNNI's vpdpbusd: one instruction per 64
-// products, where AVX2 needs sign, maddubs and madd for 32; the prefill GEMM is gemm_avx512.cpp's, and the Mamba-1 scan runs 16 channels
-// per vector. The other entries (Q4_0 and Q6_K decode products, activation quantization, norms,
-// conv, the Mamba-2 scan) are the AVX2 table's.
+// products, where AVX2 needs sign, maddubs and madd for 32; the prefill GEMM is gemm_avx512.cpp's,
+// and the Mamba-1 scan runs 16 channels per vector. The other entries (Q4_0 and Q6_K decode
+// products, activation quantization, norms, conv, the Mamba-2 scan) are the AVX2 table's.
 //
 // The same source is also compiled with MAMBALITE_AVX512_EMULATED against SIMDe's portable
 // AVX-512 (Debian's libsimde-dev), into the C++ kernel test only, so that machines without
@@ -343,6 +343,23 @@ void selective_scan(int64_t n, int64_t E, int64_t N, const float* x, const float
   }
 }
 
+uint64_t stream_sum(const uint64_t* p, int64_t n) {
+  __m512i a = _mm512_setzero_si512(), b = a;
+  int64_t i = 0;
+  for (; i + 16 <= n; i += 16) {  // two cache lines per step
+    prefetch(p + i);
+    prefetch(p + i + 8);
+    a = _mm512_add_epi64(a, _mm512_load_si512(p + i));
+    b = _mm512_add_epi64(b, _mm512_load_si512(p + i + 8));
+  }
+  if (i < n) a = _mm512_add_epi64(a, _mm512_load_si512(p + i));
+  alignas(64) uint64_t lanes[8];
+  _mm512_store_si512(lanes, _mm512_add_epi64(a, b));
+  uint64_t sum = 0;
+  for (const uint64_t v : lanes) sum += v;
+  return sum;
+}
+
 KernelTable make_table() {
   KernelTable k = avx2_kernels();  // quantize_act, norms, conv and scans stay AVX2
 #if defined(MAMBALITE_AVX512_EMULATED)
@@ -381,6 +398,7 @@ KernelTable make_table() {
   k.q8_0_to_u8 = MAMBALITE_AVX512_NS::q8_0_to_u8;
   k.gemm_panel_u8 = MAMBALITE_AVX512_NS::gemm_panel_u8;
   k.gemm_cols = 32;
+  k.stream_sum = stream_sum;
   return k;
 }
 

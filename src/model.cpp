@@ -1,6 +1,7 @@
 #include "model.h"
 
 #include <algorithm>
+#include <chrono>
 #include <cstring>
 #include <thread>
 
@@ -299,6 +300,37 @@ void Model::eval(State& state, const int32_t* ids, int64_t n, LogitsMode mode, f
     }
   }
   state.add_tokens(n);
+}
+
+double Model::read_bandwidth(size_t n_bytes, int repeats) {
+  constexpr int64_t kLine = 8;  // 64-bit words per cache line
+  const int64_t lines = static_cast<int64_t>(n_bytes / 64);
+  if (lines < 64 || repeats < 1) {
+    throw InvalidArgument("read_bandwidth needs at least 4096 bytes and one repeat, got " +
+                          std::to_string(n_bytes) + " bytes and " + std::to_string(repeats));
+  }
+  std::lock_guard<std::mutex> lock(mutex_);
+  std::vector<uint64_t> buf(static_cast<size_t>((lines + 1) * kLine), 1);  // written: paged in
+  const uint64_t* p = buf.data();
+  p += (kLine - (reinterpret_cast<uintptr_t>(p) / 8) % kLine) % kLine;  // to a 64-byte line
+  std::vector<uint64_t> sums(static_cast<size_t>(pool_.size()), 0);
+  std::vector<double> rates;
+  for (int r = 0; r < repeats; ++r) {
+    const auto t0 = std::chrono::steady_clock::now();
+    pool_.parallel_for(lines, 64, [&](int i, int64_t l0, int64_t l1) {
+      sums[static_cast<size_t>(i)] += stream_sum(*k_, p + l0 * kLine, (l1 - l0) * kLine);
+    });
+    const double s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+    rates.push_back(static_cast<double>(lines * 64) / s);
+  }
+  // Every word is 1, so the sums are known: checking them keeps the reads from being elided.
+  uint64_t total = 0;
+  for (const uint64_t v : sums) total += v;
+  if (total != static_cast<uint64_t>(lines * kLine * repeats)) {
+    throw std::logic_error("read_bandwidth: the stream read the wrong words");
+  }
+  std::sort(rates.begin(), rates.end());
+  return rates[rates.size() / 2];
 }
 
 }  // namespace mambalite

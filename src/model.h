@@ -66,6 +66,11 @@ class Model {
   // for kNone. Validates ids and state first: on error the state is unchanged.
   void eval(State& state, const int32_t* ids, int64_t n, LogitsMode mode, float* logits);
 
+  // This machine's streaming read rate, bytes per second: the median of `repeats` passes of the
+  // model's threads over a fresh buffer of n_bytes, with the model's fp32 dot product (plain
+  // streaming, as decode reads its weights). The roofline that decode's GB/s is measured against.
+  double read_bandwidth(size_t n_bytes, int repeats);
+
  private:
   // ordinal: the CUDA device, or -1 for the CPU (parsed from the device name first, so that a
   // bad name is reported before the file is opened).

@@ -90,3 +90,31 @@ def test_help():
     assert r.returncode == 0 and "generate" in r.stdout and "export" in r.stdout
     r = run("generate", "--help")
     assert r.returncode == 0 and "--repetition-penalty" in r.stdout
+
+
+def test_bench_reports_speed_and_roofline(gguf_file):
+    r = run("bench", "-m", str(gguf_file), "--threads", "1", "--prefill", "16")
+    assert r.returncode == 0, r.stderr
+    assert "tokens/s" in r.stdout and "ms/token" in r.stdout
+    assert "GB/s this machine streams" in r.stdout, r.stdout
+
+
+def test_bench_result_fields(gguf_file):
+    from mambalite.bench import bench
+
+    res = bench(gguf_file, threads=1, prefill_tokens=8, decode_tokens=4, repeats=1)
+    model = mambalite.load(gguf_file, threads=1)
+    weights = sum(t["nbytes"] for t in model.tensors if t["name"] != "token_embd.weight")
+    assert res.weight_bytes_per_token == weights  # untied head: one embedding row per token
+    assert res.state_bytes == model.new_state().nbytes
+    # Any machine streams memory at more than 100 MB/s, and a model this small decodes from the
+    # caches, so the fraction is positive but says nothing about DRAM here.
+    assert res.read_bytes_per_s > 1e8
+    assert res.roofline_fraction == pytest.approx(res.decode_gb_per_s * 1e9 / res.read_bytes_per_s)
+
+
+def test_read_bandwidth_rejects_tiny_buffers(gguf_file):
+    model = mambalite.load(gguf_file, threads=1)
+    with pytest.raises(ValueError, match="at least 4096 bytes"):
+        model._core.read_bandwidth(100)
+    assert model._core.read_bandwidth(1 << 20, 3) > 1e8

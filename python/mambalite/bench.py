@@ -22,23 +22,42 @@ class BenchResult:
     prefill_tokens_per_s: float
     decode_ms_per_token: float
     weight_bytes_per_token: int  # bytes of weights read to decode one token
+    state_bytes: int = 0  # the recurrent state, read (and written) once per decoded token
+    # This machine's streaming read rate (bytes/s) with the same threads, measured in the same
+    # run over as many bytes as a decoded token reads; None on a GPU.
+    read_bytes_per_s: float | None = None
 
     @property
     def decode_gb_per_s(self) -> float:
-        return self.weight_bytes_per_token / (self.decode_ms_per_token * 1e-3) / 1e9
+        """Weights and state read per decoded token, in GB/s."""
+        read = self.weight_bytes_per_token + self.state_bytes
+        return read / (self.decode_ms_per_token * 1e-3) / 1e9
+
+    @property
+    def roofline_fraction(self) -> float | None:
+        """decode_gb_per_s as a fraction of the machine's measured read rate (None on a GPU)."""
+        if self.read_bytes_per_s is None:
+            return None
+        return self.decode_gb_per_s * 1e9 / self.read_bytes_per_s
 
     def __str__(self) -> str:
         where = self.isa if self.isa.startswith("cuda") else f"threads {self.threads} ({self.isa})"
-        return (f"{where}: prefill {self.prefill_tokens} tokens at "
+        line = (f"{where}: prefill {self.prefill_tokens} tokens at "
                 f"{self.prefill_tokens_per_s:.1f} tokens/s; decode "
                 f"{self.decode_ms_per_token:.2f} ms/token ({1e3 / self.decode_ms_per_token:.1f} "
-                f"tokens/s, {self.decode_gb_per_s:.1f} GB/s of weights)")
+                f"tokens/s, {self.decode_gb_per_s:.1f} GB/s of weights and state")
+        if self.read_bytes_per_s is not None:
+            line += (f": {100 * self.roofline_fraction:.0f}% of the "
+                     f"{self.read_bytes_per_s / 1e9:.1f} GB/s this machine streams")
+        return line + ")"
 
 
 def bench(path: str | os.PathLike, *, threads: int | None = None, prefill_tokens: int = 512,
           decode_tokens: int = 64, repeats: int = 3, device: str = "cpu") -> BenchResult:
     """Measures a model file: median prefill tokens/s and decode ms/token over `repeats` runs.
 
+    On the CPU it also measures the roofline: the model's threads streaming a buffer the size of
+    one decoded token's reads, between the decode runs, so that both see the same machine load.
     `device`: "cpu", or "cuda" / "cuda:N" (decode time is then the whole step: graph launch,
     logits back to the host).
     """
@@ -51,8 +70,10 @@ def bench(path: str | os.PathLike, *, threads: int | None = None, prefill_tokens
     # head is untied.
     per_token = sum(t["nbytes"] for t in model.tensors
                     if not (t["name"] == "token_embd.weight" and not model.config.tied_embeddings))
+    state_bytes = model.new_state().nbytes
+    on_cpu = model.device == "cpu"
     model.prefill(model.new_state(), ids[:8])  # warm-up: page in the weights
-    prefill, decode = [], []
+    prefill, decode, rates = [], [], []
     for _ in range(repeats):
         state = model.new_state()
         t0 = time.perf_counter()
@@ -64,6 +85,9 @@ def bench(path: str | os.PathLike, *, threads: int | None = None, prefill_tokens
             model.step(state, int(ids[i % prefill_tokens]))
             steps.append(time.perf_counter() - t0)
         decode.append(statistics.median(steps) * 1e3)
-    where = model.isa if model.device == "cpu" else model.device
+        if on_cpu:  # at least 64 MB, so that the caches do not hold it
+            rates.append(model._core.read_bandwidth(max(per_token + state_bytes, 64 << 20)))
+    where = model.isa if on_cpu else model.device
     return BenchResult(model.threads, where, prefill_tokens, statistics.median(prefill),
-                       statistics.median(decode), per_token)
+                       statistics.median(decode), per_token, state_bytes,
+                       statistics.median(rates) if on_cpu else None)

@@ -235,8 +235,8 @@ void test_matmul_tiles(const KernelTable& k, const KernelTable& ref) {
           for (int r = 0; r < rows; ++r) {
             if (blocks) {  // exact int32 block sums: only the fp32 sum of the blocks' terms may
                            // differ, far below one unit of a block's sum (d_w * d_x)
-              ok = ok && close_blocks(ref, type, view.row(r), a + t * stride, n,
-                                      y[t * rows + r], y_ref[t * rows + r]);
+              ok = ok && close_blocks(ref, type, view.row(r), a + t * stride, n, y[t * rows + r],
+                                      y_ref[t * rows + r]);
             } else {
               ok = ok && close(y[t * rows + r], y_ref[t * rows + r], mag * 8.0f);
             }
@@ -251,6 +251,18 @@ void test_matmul_tiles(const KernelTable& k, const KernelTable& ref) {
 
 void test_elementwise(const KernelTable& k, const KernelTable& ref) {
   const std::string isa = k.name;
+  {  // the bandwidth probe's sum: exact, over 1 to 67 lines (odd counts: AVX-512's last line)
+    std::vector<uint64_t> words(8 * 68);
+    uint64_t* p = words.data();
+    p += (8 - (reinterpret_cast<uintptr_t>(p) / 8) % 8) % 8;  // to a 64-byte line
+    for (int64_t i = 0; i < 8 * 67; ++i) p[i] = static_cast<uint64_t>(g_rng()) << 20 | (i & 7);
+    for (int64_t lines = 1; lines <= 67; ++lines) {
+      uint64_t expect = 0;
+      for (int64_t i = 0; i < 8 * lines; ++i) expect += p[i];
+      check(stream_sum(k, p, 8 * lines) == expect,
+            isa + " stream_sum over " + std::to_string(lines) + " lines");
+    }
+  }
   // Mamba-1 scan: 3 tokens, and 9 (AVX-512's 16-channel form: channels [5, 37) of E = 40 in two
   // vectors, then three more).
   for (int64_t N : {16, 8, 12, 32}) {
