@@ -57,6 +57,11 @@ inline float reduce(__m512 v) {
 }
 // 128-bit lanes (a0, a1, a2, a3) -> (a0, a2, a1, a3).
 inline __m512i lanes_0213(__m512i v) { return simde_mm512_shuffle_i64x2(v, v, 0xD8); }
+// vshuff32x4: 128-bit lanes of a (the lower two) and b (the upper two) chosen by Imm.
+template <int Imm>
+inline __m512 shuffle_quarters(__m512 a, __m512 b) {
+  return simde_mm512_shuffle_f32x4(a, b, Imm);
+}
 // Loads of the first lanes of a vector (mask bit i: lane i), zero elsewhere; nothing is read
 // past the last lane set.
 inline __m512 maskz_load_ps(uint16_t mask, const float* p) {
@@ -84,6 +89,10 @@ inline __m512 cvt_bf16(__m256i h) {
 inline __m512 cvt_i32(__m512i v) { return _mm512_cvtepi32_ps(v); }
 inline float reduce(__m512 v) { return _mm512_reduce_add_ps(v); }
 inline __m512i lanes_0213(__m512i v) { return _mm512_shuffle_i64x2(v, v, 0xD8); }
+template <int Imm>
+inline __m512 shuffle_quarters(__m512 a, __m512 b) {
+  return _mm512_shuffle_f32x4(a, b, Imm);
+}
 inline __m512 maskz_load_ps(uint16_t mask, const float* p) { return _mm512_maskz_loadu_ps(mask, p); }
 inline __m512i maskz_load_epi32(uint16_t mask, const void* p) {
   return _mm512_maskz_loadu_epi32(mask, p);

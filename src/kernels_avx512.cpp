@@ -10,6 +10,7 @@
 // AVX-512 (Debian's libsimde-dev), into the C++ kernel test only, so that machines without
 // AVX-512 (CI among them) still check these kernels' indexing, tails and block layouts against
 // the scalar table (avx512_compat.h wraps the few intrinsics SIMDe 0.7 lacks).
+#include <cmath>
 #include <cstddef>
 #include <cstring>
 
@@ -343,6 +344,159 @@ void selective_scan(int64_t n, int64_t E, int64_t N, const float* x, const float
   }
 }
 
+// ---------------------------------------------------------------------------------------------
+// Mamba-2 head scan, prefill: AVX2's runs of decayed sums (kernels_avx2.cpp, head_scan4_runs:
+// the state kept as s / g over runs of up to 16 tokens, B pre-scaled by dt / g), 16 state values
+// per vector, and the four channels' C sums reduced together. Decode (one token), state sizes
+// that are not a multiple of 16, and fewer than four channels go to AVX2's head scan.
+constexpr int64_t kRunTokens = 16;
+constexpr int64_t kRunMaxState = 256;  // Bs scratch: (kRunTokens, N <= kRunMaxState)
+constexpr float kMinRunDecay = 0x1p-40f;
+
+// The sums of the 16 lanes of a0 .. a3, as four floats.
+alignas(64) constexpr int32_t kSwapPairs[16] = {1, 0, 3, 2, 5, 4, 7, 6, 9, 8, 11, 10, 13, 12, 15, 14};
+alignas(64) constexpr int32_t kSwapHalves[16] = {2, 3, 0, 1, 6, 7, 4, 5, 10, 11, 8, 9, 14, 15, 12, 13};
+alignas(64) constexpr int32_t kQuarterFirst[16] = {0, 4, 8, 12, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0};
+inline __m128 reduce4(__m512 a0, __m512 a1, __m512 a2, __m512 a3) {
+  // Quarters (a.q0 + a.q2, a.q1 + a.q3) of a0 and a1, then of a2 and a3.
+  const __m512 t0 = _mm512_add_ps(shuffle_quarters<0x44>(a0, a1), shuffle_quarters<0xEE>(a0, a1));
+  const __m512 t1 = _mm512_add_ps(shuffle_quarters<0x44>(a2, a3), shuffle_quarters<0xEE>(a2, a3));
+  // Quarter i: four partial sums of a_i; then every element of quarter i: the sum of a_i.
+  __m512 u = _mm512_add_ps(shuffle_quarters<0x88>(t0, t1), shuffle_quarters<0xDD>(t0, t1));
+  u = _mm512_add_ps(u, _mm512_permutexvar_ps(_mm512_load_si512(kSwapPairs), u));
+  u = _mm512_add_ps(u, _mm512_permutexvar_ps(_mm512_load_si512(kSwapHalves), u));
+  return _mm512_castps512_ps128(_mm512_permutexvar_ps(_mm512_load_si512(kQuarterFirst), u));
+}
+
+// T (1 or 2) tokens from run position j of four channels, s (4, N) holding s / g; Last: the
+// stored state scaled by gs (the run's decay) back to the true state.
+template <int T, bool Last>
+void run4_tokens(int64_t j, int64_t N, const float* x, int64_t ldx, const float* Bs, const float* C,
+                 int64_t ldbc, const float* g, float gs, float Dh, float* s, float* y,
+                 int64_t ldy) {
+  const float* xt = x + j * ldx;
+  const float* xu = xt + (T > 1 ? ldx : 0);
+  const float* B0 = Bs + j * N;
+  const float* B1 = B0 + (T > 1 ? N : 0);
+  const float* C0 = C + j * ldbc;
+  const float* C1 = C0 + (T > 1 ? ldbc : 0);
+  const __m512 vg = _mm512_set1_ps(gs);
+  __m512 a[4], e[4];
+  for (int i = 0; i < 4; ++i) a[i] = e[i] = _mm512_setzero_ps();
+  for (int64_t k = 0; k < N; k += kLanes16) {
+    const __m512 b0 = _mm512_loadu_ps(B0 + k), c0 = _mm512_loadu_ps(C0 + k);
+    const __m512 b1 = _mm512_loadu_ps(B1 + k), c1 = _mm512_loadu_ps(C1 + k);
+    for (int i = 0; i < 4; ++i) {
+      float* sp = s + i * N + k;
+      __m512 u = _mm512_fmadd_ps(_mm512_set1_ps(xt[i]), b0, _mm512_loadu_ps(sp));
+      a[i] = _mm512_fmadd_ps(u, c0, a[i]);
+      if (T > 1) {
+        u = _mm512_fmadd_ps(_mm512_set1_ps(xu[i]), b1, u);
+        e[i] = _mm512_fmadd_ps(u, c1, e[i]);
+      }
+      _mm512_storeu_ps(sp, Last ? _mm512_mul_ps(u, vg) : u);
+    }
+  }
+  const __m128 dh = _mm_set1_ps(Dh);
+  _mm_storeu_ps(y + j * ldy, _mm_fmadd_ps(_mm_set1_ps(g[j]), reduce4(a[0], a[1], a[2], a[3]),
+                                          _mm_mul_ps(dh, _mm_loadu_ps(xt))));
+  if (T > 1) {
+    _mm_storeu_ps(y + (j + 1) * ldy,
+                  _mm_fmadd_ps(_mm_set1_ps(g[j + 1]), reduce4(e[0], e[1], e[2], e[3]),
+                               _mm_mul_ps(dh, _mm_loadu_ps(xu))));
+  }
+}
+
+// One token of the plain recurrence for channels [0, P4): a decay too strong for a run.
+void recur4_token(int64_t P4, int64_t N, const float* x, float dt, float dA, const float* B,
+                  const float* C, float Dh, float* s, float* y) {
+  const __m512 va = _mm512_set1_ps(dA);
+  for (int64_t p = 0; p < P4; p += 4) {
+    __m512 a[4];
+    for (int i = 0; i < 4; ++i) a[i] = _mm512_setzero_ps();
+    for (int64_t k = 0; k < N; k += kLanes16) {
+      const __m512 b = _mm512_loadu_ps(B + k), c = _mm512_loadu_ps(C + k);
+      for (int i = 0; i < 4; ++i) {
+        float* sp = s + (p + i) * N + k;
+        const __m512 u =
+            _mm512_fmadd_ps(_mm512_loadu_ps(sp), va, _mm512_mul_ps(_mm512_set1_ps(dt * x[p + i]), b));
+        a[i] = _mm512_fmadd_ps(u, c, a[i]);
+        _mm512_storeu_ps(sp, u);
+      }
+    }
+    _mm_storeu_ps(y + p, _mm_fmadd_ps(_mm_set1_ps(Dh), _mm_loadu_ps(x + p),
+                                      reduce4(a[0], a[1], a[2], a[3])));
+  }
+}
+
+void head_scan(int64_t n, int64_t P, int64_t N, const float* x, int64_t ldx, const float* dt,
+               const float* dA, const float* B, const float* C, int64_t ldbc, float Dh,
+               const float* z, int64_t ldz, float* s, float* y, int64_t ldy) {
+  const int64_t P4 = P & ~int64_t{3};
+  if (n < 2 || N % kLanes16 != 0 || N > kRunMaxState || P4 == 0) {
+    avx2_kernels().head_scan(n, P, N, x, ldx, dt, dA, B, C, ldbc, Dh, z, ldz, s, y, ldy);
+    return;
+  }
+  alignas(64) float Bs[kRunTokens * kRunMaxState];  // (L, N)
+  float g[kRunTokens];                              // (L) decay since the run began
+  int64_t t0 = 0;
+  while (t0 < n) {
+    if (!(dA[t0] >= kMinRunDecay)) {
+      recur4_token(P4, N, x + t0 * ldx, dt[t0], dA[t0], B + t0 * ldbc, C + t0 * ldbc, Dh, s,
+                   y + t0 * ldy);
+      ++t0;
+      continue;
+    }
+    int64_t L = 0;
+    for (float decay = 1.0f; L < kRunTokens && t0 + L < n; ++L) {
+      decay *= dA[t0 + L];
+      if (!(decay >= kMinRunDecay)) break;
+      g[L] = decay;
+    }
+    for (int64_t j = 0; j < L; ++j) {
+      const __m512 scale = _mm512_set1_ps(dt[t0 + j] / g[j]);
+      const float* Bt = B + (t0 + j) * ldbc;
+      for (int64_t k = 0; k < N; k += kLanes16) {
+        _mm512_store_ps(Bs + j * N + k, _mm512_mul_ps(scale, _mm512_loadu_ps(Bt + k)));
+      }
+    }
+    const float gs = g[L - 1];
+    const float* xr = x + t0 * ldx;
+    const float* Cr = C + t0 * ldbc;
+    float* yr = y + t0 * ldy;
+    for (int64_t p = 0; p < P4; p += 4) {
+      float* sp = s + p * N;
+      int64_t j = 0;
+      for (; j + 2 < L; j += 2) {
+        run4_tokens<2, false>(j, N, xr + p, ldx, Bs, Cr, ldbc, g, gs, Dh, sp, yr + p, ldy);
+      }
+      if (j + 2 == L) {
+        run4_tokens<2, true>(j, N, xr + p, ldx, Bs, Cr, ldbc, g, gs, Dh, sp, yr + p, ldy);
+      } else {
+        run4_tokens<1, true>(j, N, xr + p, ldx, Bs, Cr, ldbc, g, gs, Dh, sp, yr + p, ldy);
+      }
+    }
+    t0 += L;
+  }
+  if (P4 < P) {  // the last channels (gated there)
+    avx2_kernels().head_scan(n, P - P4, N, x + P4, ldx, dt, dA, B, C, ldbc, Dh, z + P4, ldz,
+                             s + P4 * N, y + P4, ldy);
+  }
+  const __m512 one = _mm512_set1_ps(1.0f);
+  for (int64_t t = 0; t < n; ++t) {  // y *= silu(z) = z / (1 + exp(-z)) over channels [0, P4)
+    const float* zt = z + t * ldz;
+    float* yt = y + t * ldy;
+    int64_t p = 0;
+    for (; p + kLanes16 <= P4; p += kLanes16) {
+      const __m512 zv = _mm512_loadu_ps(zt + p);
+      const __m512 silu =
+          _mm512_div_ps(zv, _mm512_add_ps(one, exp16(_mm512_sub_ps(_mm512_setzero_ps(), zv))));
+      _mm512_storeu_ps(yt + p, _mm512_mul_ps(_mm512_loadu_ps(yt + p), silu));
+    }
+    for (; p < P4; ++p) yt[p] *= zt[p] / (1.0f + std::exp(-zt[p]));
+  }
+}
+
 uint64_t stream_sum(const uint64_t* p, int64_t n) {
   __m512i a = _mm512_setzero_si512(), b = a;
   int64_t i = 0;
@@ -378,6 +532,7 @@ KernelTable make_table() {
   k.dot4_f16 = dot16x4<F16Row>;
   k.dot4_bf16 = dot16x4<BF16Row>;
   k.selective_scan = selective_scan;
+  k.head_scan = head_scan;
   k.dot4_q8_0 = dot4_q8_0;
   k.dot4_q4_0 = dot4_q4_0;
   k.tile4x2_f32 = tile16_4x2<F32Row>;

@@ -14,6 +14,7 @@
 #include <utility>
 #include <vector>
 
+#include "fp16.h"
 #include "kernels.h"
 #include "quant_blocks.h"
 #include "thread_pool.h"
@@ -182,6 +183,11 @@ bool close_blocks(const KernelTable& ref, GgmlType type, const uint8_t* w, const
     const float term = type == GgmlType::Q8_0 ? ref.dot_q8_0(kQK, w + i * block, xb + i)
                                               : ref.dot_q4_0(kQK, w + i * block, xb + i);
     mag += std::fabs(term);
+    if (type == GgmlType::Q4_0) {  // and the nibbles' offset, -8 * d_w * s_x, taken out of the
+      uint16_t dw;                 // block's sum: a kernel may subtract it from the whole row's
+      std::memcpy(&dw, w + i * block, 2);
+      mag += 8.0f * std::fabs(fp16_to_fp32(dw) * xb[i].s);
+    }
   }
   return std::fabs(a - b) <= 1e-5f * mag + 1e-7f;
 }
@@ -293,13 +299,14 @@ void test_elementwise(const KernelTable& k, const KernelTable& ref) {
     }
   }
   // Mamba-2 head scan: x, z and y strided inside wider rows, as in the model.
-  // P = 9: two groups of four channels and an odd one; P = 6: four, then a pair (N % 8 == 0).
+  // P = 9: two groups of four channels and an odd one; P = 6: four, then a pair (N % 8 == 0);
+  // P = 20: AVX-512's 16-wide gate and its tail.
   // n = 37: the prefill form's runs (at most 16 tokens), ended early by decays, with tokens whose
   // own decay is too strong for a run (1e-13, 0 and a denormal).
   for (int64_t N : {1, 7, 16, 20, 128, 131}) {
-    for (int64_t P : {6, 9}) {
+    for (int64_t P : {6, 9, 20}) {
       for (int64_t n : {1, 2, 5, 37}) {
-        const int64_t ldx = 23, ldbc = N + 3, ldz = 17, ldy = 13;
+        const int64_t ldx = P + 14, ldbc = N + 3, ldz = P + 8, ldy = P + 4;  // 23, 17, 13 at P = 9
         std::vector<float> x(n * ldx), dt(n), dA(n), B(n * ldbc), C(n * ldbc), z(n * ldz);
         std::vector<float> s0(P * N);
         for (float& v : x) v = uniform();
