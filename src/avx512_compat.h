@@ -93,7 +93,9 @@ template <int Imm>
 inline __m512 shuffle_quarters(__m512 a, __m512 b) {
   return _mm512_shuffle_f32x4(a, b, Imm);
 }
-inline __m512 maskz_load_ps(uint16_t mask, const float* p) { return _mm512_maskz_loadu_ps(mask, p); }
+inline __m512 maskz_load_ps(uint16_t mask, const float* p) {
+  return _mm512_maskz_loadu_ps(mask, p);
+}
 inline __m512i maskz_load_epi32(uint16_t mask, const void* p) {
   return _mm512_maskz_loadu_epi32(mask, p);
 }

@@ -354,8 +354,10 @@ constexpr int64_t kRunMaxState = 256;  // Bs scratch: (kRunTokens, N <= kRunMaxS
 constexpr float kMinRunDecay = 0x1p-40f;
 
 // The sums of the 16 lanes of a0 .. a3, as four floats.
-alignas(64) constexpr int32_t kSwapPairs[16] = {1, 0, 3, 2, 5, 4, 7, 6, 9, 8, 11, 10, 13, 12, 15, 14};
-alignas(64) constexpr int32_t kSwapHalves[16] = {2, 3, 0, 1, 6, 7, 4, 5, 10, 11, 8, 9, 14, 15, 12, 13};
+alignas(64) constexpr int32_t kSwapPairs[16] = {1, 0, 3,  2,  5,  4,  7,  6,
+                                                9, 8, 11, 10, 13, 12, 15, 14};
+alignas(64) constexpr int32_t kSwapHalves[16] = {2,  3,  0, 1, 6,  7,  4,  5,
+                                                 10, 11, 8, 9, 14, 15, 12, 13};
 alignas(64) constexpr int32_t kQuarterFirst[16] = {0, 4, 8, 12, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0};
 inline __m128 reduce4(__m512 a0, __m512 a1, __m512 a2, __m512 a3) {
   // Quarters (a.q0 + a.q2, a.q1 + a.q3) of a0 and a1, then of a2 and a3.
@@ -368,42 +370,40 @@ inline __m128 reduce4(__m512 a0, __m512 a1, __m512 a2, __m512 a3) {
   return _mm512_castps512_ps128(_mm512_permutexvar_ps(_mm512_load_si512(kQuarterFirst), u));
 }
 
-// T (1 or 2) tokens from run position j of four channels, s (4, N) holding s / g; Last: the
-// stored state scaled by gs (the run's decay) back to the true state.
+// T (1 to 4) tokens from run position j of four channels, s (4, N) holding s / g; Last: the
+// stored state scaled by gs (the run's decay) back to the true state. Per 16 state values the
+// T tokens' Bs and C vectors are shared by the four channels, and each channel's state is loaded
+// and stored once for the T tokens (4 x T accumulators and 2 x T vectors: 24 of the 32 zmm).
 template <int T, bool Last>
 void run4_tokens(int64_t j, int64_t N, const float* x, int64_t ldx, const float* Bs, const float* C,
                  int64_t ldbc, const float* g, float gs, float Dh, float* s, float* y,
                  int64_t ldy) {
-  const float* xt = x + j * ldx;
-  const float* xu = xt + (T > 1 ? ldx : 0);
-  const float* B0 = Bs + j * N;
-  const float* B1 = B0 + (T > 1 ? N : 0);
-  const float* C0 = C + j * ldbc;
-  const float* C1 = C0 + (T > 1 ? ldbc : 0);
   const __m512 vg = _mm512_set1_ps(gs);
-  __m512 a[4], e[4];
-  for (int i = 0; i < 4; ++i) a[i] = e[i] = _mm512_setzero_ps();
+  __m512 acc[T][4];
+  for (int u = 0; u < T; ++u) {
+    for (int i = 0; i < 4; ++i) acc[u][i] = _mm512_setzero_ps();
+  }
   for (int64_t k = 0; k < N; k += kLanes16) {
-    const __m512 b0 = _mm512_loadu_ps(B0 + k), c0 = _mm512_loadu_ps(C0 + k);
-    const __m512 b1 = _mm512_loadu_ps(B1 + k), c1 = _mm512_loadu_ps(C1 + k);
+    __m512 b[T], c[T];
+    for (int u = 0; u < T; ++u) {
+      b[u] = _mm512_loadu_ps(Bs + (j + u) * N + k);
+      c[u] = _mm512_loadu_ps(C + (j + u) * ldbc + k);
+    }
     for (int i = 0; i < 4; ++i) {
       float* sp = s + i * N + k;
-      __m512 u = _mm512_fmadd_ps(_mm512_set1_ps(xt[i]), b0, _mm512_loadu_ps(sp));
-      a[i] = _mm512_fmadd_ps(u, c0, a[i]);
-      if (T > 1) {
-        u = _mm512_fmadd_ps(_mm512_set1_ps(xu[i]), b1, u);
-        e[i] = _mm512_fmadd_ps(u, c1, e[i]);
+      __m512 v = _mm512_loadu_ps(sp);
+      for (int u = 0; u < T; ++u) {
+        v = _mm512_fmadd_ps(_mm512_set1_ps(x[(j + u) * ldx + i]), b[u], v);
+        acc[u][i] = _mm512_fmadd_ps(v, c[u], acc[u][i]);
       }
-      _mm512_storeu_ps(sp, Last ? _mm512_mul_ps(u, vg) : u);
+      _mm512_storeu_ps(sp, Last ? _mm512_mul_ps(v, vg) : v);
     }
   }
   const __m128 dh = _mm_set1_ps(Dh);
-  _mm_storeu_ps(y + j * ldy, _mm_fmadd_ps(_mm_set1_ps(g[j]), reduce4(a[0], a[1], a[2], a[3]),
-                                          _mm_mul_ps(dh, _mm_loadu_ps(xt))));
-  if (T > 1) {
-    _mm_storeu_ps(y + (j + 1) * ldy,
-                  _mm_fmadd_ps(_mm_set1_ps(g[j + 1]), reduce4(e[0], e[1], e[2], e[3]),
-                               _mm_mul_ps(dh, _mm_loadu_ps(xu))));
+  for (int u = 0; u < T; ++u) {
+    const __m128 sums = reduce4(acc[u][0], acc[u][1], acc[u][2], acc[u][3]);
+    _mm_storeu_ps(y + (j + u) * ldy, _mm_fmadd_ps(_mm_set1_ps(g[j + u]), sums,
+                                                  _mm_mul_ps(dh, _mm_loadu_ps(x + (j + u) * ldx))));
   }
 }
 
@@ -418,14 +418,14 @@ void recur4_token(int64_t P4, int64_t N, const float* x, float dt, float dA, con
       const __m512 b = _mm512_loadu_ps(B + k), c = _mm512_loadu_ps(C + k);
       for (int i = 0; i < 4; ++i) {
         float* sp = s + (p + i) * N + k;
-        const __m512 u =
-            _mm512_fmadd_ps(_mm512_loadu_ps(sp), va, _mm512_mul_ps(_mm512_set1_ps(dt * x[p + i]), b));
+        const __m512 u = _mm512_fmadd_ps(_mm512_loadu_ps(sp), va,
+                                         _mm512_mul_ps(_mm512_set1_ps(dt * x[p + i]), b));
         a[i] = _mm512_fmadd_ps(u, c, a[i]);
         _mm512_storeu_ps(sp, u);
       }
     }
-    _mm_storeu_ps(y + p, _mm_fmadd_ps(_mm_set1_ps(Dh), _mm_loadu_ps(x + p),
-                                      reduce4(a[0], a[1], a[2], a[3])));
+    _mm_storeu_ps(
+        y + p, _mm_fmadd_ps(_mm_set1_ps(Dh), _mm_loadu_ps(x + p), reduce4(a[0], a[1], a[2], a[3])));
   }
 }
 
@@ -467,13 +467,21 @@ void head_scan(int64_t n, int64_t P, int64_t N, const float* x, int64_t ldx, con
     for (int64_t p = 0; p < P4; p += 4) {
       float* sp = s + p * N;
       int64_t j = 0;
-      for (; j + 2 < L; j += 2) {
-        run4_tokens<2, false>(j, N, xr + p, ldx, Bs, Cr, ldbc, g, gs, Dh, sp, yr + p, ldy);
+      for (; j + 4 < L; j += 4) {
+        run4_tokens<4, false>(j, N, xr + p, ldx, Bs, Cr, ldbc, g, gs, Dh, sp, yr + p, ldy);
       }
-      if (j + 2 == L) {
-        run4_tokens<2, true>(j, N, xr + p, ldx, Bs, Cr, ldbc, g, gs, Dh, sp, yr + p, ldy);
-      } else {
-        run4_tokens<1, true>(j, N, xr + p, ldx, Bs, Cr, ldbc, g, gs, Dh, sp, yr + p, ldy);
+      switch (L - j) {  // the run's last 1 to 4 tokens, the last call storing the true state
+        case 4:
+          run4_tokens<4, true>(j, N, xr + p, ldx, Bs, Cr, ldbc, g, gs, Dh, sp, yr + p, ldy);
+          break;
+        case 3:
+          run4_tokens<3, true>(j, N, xr + p, ldx, Bs, Cr, ldbc, g, gs, Dh, sp, yr + p, ldy);
+          break;
+        case 2:
+          run4_tokens<2, true>(j, N, xr + p, ldx, Bs, Cr, ldbc, g, gs, Dh, sp, yr + p, ldy);
+          break;
+        default:
+          run4_tokens<1, true>(j, N, xr + p, ldx, Bs, Cr, ldbc, g, gs, Dh, sp, yr + p, ldy);
       }
     }
     t0 += L;
