@@ -310,6 +310,8 @@ double Model::read_bandwidth(size_t n_bytes, int repeats) {
                           std::to_string(n_bytes) + " bytes and " + std::to_string(repeats));
   }
   std::lock_guard<std::mutex> lock(mutex_);
+  // The machine's rate: the widest loads the CPU has, whichever table the model uses.
+  const KernelTable& best = kernels_for(available_isas().front());
   std::vector<uint64_t> buf(static_cast<size_t>((lines + 1) * kLine), 1);  // written: paged in
   const uint64_t* p = buf.data();
   p += (kLine - (reinterpret_cast<uintptr_t>(p) / 8) % kLine) % kLine;  // to a 64-byte line
@@ -318,7 +320,7 @@ double Model::read_bandwidth(size_t n_bytes, int repeats) {
   for (int r = 0; r < repeats; ++r) {
     const auto t0 = std::chrono::steady_clock::now();
     pool_.parallel_for(lines, 64, [&](int i, int64_t l0, int64_t l1) {
-      sums[static_cast<size_t>(i)] += stream_sum(*k_, p + l0 * kLine, (l1 - l0) * kLine);
+      sums[static_cast<size_t>(i)] += stream_sum(best, p + l0 * kLine, (l1 - l0) * kLine);
     });
     const double s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
     rates.push_back(static_cast<double>(lines * 64) / s);

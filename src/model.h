@@ -67,8 +67,9 @@ class Model {
   void eval(State& state, const int32_t* ids, int64_t n, LogitsMode mode, float* logits);
 
   // This machine's streaming read rate, bytes per second: the median of `repeats` passes of the
-  // model's threads over a fresh buffer of n_bytes, with the model's fp32 dot product (plain
-  // streaming, as decode reads its weights). The roofline that decode's GB/s is measured against.
+  // model's threads over a fresh buffer of n_bytes, with the widest loads of the CPU (the best
+  // table's stream_sum, whatever MAMBALITE_ISA selects) and the decode kernels' prefetch: the
+  // roofline that decode's GB/s is measured against.
   double read_bandwidth(size_t n_bytes, int repeats);
 
  private:
