@@ -273,6 +273,17 @@ void pack_panel(bool q8, const uint8_t* act, size_t stride, int64_t n, int64_t K
 }
 
 bool row_to_f32(GgmlType type, const uint8_t* row, int64_t n, float* out) {
+  if (type == GgmlType::F16 || type == GgmlType::BF16) {  // n a multiple of 8 (a GEMM pass)
+    if (n % 8 != 0) return false;
+    const __m128i* h = reinterpret_cast<const __m128i*>(row);
+    for (int64_t i = 0; i < n / 8; ++i) {
+      const __m128i v = _mm_loadu_si128(h + i);
+      _mm256_storeu_ps(out + 8 * i, type == GgmlType::F16 ? _mm256_cvtph_ps(v)
+                                                          : _mm256_castsi256_ps(_mm256_slli_epi32(
+                                                                _mm256_cvtepu16_epi32(v), 16)));
+    }
+    return true;
+  }
   if (type != GgmlType::Q8_0) return false;
   const BlockQ8_0* b = reinterpret_cast<const BlockQ8_0*>(row);
   for (int64_t j = 0; j < n / kQK; ++j) {

@@ -340,8 +340,12 @@ void gemm(const KernelTable& k, const MatView& w, const uint8_t* act, size_t act
 
 bool uses_gemm(const KernelTable& k, GgmlType type, int64_t n) {
   switch (type) {
-    case GgmlType::F16:   // the 4 x 3 tiles convert as they multiply; as a separate pass, shared
-    case GgmlType::BF16:  // by 32 or by 128 tokens, the conversion made F16 prefill 6-13% slower
+    case GgmlType::F16:  // AVX2's 4 x 3 tiles convert as they multiply; there, as a separate
+      // pass shared by 32 or by 128 tokens, the conversion made F16 prefill 6-13% slower. Tables
+      // without those tiles (AVX-512: 4 x 2 only) run the GEMM on converted rows.
+      return k.tile4x3_f16 == nullptr && k.gemm_panel != nullptr && n >= kGemmMinTokens;
+    case GgmlType::BF16:
+      return k.tile4x3_bf16 == nullptr && k.gemm_panel != nullptr && n >= kGemmMinTokens;
     case GgmlType::Q6_K:
       return false;
     case GgmlType::Q4_0:  // on int8 products (fp32 multiply-adds were slower than the dot products)

@@ -105,8 +105,8 @@ struct KernelTable {
   // t] = x_t[k], zero for n <= t < ldp (ldp a multiple of 8); q8: the rows are ActQ8 blocks.
   void (*pack_panel)(bool q8, const uint8_t* act, size_t stride, int64_t n, int64_t K, float* p,
                      int64_t ldp) = nullptr;
-  // out (n) = a row of Q8_0 values as fp32 (exact); false for other types (matmul then uses
-  // dequantize_row).
+  // out (n) = a row of Q8_0, F16 or BF16 values as fp32 (exact; for F16/BF16 n a multiple of
+  // 8); false for other types (matmul then uses dequantize_row).
   bool (*row_to_f32)(GgmlType type, const uint8_t* row, int64_t n, float* out) = nullptr;
   // c (m, gemm_cols; row stride gemm_cols) = w (m rows of K floats, row stride ldw) @ p (K, ldp)
   // columns [0, 8 * v), for 1 <= m <= 6 and 1 <= v <= gemm_cols / 8: columns past 8 * v are
