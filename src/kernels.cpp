@@ -340,12 +340,11 @@ void gemm(const KernelTable& k, const MatView& w, const uint8_t* act, size_t act
 
 bool uses_gemm(const KernelTable& k, GgmlType type, int64_t n) {
   switch (type) {
-    case GgmlType::F16:  // AVX2's 4 x 3 tiles convert as they multiply; there, as a separate
-      // pass shared by 32 or by 128 tokens, the conversion made F16 prefill 6-13% slower. Tables
-      // without those tiles (AVX-512: 4 x 2 only) run the GEMM on converted rows.
-      return k.tile4x3_f16 == nullptr && k.gemm_panel != nullptr && n >= kGemmMinTokens;
-    case GgmlType::BF16:
-      return k.tile4x3_bf16 == nullptr && k.gemm_panel != nullptr && n >= kGemmMinTokens;
+    case GgmlType::F16:   // rows converted by row_to_f32 (F16C), 256 values per pass shared by
+    case GgmlType::BF16:  // up to 128 tokens: faster than the 4 x 3 tiles that convert as they
+                          // multiply (130m F16 prefill 512 at 2 threads on a Xeon: AVX2 table
+                          // 392 -> 442 tokens/s, AVX-512's 4 x 2 tiles 412 -> 602)
+      return k.gemm_panel != nullptr && k.row_to_f32 != nullptr && n >= kGemmMinTokens;
     case GgmlType::Q6_K:
       return false;
     case GgmlType::Q4_0:  // on int8 products (fp32 multiply-adds were slower than the dot products)
