@@ -5,6 +5,7 @@
 #include <cmath>
 #include <cstring>
 
+#include "decay_runs.h"
 #include "fp16.h"
 #include "gemm_avx2.h"
 #include "kernels.h"
@@ -702,9 +703,7 @@ void head_scan4(int64_t n, int64_t N, const float* x, int64_t ldx, const float* 
 // stores g * s~, the true state. Runs stop before g falls below kMinRunDecay (1/g scales Bs, and
 // the rounding of s~ relative to |s~| becomes relative to g * |s~| = |s|, as in the recurrence);
 // a token whose own decay is below it goes through the recurrence alone.
-constexpr int64_t kRunTokens = 16;
-constexpr int64_t kRunMaxState = 256;  // Bs scratch: (kRunTokens, N <= kRunMaxState)
-constexpr float kMinRunDecay = 0x1p-40f;
+// (kRunTokens, kRunMaxState, kMinRunDecay and decay_run: decay_runs.h)
 
 // T (1 or 2) tokens from run position j of four channels: s (4, N) holds s~; Last: scale the
 // stored state by gs (the run's decay), back to the true state. Per 8 state values: four loads
@@ -778,12 +777,7 @@ void head_scan4_runs(int64_t n, int64_t P4, int64_t N, const float* x, int64_t l
       ++t0;
       continue;
     }
-    int64_t L = 0;
-    for (float decay = 1.0f; L < kRunTokens && t0 + L < n; ++L) {
-      decay *= dA[t0 + L];
-      if (!(decay >= kMinRunDecay)) break;
-      g[L] = decay;
-    }
+    const int64_t L = decay_run(dA, t0, n, g);
     for (int64_t j = 0; j < L; ++j) {
       const __m256 scale = _mm256_set1_ps(dt[t0 + j] / g[j]);
       const float* Bt = B + (t0 + j) * ldbc;

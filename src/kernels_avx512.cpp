@@ -15,6 +15,7 @@
 #include <cstring>
 
 #include "avx512_compat.h"
+#include "decay_runs.h"
 #include "fp16.h"
 #include "gemm_avx512.h"
 #include "kernels.h"
@@ -349,9 +350,7 @@ void selective_scan(int64_t n, int64_t E, int64_t N, const float* x, const float
 // the state kept as s / g over runs of up to 16 tokens, B pre-scaled by dt / g), 16 state values
 // per vector, and the four channels' C sums reduced together. Decode (one token), state sizes
 // that are not a multiple of 16, and fewer than four channels go to AVX2's head scan.
-constexpr int64_t kRunTokens = 16;
-constexpr int64_t kRunMaxState = 256;  // Bs scratch: (kRunTokens, N <= kRunMaxState)
-constexpr float kMinRunDecay = 0x1p-40f;
+// (kRunTokens, kRunMaxState, kMinRunDecay and decay_run: decay_runs.h)
 
 // The sums of the 16 lanes of a0 .. a3, as four floats.
 alignas(64) constexpr int32_t kSwapPairs[16] = {1, 0, 3,  2,  5,  4,  7,  6,
@@ -447,12 +446,7 @@ void head_scan(int64_t n, int64_t P, int64_t N, const float* x, int64_t ldx, con
       ++t0;
       continue;
     }
-    int64_t L = 0;
-    for (float decay = 1.0f; L < kRunTokens && t0 + L < n; ++L) {
-      decay *= dA[t0 + L];
-      if (!(decay >= kMinRunDecay)) break;
-      g[L] = decay;
-    }
+    const int64_t L = decay_run(dA, t0, n, g);
     for (int64_t j = 0; j < L; ++j) {
       const __m512 scale = _mm512_set1_ps(dt[t0 + j] / g[j]);
       const float* Bt = B + (t0 + j) * ldbc;
