@@ -300,9 +300,51 @@ constexpr int kScanState = 16;  // the state size this scan handles (every Mamba
 // Tokens from which the 16-channel scan pays for transposing its state in and out.
 constexpr int64_t kScanMinTokens = 4;
 
+// y (n) *= silu(z (n)) = z / (1 + exp(-z)), 16 at a time, the tail in scalar.
+inline void gate_silu16(int64_t n, const float* z, float* y) {
+  const __m512 one = _mm512_set1_ps(1.0f);
+  int64_t i = 0;
+  for (; i + kLanes16 <= n; i += kLanes16) {
+    const __m512 zv = _mm512_loadu_ps(z + i);
+    const __m512 silu =
+        _mm512_div_ps(zv, _mm512_add_ps(one, exp16(_mm512_sub_ps(_mm512_setzero_ps(), zv))));
+    _mm512_storeu_ps(y + i, _mm512_mul_ps(_mm512_loadu_ps(y + i), silu));
+  }
+  for (; i < n; ++i) y[i] *= z[i] / (1.0f + std::exp(-z[i]));
+}
+
+// Decode (fewer than kScanMinTokens tokens), N = 16: one channel's state in one vector, an exp
+// of 16 lanes per channel and token where AVX2 takes two of 8; the state and A rows prefetched
+// as they stream from memory.
+void scan_channels16(int64_t n, int64_t E, const float* x, const float* dt, const float* A,
+                     const float* B, const float* C, int64_t ldbc, const float* D, const float* z,
+                     int64_t ldz, float* s, float* y, int64_t c0, int64_t c1) {
+  for (int64_t c = c0; c < c1; ++c) {
+    float* sc = s + c * kScanState;
+    const float* ac = A + c * kScanState;
+    prefetch(sc);
+    prefetch(ac);
+    const __m512 a = _mm512_loadu_ps(ac);
+    __m512 v = _mm512_loadu_ps(sc);
+    for (int64_t t = 0; t < n; ++t) {
+      const float d = dt[t * E + c], xv = x[t * E + c];
+      const __m512 dA = exp16(_mm512_mul_ps(_mm512_set1_ps(d), a));
+      v = _mm512_fmadd_ps(v, dA,
+                          _mm512_mul_ps(_mm512_set1_ps(d * xv), _mm512_loadu_ps(B + t * ldbc)));
+      y[t * E + c] = reduce(_mm512_mul_ps(v, _mm512_loadu_ps(C + t * ldbc))) + D[c] * xv;
+    }
+    _mm512_storeu_ps(sc, v);
+  }
+  for (int64_t t = 0; t < n; ++t) gate_silu16(c1 - c0, z + t * ldz + c0, y + t * E + c0);
+}
+
 void selective_scan(int64_t n, int64_t E, int64_t N, const float* x, const float* dt,
                     const float* A, const float* B, const float* C, int64_t ldbc, const float* D,
                     const float* z, int64_t ldz, float* s, float* y, int64_t c0, int64_t c1) {
+  if (N == kScanState && n < kScanMinTokens) {
+    scan_channels16(n, E, x, dt, A, B, C, ldbc, D, z, ldz, s, y, c0, c1);
+    return;
+  }
   int64_t c = c0;
   if (N == kScanState && n >= kScanMinTokens) {
     const __m512 one = _mm512_set1_ps(1.0f);
@@ -484,19 +526,7 @@ void head_scan(int64_t n, int64_t P, int64_t N, const float* x, int64_t ldx, con
     avx2_kernels().head_scan(n, P - P4, N, x + P4, ldx, dt, dA, B, C, ldbc, Dh, z + P4, ldz,
                              s + P4 * N, y + P4, ldy);
   }
-  const __m512 one = _mm512_set1_ps(1.0f);
-  for (int64_t t = 0; t < n; ++t) {  // y *= silu(z) = z / (1 + exp(-z)) over channels [0, P4)
-    const float* zt = z + t * ldz;
-    float* yt = y + t * ldy;
-    int64_t p = 0;
-    for (; p + kLanes16 <= P4; p += kLanes16) {
-      const __m512 zv = _mm512_loadu_ps(zt + p);
-      const __m512 silu =
-          _mm512_div_ps(zv, _mm512_add_ps(one, exp16(_mm512_sub_ps(_mm512_setzero_ps(), zv))));
-      _mm512_storeu_ps(yt + p, _mm512_mul_ps(_mm512_loadu_ps(yt + p), silu));
-    }
-    for (; p < P4; ++p) yt[p] *= zt[p] / (1.0f + std::exp(-zt[p]));
-  }
+  for (int64_t t = 0; t < n; ++t) gate_silu16(P4, z + t * ldz, y + t * ldy);  // channels [0, P4)
 }
 
 uint64_t stream_sum(const uint64_t* p, int64_t n) {
