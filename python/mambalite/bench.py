@@ -57,7 +57,8 @@ def bench(path: str | os.PathLike, *, threads: int | None = None, prefill_tokens
     """Measures a model file: median prefill tokens/s and decode ms/token over `repeats` runs.
 
     On the CPU it also measures the roofline: the model's threads streaming a buffer the size of
-    one decoded token's reads, between the decode runs, so that both see the same machine load.
+    one decoded token's reads (64 MB to 512 MB), between the decode runs, so that both see the
+    same machine load.
     `device`: "cpu", or "cuda" / "cuda:N" (decode time is then the whole step: graph launch,
     logits back to the host).
     """
@@ -85,8 +86,10 @@ def bench(path: str | os.PathLike, *, threads: int | None = None, prefill_tokens
             model.step(state, int(ids[i % prefill_tokens]))
             steps.append(time.perf_counter() - t0)
         decode.append(statistics.median(steps) * 1e3)
-        if on_cpu:  # at least 64 MB, so that the caches do not hold it
-            rates.append(model._core.read_bandwidth(max(per_token + state_bytes, 64 << 20)))
+        if on_cpu:  # at least 64 MB, so that the caches do not hold it, and at most 512 MB
+            # (far past any cache: a 7B model's size would only cost memory)
+            probe = min(max(per_token + state_bytes, 64 << 20), 512 << 20)
+            rates.append(model._core.read_bandwidth(probe))
     where = model.isa if on_cpu else model.device
     return BenchResult(model.threads, where, prefill_tokens, statistics.median(prefill),
                        statistics.median(decode), per_token, state_bytes,
