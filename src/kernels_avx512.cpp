@@ -2,9 +2,10 @@
 // later). Built with -mavx512f -mavx512bw -mavx512vl -mavx512vnni and used only when the CPU (and
 // the OS, for the zmm state) reports all four. The fp32/f16/bf16 products are 16 floats wide, the
 // Q8_0 ones (and Q4_0's four-token products) on VNNI's vpdpbusd: one instruction per 64
-// products, where AVX2 needs sign, maddubs and madd for 32; the prefill GEMM is gemm_avx512.cpp's,
-// and the Mamba-1 scan runs 16 channels per vector. The other entries (Q4_0 and Q6_K decode
-// products, activation quantization, norms, conv, the Mamba-2 scan) are the AVX2 table's.
+// products, where AVX2 needs sign, maddubs and madd for 32; the prefill GEMM is gemm_avx512.cpp's.
+// The Mamba-1 scan runs 16 channels per vector in prefill and one channel per vector in decode,
+// Mamba-2's prefill head scan 16 state values per vector. The other entries (Q4_0 and Q6_K decode
+// products, activation quantization, norms, conv, Mamba-2's decode scan) are the AVX2 table's.
 //
 // The same source is also compiled with MAMBALITE_AVX512_EMULATED against SIMDe's portable
 // AVX-512 (Debian's libsimde-dev), into the C++ kernel test only, so that machines without
