@@ -133,6 +133,7 @@ size_t activation_row_bytes(GgmlType type, int64_t cols) {
   if (!uses_q8_activations(type)) return static_cast<size_t>(cols) * sizeof(float);
   const size_t blocks = static_cast<size_t>(cols / kQK);
   const size_t extra = type == GgmlType::Q4_0   ? blocks / 8 * sizeof(ActQ4Group)
+                       : type == GgmlType::Q8_0 ? blocks / 8 * sizeof(ActQ8Group)
                        : type == GgmlType::Q6_K ? blocks * sizeof(ActQ6Offset)
                                                 : 0;
   return blocks * sizeof(ActQ8) + extra;
@@ -156,6 +157,21 @@ void group_q4_0_activations(const ActQ8* a, int64_t nb, ActQ4Group* g) {
       std::memcpy(q + 16, odd.qs, 16);
       std::memcpy(q + 32, even.qs + 16, 16);
       std::memcpy(q + 48, odd.qs + 16, 16);
+    }
+  }
+}
+
+// The ActQ8Group copies of blocks a (nb) that follow them in a Q8_0 activation row.
+void group_q8_0_activations(const ActQ8* a, int64_t nb, ActQ8Group* g) {
+  for (int64_t i = 0; i + 8 <= nb; i += 8, ++g) {
+    for (int k = 0; k < 8; ++k) {
+      const ActQ8& b = a[i + k];
+      g->d[k] = b.d;
+      for (int lane = 0; lane < 8; ++lane) {
+        const int8_t* q = b.qs + 4 * lane;
+        g->m128[k][lane] = -128 * (q[0] + q[1] + q[2] + q[3]);
+      }
+      std::memcpy(g->qs + kQK * k, b.qs, kQK);
     }
   }
 }
@@ -184,6 +200,8 @@ const uint8_t* prepare_activations(const KernelTable& k, GgmlType type, const fl
     k.quantize_act(x + t * ldx, cols, row);
     if (type == GgmlType::Q4_0) {
       group_q4_0_activations(row, nb, reinterpret_cast<ActQ4Group*>(row + nb));
+    } else if (type == GgmlType::Q8_0) {
+      group_q8_0_activations(row, nb, reinterpret_cast<ActQ8Group*>(row + nb));
     } else if (type == GgmlType::Q6_K) {
       offsets_q6_k_activations(row, nb, reinterpret_cast<ActQ6Offset*>(row + nb));
     }

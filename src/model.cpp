@@ -135,8 +135,12 @@ Model::Model(const std::string& path, int n_threads, int ordinal)
   out_.resize(T * c.d_model);
   const int64_t max_cols = std::max({c.d_model, c.d_inner, c.dt_rank});
   scratch_.resize(static_cast<size_t>(pool_.size()) * matmul_scratch_floats(max_cols));
-  // Q4_0 rows are the largest prepared activations (ActQ8 blocks plus their ActQ4Group copies).
-  act_.resize(static_cast<size_t>(T) * activation_row_bytes(GgmlType::Q4_0, max_cols + kQK));
+  // The largest prepared activations: ActQ8 blocks plus a type's copies or sums of them.
+  size_t act_row = 0;
+  for (const GgmlType type : {GgmlType::Q8_0, GgmlType::Q4_0, GgmlType::Q6_K}) {
+    act_row = std::max(act_row, activation_row_bytes(type, max_cols + kQK));
+  }
+  act_.resize(static_cast<size_t>(T) * act_row);
   panel_.resize(panel_floats(max_cols, T));
   if (ordinal >= 0) gpu_ = make_cuda_engine(*this, ordinal);
 }

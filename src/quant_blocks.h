@@ -65,6 +65,16 @@ struct ActQ4Group {
   float m8s[8];        // -8 * their ActQ8::s (the nibbles' offset of 8), in the same order
   int8_t qs[8 * kQK];  // per pair (2p, 2p + 1): x_2p[0:16] x_2p+1[0:16] x_2p[16:32] x_2p+1[16:32]
 };
+// A prepared Q8_0 activation row holds, after its ActQ8 blocks (and only for Q8_0), each full
+// group of 8 blocks again for a decode product that makes the weights unsigned (w + 128, their
+// sign bits flipped) so that vpdpbusd needs no sign fix-up: the values contiguous, the scales
+// contiguous, and per block, minus 128 times the sums of the values in each 4-byte lane of a
+// 256-bit register, the offset that the flip adds to vpdpbusd's lane sums, taken off exactly.
+struct ActQ8Group {
+  float d[8];          // the blocks' scales, in block order
+  int32_t m128[8][8];  // [block][lane]: -128 * (qs[4 * lane] + ... + qs[4 * lane + 3])
+  int8_t qs[8 * kQK];  // the blocks' values, in block order
+};
 // A prepared Q6_K activation row holds, after its ActQ8 blocks, one ActQ6Offset per block: the
 // pair sums 32 * (x[2k] + x[2k + 1]) that maddubs(32, x) gives. A kernel that multiplies the
 // unsigned 6-bit values q by x subtracts them to get sum((q - 32) * x) pairwise, in int16.
@@ -77,7 +87,8 @@ static_assert(sizeof(BlockQ8_0) == 34 && sizeof(BlockQ4_0) == 18 && sizeof(Block
                   sizeof(BlockQ5_0) == 22 && sizeof(BlockQ5_1) == 24 && sizeof(BlockQ4_K) == 144 &&
                   sizeof(BlockQ5_K) == 176 && sizeof(BlockQ6_K) == 210,
               "block layouts must match ggml");
-static_assert(sizeof(ActQ8) == 40 && sizeof(ActQ4Group) == 320 && sizeof(ActQ6Offset) == 32,
+static_assert(sizeof(ActQ8) == 40 && sizeof(ActQ4Group) == 320 && sizeof(ActQ8Group) == 544 &&
+                  sizeof(ActQ6Offset) == 32,
               "activation blocks must be packed");
 
 }  // namespace mambalite
