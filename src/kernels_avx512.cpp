@@ -37,6 +37,15 @@ inline __m256i load256(const void* p) {
 inline void prefetch(const void* p) {
   _mm_prefetch(reinterpret_cast<const char*>(p) + kPrefetchBytes, _MM_HINT_T0);
 }
+// Two levels, for weights that stream while the core has more work per byte than a plain read:
+// to L2 8 KB ahead, then on to L1 1 KB ahead.
+constexpr int kPrefetchL2Bytes = 8192;
+constexpr int kPrefetchL1Bytes = 1024;
+inline void prefetch_two_levels(const void* p) {
+  const char* c = reinterpret_cast<const char*>(p);
+  _mm_prefetch(c + kPrefetchL2Bytes, _MM_HINT_T1);
+  _mm_prefetch(c + kPrefetchL1Bytes, _MM_HINT_T0);
+}
 
 // ---------------------------------------------------------------------------------------------
 // 16- and 32-bit weights: fp32 products, 16 wide.
@@ -214,7 +223,7 @@ float dot_q8_0(int64_t n, const uint8_t* w, const ActQ8* x) {
   int64_t i = 0;
   for (; i + 8 <= nb; i += 8, ++g) {
     const uint8_t* b = w + i * kB;
-    for (int l = 0; l < 5; ++l) prefetch(b + 64 * l);  // 272 bytes: 4.25 lines
+    for (int l = 0; l < 5; ++l) prefetch_two_levels(b + 64 * l);  // 272 bytes: 4.25 lines
     // The scales' fp16 bits are the low halves of 32-bit words at each block's start.
     const __m256i bits = _mm256_i32gather_epi32(reinterpret_cast<const int*>(b), offsets, 1);
     const __m256 scale = _mm256_mul_ps(_mm256_cvtph_ps(low_halves(bits)),
