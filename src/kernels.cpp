@@ -460,6 +460,11 @@ void matmul(const KernelTable& k, const MatView& w, const uint8_t* act, size_t a
     default:
       break;
   }
+  if (n == 1 && w.type == GgmlType::Q8_0 && k.matvec_q8_0 != nullptr) {
+    k.matvec_q8_0(cols, w.row(r0), w.row_bytes, r1 - r0, reinterpret_cast<const ActQ8*>(act),
+                  y + r0);
+    return;
+  }
   int64_t r = r0;
   if (tile != nullptr && n >= 2) {  // 4 rows x 3 (or 2) tokens at a time, then the leftovers
     float out[12];

@@ -176,6 +176,11 @@ struct KernelTable {
   // loads and the decode kernels' prefetch distance: the probe of the machine's read bandwidth
   // (Model::read_bandwidth), the roofline of decode. Null: stream_sum's portable loop.
   uint64_t (*stream_sum)(const uint64_t* p, int64_t n) = nullptr;
+
+  // Decode's product of `rows` Q8_0 rows (row_bytes apart) with one activation row, in one call:
+  // y[r] = dot_q8_0(n, w + r * row_bytes, x). Null: dot_q8_0 row by row.
+  void (*matvec_q8_0)(int64_t n, const uint8_t* w, size_t row_bytes, int64_t rows, const ActQ8* x,
+                      float* y) = nullptr;
 };
 
 // k.stream_sum(p, n), or a portable loop when the table has none.
@@ -201,7 +206,8 @@ size_t activation_row_bytes(GgmlType type, int64_t cols);
 // activation_row_bytes) and returns out, or returns x itself (row stride ldx floats) when the
 // type reads fp32. *stride receives the row stride in bytes. A row is cols / 32 ActQ8 blocks,
 // followed for Q4_0 and Q8_0 by an ActQ4Group or ActQ8Group per full 8 blocks and for Q6_K by an
-// ActQ6Offset per block (quant_blocks.h), which kernels may read instead of recomputing them for every weight row.
+// ActQ6Offset per block (quant_blocks.h), which kernels may read instead of recomputing them for
+// every weight row.
 const uint8_t* prepare_activations(const KernelTable& k, GgmlType type, const float* x, int64_t ldx,
                                    int64_t n, int64_t cols, uint8_t* out, size_t* stride);
 
