@@ -1,8 +1,9 @@
 // AVX-512 kernels (F, BW, VL and VNNI: Intel Ice Lake / Sapphire Rapids and later, AMD Zen 4 and
 // later). Built with -mavx512f -mavx512bw -mavx512vl -mavx512vnni and used only when the CPU (and
 // the OS, for the zmm state) reports all four. The fp32/f16/bf16 products are 16 floats wide, the
-// Q8_0 ones (and Q4_0's four-token products) on VNNI's vpdpbusd: one instruction per 64
-// products, where AVX2 needs sign, maddubs and madd for 32; the prefill GEMM is gemm_avx512.cpp's.
+// Q8_0 ones (and Q4_0's four-token products) on VNNI's vpdpbusd, where AVX2 needs sign, maddubs
+// and madd: decode's Q8_0 product one block per 256-bit vpdpbusd on sign-flipped weights (see
+// dot_q8_0), the four-token ones two blocks per 512-bit one; the prefill GEMM is gemm_avx512.cpp's.
 // The Mamba-1 scan runs 16 channels per vector in prefill and one channel per vector in decode,
 // Mamba-2's prefill head scan 16 state values per vector. The other entries (Q4_0 and Q6_K decode
 // products, activation quantization, norms, conv, Mamba-2's decode scan) are the AVX2 table's.
