@@ -132,7 +132,8 @@ bool uses_q8_activations(GgmlType type) {
 size_t activation_row_bytes(GgmlType type, int64_t cols) {
   if (!uses_q8_activations(type)) return static_cast<size_t>(cols) * sizeof(float);
   const size_t blocks = static_cast<size_t>(cols / kQK);
-  const size_t extra = type == GgmlType::Q4_0   ? blocks / 8 * sizeof(ActQ4Group)
+  const size_t extra = type == GgmlType::Q4_0
+                           ? blocks / 8 * (sizeof(ActQ4Group) + sizeof(ActQ4Quads))
                        : type == GgmlType::Q8_0 ? blocks / 8 * sizeof(ActQ8Group)
                        : type == GgmlType::Q6_K ? blocks * sizeof(ActQ6Offset)
                                                 : 0;
@@ -157,6 +158,25 @@ void group_q4_0_activations(const ActQ8* a, int64_t nb, ActQ4Group* g) {
       std::memcpy(q + 16, odd.qs, 16);
       std::memcpy(q + 32, even.qs + 16, 16);
       std::memcpy(q + 48, odd.qs + 16, 16);
+    }
+  }
+}
+
+// The ActQ4Quads copies of blocks a (nb) that follow their ActQ4Group copies in a Q4_0 row.
+void quads_q4_0_activations(const ActQ8* a, int64_t nb, ActQ4Quads* g) {
+  for (int64_t i = 0; i + 8 <= nb; i += 8, ++g) {
+    for (int k = 0; k < 8; ++k) g->d[k] = a[i + k].d;
+    for (int h = 0; h < 2; ++h) {
+      for (int k = 0; k < 4; ++k) {
+        const int8_t* q = a[i + 4 * h + k].qs;
+        std::memcpy(g->lo[h] + 16 * k, q, 16);
+        std::memcpy(g->hi[h] + 16 * k, q + 16, 16);
+      }
+      for (int lane = 0; lane < 16; ++lane) {
+        int sum = 0;
+        for (int j = 0; j < 4; ++j) sum += g->lo[h][4 * lane + j] + g->hi[h][4 * lane + j];
+        g->m8[h][lane] = -8 * sum;
+      }
     }
   }
 }
@@ -199,7 +219,9 @@ const uint8_t* prepare_activations(const KernelTable& k, GgmlType type, const fl
     ActQ8* row = reinterpret_cast<ActQ8*>(out + t * *stride);
     k.quantize_act(x + t * ldx, cols, row);
     if (type == GgmlType::Q4_0) {
-      group_q4_0_activations(row, nb, reinterpret_cast<ActQ4Group*>(row + nb));
+      ActQ4Group* groups = reinterpret_cast<ActQ4Group*>(row + nb);
+      group_q4_0_activations(row, nb, groups);
+      quads_q4_0_activations(row, nb, reinterpret_cast<ActQ4Quads*>(groups + nb / 8));
     } else if (type == GgmlType::Q8_0) {
       group_q8_0_activations(row, nb, reinterpret_cast<ActQ8Group*>(row + nb));
     } else if (type == GgmlType::Q6_K) {

@@ -206,7 +206,8 @@ size_t activation_row_bytes(GgmlType type, int64_t cols);
 // Prepares n activation rows x (n, ldx) for weights of `type`: quantizes them into `out` (rows of
 // activation_row_bytes) and returns out, or returns x itself (row stride ldx floats) when the
 // type reads fp32. *stride receives the row stride in bytes. A row is cols / 32 ActQ8 blocks,
-// followed for Q4_0 and Q8_0 by an ActQ4Group or ActQ8Group per full 8 blocks and for Q6_K by an
+// followed for Q4_0 by an ActQ4Group per full 8 blocks and then an ActQ4Quads per full 8 blocks,
+// for Q8_0 by an ActQ8Group per full 8 blocks, and for Q6_K by an
 // ActQ6Offset per block (quant_blocks.h), which kernels may read instead of recomputing them for
 // every weight row.
 const uint8_t* prepare_activations(const KernelTable& k, GgmlType type, const float* x, int64_t ldx,

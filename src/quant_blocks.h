@@ -75,6 +75,17 @@ struct ActQ8Group {
   int32_t m128[8][8];  // [block][lane]: -128 * (qs[4 * lane] + ... + qs[4 * lane + 3])
   int8_t qs[8 * kQK];  // the blocks' values, in block order
 };
+// A prepared Q4_0 activation row holds, after its ActQ4Group copies, each full group of 8 blocks
+// once more for AVX-512's decode product, which takes four weight blocks per 512-bit register
+// (their 16 low nibbles each, then their high nibbles): per quad of blocks the values in that
+// order, and per 32-bit lane minus 8 times the sum of the 8 values the lane's products take (the
+// nibbles' offset, taken off exactly in the int32 sums).
+struct ActQ4Quads {
+  float d[8];         // the blocks' scales, in block order
+  int32_t m8[2][16];  // [quad][lane]: -8 * (lo[4 * lane, +4) + hi[4 * lane, +4) values)
+  int8_t lo[2][64];   // [quad]: values 0-15 of each of the quad's four blocks
+  int8_t hi[2][64];   // [quad]: values 16-31 of each
+};
 // A prepared Q6_K activation row holds, after its ActQ8 blocks, one ActQ6Offset per block: the
 // pair sums 32 * (x[2k] + x[2k + 1]) that maddubs(32, x) gives. A kernel that multiplies the
 // unsigned 6-bit values q by x subtracts them to get sum((q - 32) * x) pairwise, in int16.
@@ -88,7 +99,7 @@ static_assert(sizeof(BlockQ8_0) == 34 && sizeof(BlockQ4_0) == 18 && sizeof(Block
                   sizeof(BlockQ5_K) == 176 && sizeof(BlockQ6_K) == 210,
               "block layouts must match ggml");
 static_assert(sizeof(ActQ8) == 40 && sizeof(ActQ4Group) == 320 && sizeof(ActQ8Group) == 544 &&
-                  sizeof(ActQ6Offset) == 32,
+                  sizeof(ActQ4Quads) == 416 && sizeof(ActQ6Offset) == 32,
               "activation blocks must be packed");
 
 }  // namespace mambalite
