@@ -57,11 +57,6 @@ inline float reduce(__m512 v) {
 }
 // 128-bit lanes (a0, a1, a2, a3) -> (a0, a2, a1, a3).
 inline __m512i lanes_0213(__m512i v) { return simde_mm512_shuffle_i64x2(v, v, 0xD8); }
-// The low 16 bits of each 32-bit lane (vpmovdw, which SIMDe 0.7 lacks), by AVX2.
-inline __m128i low_halves(__m256i v) {
-  const __m256i lo = _mm256_and_si256(v, _mm256_set1_epi32(0xFFFF));
-  return _mm256_castsi256_si128(_mm256_permute4x64_epi64(_mm256_packus_epi32(lo, lo), 0x08));
-}
 // vshuff32x4: 128-bit lanes of a (the lower two) and b (the upper two) chosen by Imm.
 template <int Imm>
 inline __m512 shuffle_quarters(__m512 a, __m512 b) {
@@ -94,8 +89,6 @@ inline __m512 cvt_bf16(__m256i h) {
 inline __m512 cvt_i32(__m512i v) { return _mm512_cvtepi32_ps(v); }
 inline float reduce(__m512 v) { return _mm512_reduce_add_ps(v); }
 inline __m512i lanes_0213(__m512i v) { return _mm512_shuffle_i64x2(v, v, 0xD8); }
-// The low 16 bits of each 32-bit lane.
-inline __m128i low_halves(__m256i v) { return _mm256_cvtepi32_epi16(v); }
 template <int Imm>
 inline __m512 shuffle_quarters(__m512 a, __m512 b) {
   return _mm512_shuffle_f32x4(a, b, Imm);

@@ -210,15 +210,18 @@ inline __m512i act_pair(const ActQ8* x, int64_t i, bool pair) {
 // Decode's Q8_0 product, 8 blocks at a time against the row's ActQ8Group copies, one block per
 // 256-bit register: the weights' sign bits flipped make them unsigned (w + 128), so vpdpbusd
 // takes them as they are, its lane sums starting from the group's -128 * sum(x) terms (exact);
-// the 8 weight scales come in one gather. Per block that is a flip, vpdpbusd, a conversion, a
-// broadcast of the scale and a multiply-add, where the pairs of the four-token product below
-// also take |w|, the signs and a negation: the single-token product ran at 15 GB/s in L1, too
-// close to one core's DRAM rate to keep its loads streaming. Tail blocks (nb % 8) go in pairs.
+// the 8 weight scales come in two word permutes. Per block that is a flip, vpdpbusd, a conversion,
+// a broadcast of the scale and a multiply-add, where the pairs of the four-token product below also
+// take |w|, the signs and a negation: the single-token product ran at 15 GB/s in L1, too close to
+// one core's DRAM rate to keep its loads streaming. Tail blocks (nb % 8) go in pairs.
 float dot_q8_0(int64_t n, const uint8_t* w, const ActQ8* x) {
   const int64_t nb = n / kQK;
   constexpr int64_t kB = sizeof(BlockQ8_0);
   const ActQ8Group* g = reinterpret_cast<const ActQ8Group*>(x + nb);
-  const __m256i offsets = _mm256_setr_epi32(0, kB, 2 * kB, 3 * kB, 4 * kB, 5 * kB, 6 * kB, 7 * kB);
+  const __m512i scale_words =
+      _mm512_setr_epi32(17 << 16, 51 << 16 | 34, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0);
+  const __m512i scale_words_hi =
+      _mm512_setr_epi32(21 << 16 | 4, 55 << 16 | 38, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0);
   const __m256i flip = _mm256_set1_epi8(static_cast<char>(0x80));
   __m256 acc[4];
   for (__m256& a : acc) a = _mm256_setzero_ps();
@@ -226,9 +229,15 @@ float dot_q8_0(int64_t n, const uint8_t* w, const ActQ8* x) {
   for (; i + 8 <= nb; i += 8, ++g) {
     const uint8_t* b = w + i * kB;
     for (int l = 0; l < 5; ++l) prefetch_two_levels(b + 64 * l);  // 272 bytes: 4.25 lines
-    // The scales' fp16 bits are the low halves of 32-bit words at each block's start.
-    const __m256i bits = _mm256_i32gather_epi32(reinterpret_cast<const int*>(b), offsets, 1);
-    const __m256 scale = _mm256_mul_ps(_mm256_cvtph_ps(low_halves(bits)),
+    // The scales are 16-bit words 0, 17, 34, 51 of the group's first 128 bytes and 4, 21, 38,
+    // 55 of the 128 from byte 128: two word permutes (a gather was slower).
+    const __m512i lo4 =
+        _mm512_permutex2var_epi16(_mm512_loadu_si512(b), scale_words, _mm512_loadu_si512(b + 64));
+    const __m512i hi4 = _mm512_permutex2var_epi16(_mm512_loadu_si512(b + 128), scale_words_hi,
+                                                  _mm512_loadu_si512(b + 192));
+    const __m128i halves =
+        _mm_unpacklo_epi64(_mm512_castsi512_si128(lo4), _mm512_castsi512_si128(hi4));
+    const __m256 scale = _mm256_mul_ps(_mm256_cvtph_ps(halves),
                                        _mm256_loadu_ps(g->d));  // d_w * d_x, per block
     for (int k = 0; k < 8; ++k) {
       const __m256i wu = _mm256_xor_si256(load256(b + k * kB + 2), flip);
