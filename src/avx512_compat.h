@@ -57,6 +57,14 @@ inline float reduce(__m512 v) {
 }
 // 128-bit lanes (a0, a1, a2, a3) -> (a0, a2, a1, a3).
 inline __m512i lanes_0213(__m512i v) { return simde_mm512_shuffle_i64x2(v, v, 0xD8); }
+// 16 int8 to 16 int32 (vpmovsxbd, which SIMDe 0.7 lacks), element by element.
+inline __m512i widen_i8(__m128i v) {
+  int8_t a[16];
+  int32_t b[16];
+  _mm_storeu_si128(reinterpret_cast<__m128i*>(a), v);
+  for (int i = 0; i < 16; ++i) b[i] = a[i];
+  return _mm512_loadu_si512(b);
+}
 // vshuff32x4: 128-bit lanes of a (the lower two) and b (the upper two) chosen by Imm.
 template <int Imm>
 inline __m512 shuffle_quarters(__m512 a, __m512 b) {
@@ -89,6 +97,7 @@ inline __m512 cvt_bf16(__m256i h) {
 inline __m512 cvt_i32(__m512i v) { return _mm512_cvtepi32_ps(v); }
 inline float reduce(__m512 v) { return _mm512_reduce_add_ps(v); }
 inline __m512i lanes_0213(__m512i v) { return _mm512_shuffle_i64x2(v, v, 0xD8); }
+inline __m512i widen_i8(__m128i v) { return _mm512_cvtepi8_epi32(v); }
 template <int Imm>
 inline __m512 shuffle_quarters(__m512 a, __m512 b) {
   return _mm512_shuffle_f32x4(a, b, Imm);

@@ -132,11 +132,11 @@ bool uses_q8_activations(GgmlType type) {
 size_t activation_row_bytes(GgmlType type, int64_t cols) {
   if (!uses_q8_activations(type)) return static_cast<size_t>(cols) * sizeof(float);
   const size_t blocks = static_cast<size_t>(cols / kQK);
-  const size_t extra = type == GgmlType::Q4_0
-                           ? blocks / 8 * (sizeof(ActQ4Group) + sizeof(ActQ4Quads))
-                       : type == GgmlType::Q8_0 ? blocks / 8 * sizeof(ActQ8Group)
-                       : type == GgmlType::Q6_K ? blocks * sizeof(ActQ6Offset)
-                                                : 0;
+  const size_t extra =
+      type == GgmlType::Q4_0   ? blocks / 8 * (sizeof(ActQ4Group) + sizeof(ActQ4Quads))
+      : type == GgmlType::Q8_0 ? blocks / 8 * sizeof(ActQ8Group)
+      : type == GgmlType::Q6_K ? blocks * sizeof(ActQ6Offset) + blocks / 8 * sizeof(ActQ6Group)
+                               : 0;
   return blocks * sizeof(ActQ8) + extra;
 }
 
@@ -205,6 +205,20 @@ void offsets_q6_k_activations(const ActQ8* a, int64_t nb, ActQ6Offset* o) {
   }
 }
 
+// The ActQ6Group copies of blocks a (nb, a multiple of 8) that follow their ActQ6Offset sums.
+void groups_q6_k_activations(const ActQ8* a, int64_t nb, ActQ6Group* g) {
+  for (int64_t i = 0; i + 8 <= nb; i += 8, ++g) {
+    for (int k = 0; k < 8; ++k) std::memcpy(g->qs + kQK * k, a[i + k].qs, kQK);
+    for (int r = 0; r < 4; ++r) {
+      for (int lane = 0; lane < 16; ++lane) {
+        const int8_t* q = g->qs + 64 * r + 4 * lane;
+        g->m32[r][lane] = -32 * (q[0] + q[1] + q[2] + q[3]);
+        g->d[r][lane] = a[i + 2 * r + lane / 8].d;
+      }
+    }
+  }
+}
+
 }  // namespace
 
 const uint8_t* prepare_activations(const KernelTable& k, GgmlType type, const float* x, int64_t ldx,
@@ -225,7 +239,9 @@ const uint8_t* prepare_activations(const KernelTable& k, GgmlType type, const fl
     } else if (type == GgmlType::Q8_0) {
       group_q8_0_activations(row, nb, reinterpret_cast<ActQ8Group*>(row + nb));
     } else if (type == GgmlType::Q6_K) {
-      offsets_q6_k_activations(row, nb, reinterpret_cast<ActQ6Offset*>(row + nb));
+      ActQ6Offset* offsets = reinterpret_cast<ActQ6Offset*>(row + nb);
+      offsets_q6_k_activations(row, nb, offsets);
+      groups_q6_k_activations(row, nb, reinterpret_cast<ActQ6Group*>(offsets + nb));
     }
   }
   return out;

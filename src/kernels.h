@@ -207,9 +207,9 @@ size_t activation_row_bytes(GgmlType type, int64_t cols);
 // activation_row_bytes) and returns out, or returns x itself (row stride ldx floats) when the
 // type reads fp32. *stride receives the row stride in bytes. A row is cols / 32 ActQ8 blocks,
 // followed for Q4_0 by an ActQ4Group per full 8 blocks and then an ActQ4Quads per full 8 blocks,
-// for Q8_0 by an ActQ8Group per full 8 blocks, and for Q6_K by an
-// ActQ6Offset per block (quant_blocks.h), which kernels may read instead of recomputing them for
-// every weight row.
+// for Q8_0 by an ActQ8Group per full 8 blocks, and for Q6_K by an ActQ6Offset per block and then
+// an ActQ6Group per 8 blocks (quant_blocks.h), which kernels may read instead of recomputing them
+// for every weight row.
 const uint8_t* prepare_activations(const KernelTable& k, GgmlType type, const float* x, int64_t ldx,
                                    int64_t n, int64_t cols, uint8_t* out, size_t* stride);
 

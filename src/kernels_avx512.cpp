@@ -1,13 +1,13 @@
 // AVX-512 kernels (F, BW, VL and VNNI: Intel Ice Lake / Sapphire Rapids and later, AMD Zen 4 and
 // later). Built with -mavx512f -mavx512bw -mavx512vl -mavx512vnni and used only when the CPU (and
 // the OS, for the zmm state) reports all four. The fp32/f16/bf16 products are 16 floats wide, the
-// Q8_0 and Q4_0 ones on VNNI's vpdpbusd, where AVX2 needs sign, maddubs and madd: decode's Q8_0
-// product one block per 256-bit vpdpbusd on sign-flipped weights (see dot_q8_0), its Q4_0 one
-// four blocks' nibbles per 512-bit one, the four-token ones two blocks per 512-bit one; the
-// prefill GEMM is gemm_avx512.cpp's.
+// integer ones on VNNI's vpdpbusd, where AVX2 needs sign, maddubs and madd: decode's Q8_0 product
+// one block per 256-bit vpdpbusd on sign-flipped weights (see dot_q8_0), its Q4_0 one four
+// blocks' nibbles per 512-bit one, its Q6_K one 64 values per 512-bit one, the four-token ones
+// two blocks per 512-bit one; the prefill GEMM is gemm_avx512.cpp's.
 // The Mamba-1 scan runs 16 channels per vector in prefill and one channel per vector in decode,
-// Mamba-2's prefill head scan 16 state values per vector. The other entries (the Q6_K decode
-// product, activation quantization, norms, conv, Mamba-2's decode scan) are the AVX2 table's.
+// Mamba-2's prefill head scan 16 state values per vector. The other entries (activation
+// quantization, norms, conv, Mamba-2's decode scan) are the AVX2 table's.
 //
 // The same source is also compiled with MAMBALITE_AVX512_EMULATED against SIMDe's portable
 // AVX-512 (Debian's libsimde-dev), into the C++ kernel test only, so that machines without
@@ -327,6 +327,53 @@ float dot_q4_0(int64_t n, const uint8_t* w, const ActQ8* x) {
   const __m512 low = _mm512_castpd_ps(  // tail in the lower half, zeros above
       _mm512_insertf64x4(_mm512_setzero_pd(), _mm256_castps_pd(tail), 0));
   return reduce(_mm512_add_ps(_mm512_add_ps(acc[0], acc[1]), low)) - 8.0f * offset;
+}
+
+// Decode's Q6_K product: per 256-value block, four 512-bit registers of 64 unsigned 6-bit values
+// in value order (the low nibbles or high nibbles of 64 ql bytes, with their two qh bits put in
+// by one bitwise select), each against 64 of the row's ActQ6Group values in one vpdpbusd
+// starting from the group's exact -32 * sum(x) lane terms; each lane's scale is the block's d
+// times its 16-value sub-block's int8 scale (one permute of the 16 scales) times its
+// activation scale.
+float dot_q6_k(int64_t n, const uint8_t* w, const ActQ8* x) {
+  const int64_t nb = n / kQK;
+  const BlockQ6_K* b = reinterpret_cast<const BlockQ6_K*>(w);
+  const ActQ6Group* g =
+      reinterpret_cast<const ActQ6Group*>(reinterpret_cast<const ActQ6Offset*>(x + nb) + nb);
+  const __m512i low4 = _mm512_set1_epi8(0x0F), high2 = _mm512_set1_epi8(0x33);
+  __m512i sub[4];  // register r's lanes: sub-block 4 r + lane / 4
+  for (int r = 0; r < 4; ++r) {
+    sub[r] = _mm512_setr_epi32(4 * r, 4 * r, 4 * r, 4 * r, 4 * r + 1, 4 * r + 1, 4 * r + 1,
+                               4 * r + 1, 4 * r + 2, 4 * r + 2, 4 * r + 2, 4 * r + 2, 4 * r + 3,
+                               4 * r + 3, 4 * r + 3, 4 * r + 3);
+  }
+  __m512 acc[2] = {_mm512_setzero_ps(), _mm512_setzero_ps()};
+  for (int64_t i = 0; i < n / kQKK; ++i, ++g) {
+    const uint8_t* block = reinterpret_cast<const uint8_t*>(b + i);
+    for (int l = 0; l < 4; ++l) prefetch_two_levels(block + 64 * l);  // 210 bytes: 3.3 lines
+    const __m512 sc = _mm512_mul_ps(  // the 16 sub-blocks' scales times d
+        cvt_i32(widen_i8(_mm_loadu_si128(reinterpret_cast<const __m128i*>(b[i].scales)))),
+        _mm512_set1_ps(half_to_float(b[i].d)));
+    for (int half = 0; half < 2; ++half) {
+      const __m512i ql = _mm512_loadu_si512(b[i].ql + 64 * half);  // values' low 4 bits
+      const __m256i h = load256(b[i].qh + 32 * half);              // their high 2 bits
+      // Bits 0-1 and 4-5 of [h, h >> 2]: the high bits of values 0-63 and of 64-127 (of the half).
+      const __m512i hh = _mm512_and_si512(
+          _mm512_inserti64x4(_mm512_castsi256_si512(h), _mm256_srli_epi16(h, 2), 1), high2);
+      // q = low 4 bits from ql (select where the mask 0x0F has ones), bits 4-5 from hh.
+      const __m512i q[2] = {_mm512_ternarylogic_epi32(ql, _mm512_slli_epi16(hh, 4), low4, 0xE4),
+                            _mm512_ternarylogic_epi32(_mm512_srli_epi16(ql, 4), hh, low4, 0xE4)};
+      for (int j = 0; j < 2; ++j) {
+        const int r = 2 * half + j;  // values 64 r .. 64 r + 63
+        const __m512i sums = _mm512_dpbusd_epi32(_mm512_loadu_si512(g->m32[r]), q[j],
+                                                 _mm512_loadu_si512(g->qs + 64 * r));
+        const __m512 scale =
+            _mm512_mul_ps(_mm512_permutexvar_ps(sub[r], sc), _mm512_loadu_ps(g->d[r]));
+        acc[j] = _mm512_fmadd_ps(cvt_i32(sums), scale, acc[j]);
+      }
+    }
+  }
+  return reduce(_mm512_add_ps(acc[0], acc[1]));
 }
 
 // Four activation rows (xb + t * stride bytes) against one Q8_0 row: each pair of weight blocks
@@ -665,11 +712,12 @@ KernelTable make_table() {
   k.dot_q8_0 = dot_q8_0;
   k.matvec_q8_0 = matvec_q8_0;
   k.dot_q4_0 = dot_q4_0;
-  // Q6_K decode keeps AVX2's product, which reads the activations' offset sums: 130m Q4_0 (Q6_K
-  // head) decode at 2 threads took 4.9 ms/token with it against 5.2 with a 512-bit one (Xeon,
-  // medians). An earlier 512-bit Q4_0 product (pairs of blocks) was slower than AVX2's too (7.9
-  // against 6.8); dot_q4_0's quads with the scales taken by one word permute are faster: 10% in
-  // L1, a median 2.5% on decode (in-process A/B, 130m, 370m and mamba2-130m Q4_0).
+  k.dot_q6_k = dot_q6_k;
+  // An earlier 512-bit Q4_0 product (pairs of blocks) and a Q6_K one were slower than AVX2's
+  // (130m Q4_0 decode 7.9 against 6.8 ms/token, 5.2 against 4.9); dot_q4_0's quads with the
+  // scales by one word permute are faster, 10% in L1 and a median 2.5% on decode, and dot_q6_k's
+  // whole 64-value registers 25-30% in L1 and 3-7% on Q4_0 files' decode (their Q6_K head is a
+  // third of the bytes; in-process A/B, 130m, 370m and mamba2-130m).
   k.dot4_f32 = dot16x4<F32Row>;
   k.dot4_f16 = dot16x4<F16Row>;
   k.dot4_bf16 = dot16x4<BF16Row>;

@@ -92,6 +92,15 @@ struct ActQ4Quads {
 struct ActQ6Offset {
   int16_t s32[kQK / 2];
 };
+// A prepared Q6_K activation row holds, after its ActQ6Offset sums, one ActQ6Group per 256 values
+// for AVX-512's decode product, which makes each 64 values' 6-bit weights one 512-bit register:
+// the values in order, and per register and 32-bit lane minus 32 times the sum of the lane's 4
+// values (the weights' offset, taken off exactly) and the lane's activation scale.
+struct ActQ6Group {
+  int8_t qs[kQKK];
+  int32_t m32[4][16];  // [register][lane]: -32 * (qs[64 * r + 4 * lane, +4) summed)
+  float d[4][16];      // [register][lane]: the scale of the ActQ8 block of those values
+};
 #pragma pack(pop)
 
 static_assert(sizeof(BlockQ8_0) == 34 && sizeof(BlockQ4_0) == 18 && sizeof(BlockQ4_1) == 20 &&
@@ -99,7 +108,8 @@ static_assert(sizeof(BlockQ8_0) == 34 && sizeof(BlockQ4_0) == 18 && sizeof(Block
                   sizeof(BlockQ5_K) == 176 && sizeof(BlockQ6_K) == 210,
               "block layouts must match ggml");
 static_assert(sizeof(ActQ8) == 40 && sizeof(ActQ4Group) == 320 && sizeof(ActQ8Group) == 544 &&
-                  sizeof(ActQ4Quads) == 416 && sizeof(ActQ6Offset) == 32,
+                  sizeof(ActQ4Quads) == 416 && sizeof(ActQ6Group) == 768 &&
+                  sizeof(ActQ6Offset) == 32,
               "activation blocks must be packed");
 
 }  // namespace mambalite
