@@ -498,9 +498,12 @@ void matmul(const KernelTable& k, const MatView& w, const uint8_t* act, size_t a
     default:
       break;
   }
-  if (n == 1 && w.type == GgmlType::Q8_0 && k.matvec_q8_0 != nullptr) {
-    k.matvec_q8_0(cols, w.row(r0), w.row_bytes, r1 - r0, reinterpret_cast<const ActQ8*>(act),
-                  y + r0);
+  const KernelTable::Matvec matvec = w.type == GgmlType::Q8_0   ? k.matvec_q8_0
+                                     : w.type == GgmlType::Q4_0 ? k.matvec_q4_0
+                                     : w.type == GgmlType::Q6_K ? k.matvec_q6_k
+                                                                : nullptr;
+  if (n == 1 && matvec != nullptr) {
+    matvec(cols, w.row(r0), w.row_bytes, r1 - r0, reinterpret_cast<const ActQ8*>(act), y + r0);
     return;
   }
   int64_t r = r0;

@@ -267,13 +267,6 @@ float dot_q8_0(int64_t n, const uint8_t* w, const ActQ8* x) {
   return reduce(_mm512_add_ps(tail, _mm512_add_ps(acc[0], acc[1])));
 }
 
-// Rows one after another with dot_q8_0 inlined (flatten): none of matmul's per-row dispatch and
-// calls. (Two rows interleaved, sharing each activation load, measured no faster.)
-__attribute__((flatten)) void matvec_q8_0(int64_t n, const uint8_t* w, size_t row_bytes,
-                                          int64_t rows, const ActQ8* x, float* y) {
-  for (int64_t r = 0; r < rows; ++r) y[r] = dot_q8_0(n, w + r * row_bytes, x);
-}
-
 // Decode's Q4_0 product, 8 blocks at a time against the row's ActQ4Quads copies: four blocks'
 // 16 nibble bytes per 512-bit register, their low nibbles then (shifted) their high ones, two
 // vpdpbusd per quad (the nibbles are unsigned as they are) starting from the quad's -8 * sum(x)
@@ -715,7 +708,9 @@ KernelTable make_table() {
   k.dot_f16 = dot16<F16Row>;
   k.dot_bf16 = dot16<BF16Row>;
   k.dot_q8_0 = dot_q8_0;
-  k.matvec_q8_0 = matvec_q8_0;
+  k.matvec_q8_0 = matvec_rows<dot_q8_0>;
+  k.matvec_q4_0 = matvec_rows<dot_q4_0>;
+  k.matvec_q6_k = matvec_rows<dot_q6_k>;
   k.dot_q4_0 = dot_q4_0;
   k.dot_q6_k = dot_q6_k;
   // An earlier 512-bit Q4_0 product (pairs of blocks) and a Q6_K one were slower than AVX2's

@@ -378,27 +378,35 @@ void head_scan(int64_t n, int64_t P, int64_t N, const float* x, int64_t ldx, con
   for (int64_t t = 0; t < n; ++t) gate_silu(P, z + t * ldz, y + t * ldy);
 }
 
-const KernelTable kNeon = {"neon",
-                           dot_f32,
-                           dot_f16,
-                           dot_bf16,
-                           dot_q8_0,
-                           dot_q4_0,
-                           dot_q6_k,
-                           dot4_f32,
-                           dot4_f16,
-                           dot4_bf16,
-                           dot4_q8_0,
-                           dot4_q4_0,
-                           tile4x2_generic<dot_f32>,
-                           tile4x2_generic<dot_f16>,
-                           tile4x2_generic<dot_bf16>,
-                           quantize_act,
-                           rms_norm,
-                           softplus_bias,
-                           conv_silu,
-                           selective_scan,
-                           head_scan};
+KernelTable make_table() {
+  KernelTable k = {"neon",
+                   dot_f32,
+                   dot_f16,
+                   dot_bf16,
+                   dot_q8_0,
+                   dot_q4_0,
+                   dot_q6_k,
+                   dot4_f32,
+                   dot4_f16,
+                   dot4_bf16,
+                   dot4_q8_0,
+                   dot4_q4_0,
+                   tile4x2_generic<dot_f32>,
+                   tile4x2_generic<dot_f16>,
+                   tile4x2_generic<dot_bf16>,
+                   quantize_act,
+                   rms_norm,
+                   softplus_bias,
+                   conv_silu,
+                   selective_scan,
+                   head_scan};
+  k.matvec_q8_0 = matvec_rows<dot_q8_0>;
+  k.matvec_q4_0 = matvec_rows<dot_q4_0>;
+  k.matvec_q6_k = matvec_rows<dot_q6_k>;
+  return k;
+}
+
+const KernelTable kNeon = make_table();
 
 }  // namespace
 

@@ -194,7 +194,7 @@ bool close_blocks(const KernelTable& ref, GgmlType type, const uint8_t* w, const
 
 // Whole matrices through matmul, against the scalar table's single dot products: 13 rows split
 // as [0, 2) and [2, 13), so row ranges start off the 4-row tile grid and the GEMM's 6-row tiles
-// end short; 1 token (decode's matrix-vector products, matvec_q8_0 where a table has it; 288
+// end short; 1 token (decode's matrix-vector products, the matvec products where a table has them; 288
 // values: a group of 8 blocks and a tail block), 5 tokens (4 x 3 and 4 x 2 tiles
 // plus a leftover token), and 8, 13, 32, 37 and 141
 // (the GEMM, where a table has it: one or two 8-token vectors, a full 32-token panel, a second
