@@ -541,8 +541,10 @@ void selective_scan(int64_t n, int64_t E, int64_t N, const float* x, const float
 // ---------------------------------------------------------------------------------------------
 // Mamba-2 head scan, prefill: AVX2's runs of decayed sums (kernels_avx2.cpp, head_scan4_runs:
 // the state kept as s / g over runs of up to 16 tokens, B pre-scaled by dt / g), 16 state values
-// per vector, and the four channels' C sums reduced together. Decode (one token), state sizes
-// that are not a multiple of 16, and fewer than four channels go to AVX2's head scan.
+// per vector, and the four channels' C sums reduced together. Decode (one token): the plain
+// recurrence, 16 wide with the two-level prefetch (1.5-4.4% faster mamba2-130m decode than AVX2's
+// 8-wide loop, in-process A/B; without the prefetch 2-7% slower). State sizes that are not a
+// multiple of 16, and fewer than four channels, go to AVX2's head scan.
 // (kRunTokens, kRunMaxState, kMinRunDecay and decay_run: decay_runs.h)
 
 // The sums of the 16 lanes of a0 .. a3, as four floats.
@@ -599,19 +601,28 @@ void run4_tokens(int64_t j, int64_t N, const float* x, int64_t ldx, const float*
   }
 }
 
-// One token of the plain recurrence for channels [0, P4): a decay too strong for a run.
+// One token of the plain recurrence for channels [0, P4): decode, and in prefill a decay too
+// strong for a run. Stream: decode's state streams from DRAM like the weights (8 N bytes per
+// channel read and written per token); the prefetch keeps it ahead of the loads.
+template <bool Stream>
 void recur4_token(int64_t P4, int64_t N, const float* x, float dt, float dA, const float* B,
                   const float* C, float Dh, float* s, float* y) {
   const __m512 va = _mm512_set1_ps(dA);
   for (int64_t p = 0; p < P4; p += 4) {
-    __m512 a[4];
-    for (int i = 0; i < 4; ++i) a[i] = _mm512_setzero_ps();
-    for (int64_t k = 0; k < N; k += kLanes16) {
+    __m512 a[4], dx[4];
+    for (int i = 0; i < 4; ++i) {
+      a[i] = _mm512_setzero_ps();
+      dx[i] = _mm512_set1_ps(dt * x[p + i]);
+    }
+    const char* ahead = reinterpret_cast<const char*>(s + p * N);
+    for (int64_t k = 0; k < N; k += kLanes16, ahead += 4 * 64) {
+      if (Stream) {
+        for (int l = 0; l < 4; ++l) prefetch_two_levels(ahead + 64 * l);
+      }
       const __m512 b = _mm512_loadu_ps(B + k), c = _mm512_loadu_ps(C + k);
       for (int i = 0; i < 4; ++i) {
         float* sp = s + (p + i) * N + k;
-        const __m512 u = _mm512_fmadd_ps(_mm512_loadu_ps(sp), va,
-                                         _mm512_mul_ps(_mm512_set1_ps(dt * x[p + i]), b));
+        const __m512 u = _mm512_fmadd_ps(_mm512_loadu_ps(sp), va, _mm512_mul_ps(dx[i], b));
         a[i] = _mm512_fmadd_ps(u, c, a[i]);
         _mm512_storeu_ps(sp, u);
       }
@@ -625,17 +636,21 @@ void head_scan(int64_t n, int64_t P, int64_t N, const float* x, int64_t ldx, con
                const float* dA, const float* B, const float* C, int64_t ldbc, float Dh,
                const float* z, int64_t ldz, float* s, float* y, int64_t ldy) {
   const int64_t P4 = P & ~int64_t{3};
-  if (n < 2 || N % kLanes16 != 0 || N > kRunMaxState || P4 == 0) {
+  if (N % kLanes16 != 0 || P4 == 0 || (n > 1 && N > kRunMaxState)) {
     avx2_kernels().head_scan(n, P, N, x, ldx, dt, dA, B, C, ldbc, Dh, z, ldz, s, y, ldy);
     return;
   }
   alignas(64) float Bs[kRunTokens * kRunMaxState];  // (L, N)
   float g[kRunTokens];                              // (L) decay since the run began
   int64_t t0 = 0;
+  if (n == 1) {
+    recur4_token<true>(P4, N, x, dt[0], dA[0], B, C, Dh, s, y);
+    t0 = 1;
+  }
   while (t0 < n) {
     if (!(dA[t0] >= kMinRunDecay)) {
-      recur4_token(P4, N, x + t0 * ldx, dt[t0], dA[t0], B + t0 * ldbc, C + t0 * ldbc, Dh, s,
-                   y + t0 * ldy);
+      recur4_token<false>(P4, N, x + t0 * ldx, dt[t0], dA[t0], B + t0 * ldbc, C + t0 * ldbc, Dh, s,
+                          y + t0 * ldy);
       ++t0;
       continue;
     }
