@@ -164,16 +164,15 @@ inline Tile pick(const Tile (&tiles)[2][6], int m, int v) {
 void gemm_panel(int64_t K, const float* w, int64_t ldw, const float* p, int64_t ldp, int m, int v,
                 float* c) {
   using Tile = void (*)(int64_t, const float*, int64_t, const float*, int64_t, uint16_t, float*);
-  static constexpr Tile kTiles[2][6] = {
-      {gemm_tile<1, 1>, gemm_tile<2, 1>, gemm_tile<3, 1>, gemm_tile<4, 1>, gemm_tile<5, 1>,
-       gemm_tile<6, 1>},
-      {gemm_tile<1, 2>, gemm_tile<2, 2>, gemm_tile<3, 2>, gemm_tile<4, 2>, gemm_tile<5, 2>,
-       gemm_tile<6, 2>}};
+  static constexpr Tile kTiles[2][6] = {{gemm_tile<1, 1>, gemm_tile<2, 1>, gemm_tile<3, 1>,
+                                         gemm_tile<4, 1>, gemm_tile<5, 1>, gemm_tile<6, 1>},
+                                        {gemm_tile<1, 2>, gemm_tile<2, 2>, gemm_tile<3, 2>,
+                                         gemm_tile<4, 2>, gemm_tile<5, 2>, gemm_tile<6, 2>}};
   pick(kTiles, m, v)(K, w, ldw, p, ldp, last_mask(v), c);
 }
 
-void pack_panel_u8(const uint8_t* act, size_t stride, int64_t n, int64_t K, uint8_t* p,
-                   int64_t ldp, int offset) {
+void pack_panel_u8(const uint8_t* act, size_t stride, int64_t n, int64_t K, uint8_t* p, int64_t ldp,
+                   int offset) {
   const int64_t nb = K / kQK;
   uint32_t* words = reinterpret_cast<uint32_t*>(p + K * ldp);  // (nb, 2, ldp)
   for (int64_t t = 0; t < ldp; ++t) {
