@@ -498,12 +498,31 @@ void matmul(const KernelTable& k, const MatView& w, const uint8_t* act, size_t a
     default:
       break;
   }
-  const KernelTable::Matvec matvec = w.type == GgmlType::Q8_0   ? k.matvec_q8_0
-                                     : w.type == GgmlType::Q4_0 ? k.matvec_q4_0
-                                     : w.type == GgmlType::Q6_K ? k.matvec_q6_k
-                                                                : nullptr;
+  KernelTable::Matvec matvec = nullptr;
+  switch (w.type) {
+    case GgmlType::F32:
+      matvec = k.matvec_f32;
+      break;
+    case GgmlType::F16:
+      matvec = k.matvec_f16;
+      break;
+    case GgmlType::BF16:
+      matvec = k.matvec_bf16;
+      break;
+    case GgmlType::Q8_0:
+      matvec = k.matvec_q8_0;
+      break;
+    case GgmlType::Q4_0:
+      matvec = k.matvec_q4_0;
+      break;
+    case GgmlType::Q6_K:
+      matvec = k.matvec_q6_k;
+      break;
+    default:
+      break;
+  }
   if (n == 1 && matvec != nullptr) {
-    matvec(cols, w.row(r0), w.row_bytes, r1 - r0, reinterpret_cast<const ActQ8*>(act), y + r0);
+    matvec(cols, w.row(r0), w.row_bytes, r1 - r0, act, y + r0);
     return;
   }
   int64_t r = r0;

@@ -179,13 +179,17 @@ struct KernelTable {
   uint64_t (*stream_sum)(const uint64_t* p, int64_t n) = nullptr;
 
   // Decode's product of `rows` rows (row_bytes apart) with one activation row, in one call:
-  // y[r] = dot_q8_0(n, w + r * row_bytes, x), and likewise for Q4_0 and Q6_K. Null: the row
-  // product row by row.
+  // y[r] = dot_q8_0(n, w + r * row_bytes, x), and likewise for the other types (x: the prepared
+  // row, ActQ8 blocks for the integer types, floats for the others). Null: the row product row by
+  // row.
   using Matvec = void (*)(int64_t n, const uint8_t* w, size_t row_bytes, int64_t rows,
-                          const ActQ8* x, float* y);
+                          const void* x, float* y);
   Matvec matvec_q8_0 = nullptr;
   Matvec matvec_q4_0 = nullptr;
   Matvec matvec_q6_k = nullptr;
+  Matvec matvec_f32 = nullptr;
+  Matvec matvec_f16 = nullptr;
+  Matvec matvec_bf16 = nullptr;
 };
 
 // A table's matvec from its row product: the rows one after another with the product inlined
@@ -193,10 +197,11 @@ struct KernelTable {
 // there; AVX-512 decode 7-10% faster). Dot is a kernel file's internal function, so every
 // instantiation is that file's own, compiled with its instruction-set flags. (Two Q8_0 rows
 // interleaved, sharing each activation load, measured no faster.)
-template <float (*Dot)(int64_t, const uint8_t*, const ActQ8*)>
+template <typename X, float (*Dot)(int64_t, const uint8_t*, const X*)>
 __attribute__((flatten)) void matvec_rows(int64_t n, const uint8_t* w, size_t row_bytes,
-                                          int64_t rows, const ActQ8* x, float* y) {
-  for (int64_t r = 0; r < rows; ++r) y[r] = Dot(n, w + r * row_bytes, x);
+                                          int64_t rows, const void* x, float* y) {
+  const X* v = static_cast<const X*>(x);
+  for (int64_t r = 0; r < rows; ++r) y[r] = Dot(n, w + r * row_bytes, v);
 }
 
 // k.stream_sum(p, n), or a portable loop when the table has none.

@@ -893,7 +893,7 @@ const KernelTable kAvx2 = {
     avx2::pack_panel_q4_0, avx2::q4_0_to_nibbles, avx2::gemm_panel_q4_0,
     avx2::pack_panel_q8_0, avx2::q8_0_to_i16, avx2::gemm_panel_q8_0,
     nullptr, nullptr, nullptr, 16, stream_sum,
-    matvec_rows<dot_q8_0>, matvec_rows<dot_q4_0>, matvec_rows<dot_q6_k>};
+    matvec_rows<ActQ8, dot_q8_0>, matvec_rows<ActQ8, dot_q4_0>, matvec_rows<ActQ8, dot_q6_k>};
 // clang-format on
 
 }  // namespace

@@ -723,9 +723,12 @@ KernelTable make_table() {
   k.dot_f16 = dot16<F16Row>;
   k.dot_bf16 = dot16<BF16Row>;
   k.dot_q8_0 = dot_q8_0;
-  k.matvec_q8_0 = matvec_rows<dot_q8_0>;
-  k.matvec_q4_0 = matvec_rows<dot_q4_0>;
-  k.matvec_q6_k = matvec_rows<dot_q6_k>;
+  k.matvec_q8_0 = matvec_rows<ActQ8, dot_q8_0>;
+  k.matvec_q4_0 = matvec_rows<ActQ8, dot_q4_0>;
+  k.matvec_q6_k = matvec_rows<ActQ8, dot_q6_k>;
+  k.matvec_f32 = matvec_rows<float, dot16<F32Row>>;
+  k.matvec_f16 = matvec_rows<float, dot16<F16Row>>;
+  k.matvec_bf16 = matvec_rows<float, dot16<BF16Row>>;
   k.dot_q4_0 = dot_q4_0;
   k.dot_q6_k = dot_q6_k;
   // An earlier 512-bit Q4_0 product (pairs of blocks) and a Q6_K one were slower than AVX2's

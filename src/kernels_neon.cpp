@@ -400,9 +400,9 @@ KernelTable make_table() {
                    conv_silu,
                    selective_scan,
                    head_scan};
-  k.matvec_q8_0 = matvec_rows<dot_q8_0>;
-  k.matvec_q4_0 = matvec_rows<dot_q4_0>;
-  k.matvec_q6_k = matvec_rows<dot_q6_k>;
+  k.matvec_q8_0 = matvec_rows<ActQ8, dot_q8_0>;
+  k.matvec_q4_0 = matvec_rows<ActQ8, dot_q4_0>;
+  k.matvec_q6_k = matvec_rows<ActQ8, dot_q6_k>;
   return k;
 }
 
