@@ -465,57 +465,41 @@ void matmul(const KernelTable& k, const MatView& w, const uint8_t* act, size_t a
   Dot dot = nullptr;
   Dot4 dot4 = nullptr;
   Tile tile = nullptr, tile3 = nullptr;
+  KernelTable::Matvec matvec = nullptr;  // decode's rows in one call, where the table has it
   switch (w.type) {
     case GgmlType::F32:
       dot = reinterpret_cast<Dot>(k.dot_f32);
       dot4 = k.dot4_f32;
       tile = k.tile4x2_f32;
       tile3 = k.tile4x3_f32;
+      matvec = k.matvec_f32;
       break;
     case GgmlType::F16:
       dot = reinterpret_cast<Dot>(k.dot_f16);
       dot4 = k.dot4_f16;
       tile = k.tile4x2_f16;
       tile3 = k.tile4x3_f16;
+      matvec = k.matvec_f16;
       break;
     case GgmlType::BF16:
       dot = reinterpret_cast<Dot>(k.dot_bf16);
       dot4 = k.dot4_bf16;
       tile = k.tile4x2_bf16;
       tile3 = k.tile4x3_bf16;
+      matvec = k.matvec_bf16;
       break;
     case GgmlType::Q8_0:
       dot = reinterpret_cast<Dot>(k.dot_q8_0);
       dot4 = k.dot4_q8_0;
+      matvec = k.matvec_q8_0;
       break;
     case GgmlType::Q4_0:
       dot = reinterpret_cast<Dot>(k.dot_q4_0);
       dot4 = k.dot4_q4_0;
+      matvec = k.matvec_q4_0;
       break;
     case GgmlType::Q6_K:  // no 4-token tile yet: single products
       dot = reinterpret_cast<Dot>(k.dot_q6_k);
-      break;
-    default:
-      break;
-  }
-  KernelTable::Matvec matvec = nullptr;
-  switch (w.type) {
-    case GgmlType::F32:
-      matvec = k.matvec_f32;
-      break;
-    case GgmlType::F16:
-      matvec = k.matvec_f16;
-      break;
-    case GgmlType::BF16:
-      matvec = k.matvec_bf16;
-      break;
-    case GgmlType::Q8_0:
-      matvec = k.matvec_q8_0;
-      break;
-    case GgmlType::Q4_0:
-      matvec = k.matvec_q4_0;
-      break;
-    case GgmlType::Q6_K:
       matvec = k.matvec_q6_k;
       break;
     default:
