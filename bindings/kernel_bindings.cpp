@@ -8,10 +8,10 @@
 #include <string>
 #include <vector>
 
-#include "dequant.h"
+#include "format/dequant.h"
 #include "errors.h"
-#include "kernels.h"
-#include "quantize.h"
+#include "kernels/kernels.h"
+#include "format/quantize.h"
 
 namespace py = pybind11;
 using namespace mambalite;

@@ -9,11 +9,11 @@
 #include <vector>
 
 #include "errors.h"
-#include "gguf.h"
+#include "format/gguf.h"
 #include "kernel_bindings.h"
 #include "model.h"
-#include "sampler.h"
-#include "state.h"
+#include "runtime/sampler.h"
+#include "runtime/state.h"
 
 namespace py = pybind11;
 using namespace mambalite;

@@ -8,8 +8,8 @@
 #include <utility>
 #include <vector>
 
-#include "dequant.h"
-#include "device_engine.h"
+#include "format/dequant.h"
+#include "runtime/device_engine.h"
 #include "kernels.cuh"
 #include "model.h"
 

@@ -5,7 +5,7 @@
 #include <cstring>
 #include <thread>
 
-#include "dequant.h"
+#include "format/dequant.h"
 #include "errors.h"
 
 namespace mambalite {

@@ -10,12 +10,12 @@
 #include <string>
 #include <vector>
 
-#include "device_engine.h"
-#include "gguf.h"
-#include "kernels.h"
-#include "mamba_config.h"
-#include "state.h"
-#include "thread_pool.h"
+#include "runtime/device_engine.h"
+#include "format/gguf.h"
+#include "kernels/kernels.h"
+#include "models/mamba_config.h"
+#include "runtime/state.h"
+#include "runtime/thread_pool.h"
 
 namespace mambalite {
 

@@ -14,16 +14,16 @@
 #include <utility>
 #include <vector>
 
-#include "fp16.h"
-#include "kernels.h"
-#include "quant_blocks.h"
-#include "thread_pool.h"
+#include "format/fp16.h"
+#include "kernels/kernels.h"
+#include "format/quant_blocks.h"
+#include "runtime/thread_pool.h"
 
 using namespace mambalite;
 
 #if defined(MAMBALITE_TEST_AVX512_EMULATED)
 namespace mambalite {
-const KernelTable& avx512_emulated_kernels();  // src/kernels_avx512.cpp through SIMDe
+const KernelTable& avx512_emulated_kernels();  // src/kernels/avx512 through SIMDe
 }
 #endif
 

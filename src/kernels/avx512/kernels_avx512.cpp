@@ -17,11 +17,11 @@
 #include <cstddef>
 #include <cstring>
 
-#include "avx512_compat.h"
-#include "decay_runs.h"
-#include "fp16.h"
-#include "gemm_avx512.h"
-#include "kernels.h"
+#include "kernels/avx512/avx512_compat.h"
+#include "kernels/decay_runs.h"
+#include "format/fp16.h"
+#include "kernels/avx512/gemm_avx512.h"
+#include "kernels/kernels.h"
 
 namespace mambalite {
 

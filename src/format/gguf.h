@@ -10,8 +10,8 @@
 #include <string_view>
 #include <vector>
 
-#include "ggml_types.h"
-#include "mapped_file.h"
+#include "format/ggml_types.h"
+#include "format/mapped_file.h"
 
 namespace mambalite {
 

@@ -4,7 +4,7 @@
 
 #include <cstdint>
 
-#include "ggml_types.h"
+#include "format/ggml_types.h"
 
 namespace mambalite {
 

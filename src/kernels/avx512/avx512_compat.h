@@ -21,7 +21,7 @@
 #include <cstdint>
 #include <cstring>
 
-#include "fp16.h"
+#include "format/fp16.h"
 
 namespace mambalite {
 namespace {

@@ -10,13 +10,13 @@
 //   and 16 (Q8_0, vpmaddwd). Each block's sums start from the panel's correction -offset *
 //   sum(x), so they end as the exact sum(q * x) of the dot products; the fold is one multiply-add
 //   by d_w * d_x.
-#include "gemm_avx512.h"
+#include "kernels/avx512/gemm_avx512.h"
 
 #include <algorithm>
 #include <cstring>
 
-#include "avx512_compat.h"
-#include "quant_blocks.h"
+#include "kernels/avx512/avx512_compat.h"
+#include "format/quant_blocks.h"
 
 namespace mambalite {
 namespace MAMBALITE_AVX512_NS {

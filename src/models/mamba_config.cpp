@@ -1,4 +1,4 @@
-#include "mamba_config.h"
+#include "models/mamba_config.h"
 
 #include "errors.h"
 

@@ -2,7 +2,7 @@
 // or MAMBALITE_CUDA=OFF).
 #include <stdexcept>
 
-#include "device_engine.h"
+#include "runtime/device_engine.h"
 
 namespace mambalite {
 

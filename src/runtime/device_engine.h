@@ -1,13 +1,13 @@
 // The interface between the host engine and a device backend (the CUDA backend in cuda/). This
 // header has no CUDA in it: src/ never includes CUDA headers, and a build without the backend
-// links src/no_cuda.cpp instead, whose factory explains how to get one.
+// links src/runtime/no_cuda.cpp instead, whose factory explains how to get one.
 #pragma once
 
 #include <cstdint>
 #include <memory>
 #include <string>
 
-#include "state.h"
+#include "runtime/state.h"
 
 namespace mambalite {
 

@@ -1,4 +1,4 @@
-#include "ggml_types.h"
+#include "format/ggml_types.h"
 
 #include <cctype>
 

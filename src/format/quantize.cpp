@@ -1,12 +1,12 @@
 // Compiled with -ffp-contract=off: ggml's reference sums must round the same way.
-#include "quantize.h"
+#include "format/quantize.h"
 
 #include <algorithm>
 #include <cmath>
 #include <cstring>
 
-#include "fp16.h"
-#include "quant_blocks.h"
+#include "format/fp16.h"
+#include "format/quant_blocks.h"
 
 namespace mambalite {
 namespace {

@@ -4,14 +4,14 @@
 // outer-product form of BLAS micro-kernels: 6 rows x 16 tokens keep twelve accumulators busy, and
 // each step loads two activation vectors and six weight scalars for twelve multiply-adds, where
 // the 4 x 3 dot-product tiles load seven vectors for twelve and reduce horizontally at the end.
-#include "gemm_avx2.h"
+#include "kernels/avx2/gemm_avx2.h"
 
 #include <immintrin.h>
 
 #include <algorithm>
 #include <cstring>
 
-#include "quant_blocks.h"
+#include "format/quant_blocks.h"
 
 namespace mambalite {
 namespace avx2 {

@@ -1,4 +1,4 @@
-#include "kernels.h"
+#include "kernels/kernels.h"
 
 #include <algorithm>
 #include <cmath>
@@ -15,7 +15,7 @@
 #endif
 #endif
 
-#include "dequant.h"
+#include "format/dequant.h"
 #include "errors.h"
 
 namespace mambalite {

@@ -1,10 +1,10 @@
 // Compiled with -ffp-contract=off: fusing d * q - m into an FMA would change the last bit.
-#include "dequant.h"
+#include "format/dequant.h"
 
 #include <cstring>
 
-#include "fp16.h"
-#include "quant_blocks.h"
+#include "format/fp16.h"
+#include "format/quant_blocks.h"
 
 namespace mambalite {
 namespace {

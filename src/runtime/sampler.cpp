@@ -1,4 +1,4 @@
-#include "sampler.h"
+#include "runtime/sampler.h"
 
 #include <algorithm>
 #include <cmath>

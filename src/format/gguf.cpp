@@ -1,4 +1,4 @@
-#include "gguf.h"
+#include "format/gguf.h"
 
 #include <cstring>
 #include <limits>

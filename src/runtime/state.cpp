@@ -1,4 +1,4 @@
-#include "state.h"
+#include "runtime/state.h"
 
 #include <cstring>
 

@@ -3,13 +3,13 @@
 #include <cmath>
 #include <cstring>
 
-#include "fp16.h"
-#include "kernels.h"
+#include "format/fp16.h"
+#include "kernels/kernels.h"
 
 namespace mambalite {
 namespace {
 
-#include "kernels_common.inc"
+#include "kernels/kernels_common.inc"
 
 inline void silu_row(int64_t n, float* v) {
   for (int64_t i = 0; i < n; ++i) v[i] = silu(v[i]);

@@ -8,7 +8,7 @@
 #include <string_view>
 #include <vector>
 
-#include "mamba_config.h"
+#include "models/mamba_config.h"
 
 namespace mambalite {
 

@@ -14,8 +14,8 @@
 #include <string>
 #include <vector>
 
-#include "ggml_types.h"
-#include "quant_blocks.h"
+#include "format/ggml_types.h"
+#include "format/quant_blocks.h"
 
 namespace mambalite {
 

@@ -5,15 +5,15 @@
 #include <cmath>
 #include <cstring>
 
-#include "decay_runs.h"
-#include "fp16.h"
-#include "gemm_avx2.h"
-#include "kernels.h"
+#include "kernels/decay_runs.h"
+#include "format/fp16.h"
+#include "kernels/avx2/gemm_avx2.h"
+#include "kernels/kernels.h"
 
 namespace mambalite {
 namespace {
 
-#include "kernels_common.inc"
+#include "kernels/kernels_common.inc"
 
 inline float hsum(__m256 v) {
   __m128 s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));

@@ -5,13 +5,13 @@
 #include <cmath>
 #include <cstring>
 
-#include "fp16.h"
-#include "kernels.h"
+#include "format/fp16.h"
+#include "kernels/kernels.h"
 
 namespace mambalite {
 namespace {
 
-#include "kernels_common.inc"
+#include "kernels/kernels_common.inc"
 
 inline float32x4_t load_f16x4(const uint16_t* p) {
   return vcvt_f32_f16(vreinterpret_f16_u16(vld1_u16(p)));
