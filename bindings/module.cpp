@@ -114,6 +114,37 @@ py::list tensor_list(const GgufFile& f) {
 
 using IdArray = py::array_t<int32_t, py::array::c_style>;
 
+// The hyper-parameters as Python values (the one field list is ModelConfig).
+py::dict config_dict(const ModelConfig& c) {
+  py::dict d;
+  d["architecture"] = c.architecture;
+  d["d_model"] = c.d_model;
+  d["n_layer"] = c.n_layer;
+  d["n_vocab"] = c.n_vocab;
+  d["norm_eps"] = c.norm_eps;  // float32, as stored in the file
+  d["tied_embeddings"] = c.tied_embeddings;
+  d["n_ctx_train"] = c.n_ctx_train;
+  d["d_inner"] = c.d_inner;
+  d["d_state"] = c.d_state;
+  d["d_conv"] = c.d_conv;
+  d["dt_rank"] = c.dt_rank;
+  d["n_head"] = c.n_head;
+  d["n_group"] = c.n_group;
+  d["dt_b_c_rms"] = c.dt_b_c_rms;
+  d["mixer_eps"] = c.mixer_eps;
+  d["head_dim"] = c.head_dim;
+  d["n_rot"] = c.n_rot;
+  d["rope_base"] = c.rope_base;
+  d["attn_scale"] = c.attn_scale;
+  d["n_expert"] = c.n_expert;
+  d["n_expert_used"] = c.n_expert_used;
+  d["n_ff_shexp"] = c.n_ff_shexp;
+  d["embedding_scale"] = c.embedding_scale;
+  d["residual_scale"] = c.residual_scale;
+  d["logit_scale"] = c.logit_scale;
+  return d;
+}
+
 // Logits scratch travels with the sampler: one per generation, so concurrent generations on
 // one model never share it.
 struct SamplerHandle {
@@ -167,6 +198,8 @@ PYBIND11_MODULE(_core, mod) {
   py::class_<State>(mod, "State")
       .def_property_readonly("n_tokens", &State::n_tokens)
       .def_property_readonly("nbytes", &State::n_bytes)
+      .def_property_readonly("ssm_nbytes", &State::ssm_bytes)
+      .def_property_readonly("kv_nbytes", &State::kv_bytes)
       .def_property_readonly("on_device", &State::on_device)
       .def("copy", [](const State& s) { return State(s); })
       .def("to_bytes", [](const State& s) { return py::bytes(s.to_bytes()); })
@@ -201,33 +234,37 @@ PYBIND11_MODULE(_core, mod) {
       });
 
   py::class_<Model>(mod, "Model")
-      .def(py::init([](const std::string& path, int threads, const std::string& device) {
+      .def(py::init([](const std::string& path, int threads, const std::string& device,
+                       int64_t n_ctx, const std::string& kv_type) {
+             LoadOptions o;
+             o.n_threads = threads;
+             o.device = device;
+             o.n_ctx = n_ctx;
+             o.kv_type = kv_type;
              py::gil_scoped_release nogil;
-             return std::make_unique<Model>(path, threads, device);
+             return std::make_unique<Model>(path, o);
            }),
-           py::arg("path"), py::arg("threads") = 0, py::arg("device") = "cpu")
+           py::arg("path"), py::arg("threads") = 0, py::arg("device") = "cpu", py::arg("n_ctx") = 0,
+           py::arg("kv_type") = "f16")
       .def_property_readonly("n_threads", &Model::n_threads)
+      .def_property_readonly("n_ctx", &Model::n_ctx)
       .def_property_readonly("device", &Model::device)
       .def_property_readonly("isa", [](const Model& m) { return m.kernel_table().name; })
-      .def("config",
+      .def("config", [](const Model& m) { return config_dict(m.config()); })
+      .def("layers",
            [](const Model& m) {
-             const MambaConfig& c = m.config();
-             py::dict d;
-             d["architecture"] = c.architecture;
-             d["d_model"] = c.d_model;
-             d["n_layer"] = c.n_layer;
-             d["d_inner"] = c.d_inner;
-             d["d_state"] = c.d_state;
-             d["d_conv"] = c.d_conv;
-             d["dt_rank"] = c.dt_rank;
-             d["n_head"] = c.n_head;
-             d["n_group"] = c.n_group;
-             d["dt_b_c_rms"] = c.dt_b_c_rms;
-             d["mixer_eps"] = c.mixer_eps;
-             d["n_vocab"] = c.n_vocab;
-             d["norm_eps"] = c.norm_eps;  // float32, as stored in the file
-             d["tied_embeddings"] = c.tied_embeddings;
-             return d;
+             // The plan of blocks: (layer, kind, n_head, n_head_kv, n_ff) in evaluation order.
+             py::list out;
+             for (const BlockSpec& b : m.config().blocks) {
+               out.append(
+                   py::make_tuple(b.layer, block_kind_name(b.kind), b.n_head, b.n_head_kv, b.n_ff));
+             }
+             return out;
+           })
+      .def("state_bytes",
+           [](const Model& m) {
+             const StateShape s = m.state_shape();
+             return py::make_tuple(s.ssm_bytes(), s.kv_bytes_per_token());
            })
       .def("metadata", [](const Model& m) { return metadata_dict(m.file()); })
       .def("tensors", [](const Model& m) { return tensor_list(m.file()); })
@@ -236,6 +273,11 @@ PYBIND11_MODULE(_core, mod) {
            "median bytes/s of the model's threads streaming a fresh buffer of n_bytes")
       .def("new_state", [](const Model& m) { return State(m.state_shape()); })
       .def("check_state", &Model::check_state)
+      .def("state_from_bytes",
+           [](const Model& m, const py::bytes& b) {
+             std::string_view v(b);
+             return m.state_from_bytes(v);
+           })
       .def("forward",
            [](Model& m, const IdArray& ids) {
              const int64_t n = ids.size();

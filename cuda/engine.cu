@@ -9,9 +9,11 @@
 #include <vector>
 
 #include "format/dequant.h"
-#include "runtime/device_engine.h"
 #include "kernels.cuh"
+#include "layers/mamba1.h"
+#include "layers/mamba2.h"
 #include "model.h"
+#include "runtime/device_engine.h"
 
 namespace mambalite {
 namespace cuda {
@@ -25,8 +27,8 @@ int64_t round_up(int64_t v, int64_t m) { return (v + m - 1) / m * m; }
 class CudaStateMirror : public StateMirror {
  public:
   CudaStateMirror(int device, const StateShape& s) : device_(device) {
-    conv_n_ = static_cast<size_t>(s.n_layer * (s.d_conv - 1) * s.conv_dim);
-    ssm_n_ = static_cast<size_t>(s.n_layer * s.d_inner * s.d_state);
+    conv_n_ = static_cast<size_t>(s.n_ssm_layers * (s.d_conv - 1) * s.conv_dim);
+    ssm_n_ = static_cast<size_t>(s.n_ssm_layers * s.d_inner * s.d_state);
     conv_stride_ = (s.d_conv - 1) * s.conv_dim;
     ssm_stride_ = s.d_inner * s.d_state;
     ML_CUDA(cudaSetDevice(device_));
@@ -87,7 +89,9 @@ class CudaEngine : public DeviceEngine {
   void step(CudaStateMirror& st, int32_t id, float* logits);
   void prefill_chunk(CudaStateMirror& st, int64_t n);
 
-  MambaConfig c_;
+  ModelConfig c_;
+  bool mamba2_ = false;  // the blocks are Mamba-2 (else Mamba-1)
+  StateShape model_state_shape_;
   int device_ = 0;
   LaunchCfg cfg_;
   std::string name_;
@@ -111,13 +115,17 @@ class CudaEngine : public DeviceEngine {
   std::map<std::pair<const float*, bool>, cudaGraphExec_t> graphs_;
 };
 
-CudaEngine::CudaEngine(const Model& model, int ordinal) : c_(model.config()), device_(ordinal) {
-  const MambaConfig& c = c_;
+CudaEngine::CudaEngine(const Model& model, int ordinal)
+    : c_(model.config()),
+      mamba2_(model.config().has_block(BlockKind::kMamba2)),
+      model_state_shape_(model.state_shape()),
+      device_(ordinal) {
+  const ModelConfig& c = c_;
   if (c.d_state > 256) {
     throw std::runtime_error("the CUDA backend supports d_state up to 256; this model has " +
                              std::to_string(c.d_state) + ". Use device='cpu'.");
   }
-  if (c.is_mamba2() && c.n_group > kMaxNormGroups) {
+  if (mamba2_ && c.n_group > kMaxNormGroups) {
     throw std::runtime_error("the CUDA backend supports up to " + std::to_string(kMaxNormGroups) +
                              " groups; this model has " + std::to_string(c.n_group) +
                              ". Use device='cpu'.");
@@ -136,25 +144,37 @@ CudaEngine::CudaEngine(const Model& model, int ordinal) : c_(model.config()), de
     embd_ = upload_matrix(model.token_embd());
     output_ = c.tied_embeddings ? embd_ : upload_matrix(model.output());
     output_norm_ = upload_floats(model.output_norm());
-    for (const LayerWeights& w : model.layers()) {
+    for (size_t i = 0; i < model.blocks().size(); ++i) {
       DevLayer d;
-      d.in_proj = upload_matrix(w.in_proj);
-      d.out_proj = upload_matrix(w.out_proj);
-      if (!c.is_mamba2()) {
+      d.attn_norm = upload_floats(model.block_norms()[i]);
+      if (const auto* m1 = dynamic_cast<const Mamba1Block*>(model.blocks()[i].get())) {
+        const Mamba1Weights& w = m1->weights();
+        d.in_proj = upload_matrix(w.in_proj);
+        d.out_proj = upload_matrix(w.out_proj);
         d.x_proj = upload_matrix(w.x_proj);
         d.dt_proj = upload_matrix(w.dt_proj);
+        d.conv_w = upload_floats(w.conv_w);
+        d.conv_b = upload_floats(w.conv_b);
+        d.dt_b = upload_floats(w.dt_b);
+        d.A = upload_floats(w.A);
+        d.D = upload_floats(w.D);
+      } else if (const auto* m2 = dynamic_cast<const Mamba2Block*>(model.blocks()[i].get())) {
+        const Mamba2Weights& w = m2->weights();
+        d.in_proj = upload_matrix(w.in_proj);
+        d.out_proj = upload_matrix(w.out_proj);
+        d.conv_w = upload_floats(w.conv_w);
+        d.conv_b = upload_floats(w.conv_b);
+        d.dt_b = upload_floats(w.dt_b);
+        d.A = upload_floats(w.A);
+        d.D = upload_floats(w.D);
+        d.ssm_norm = upload_floats(w.ssm_norm);
+      } else {
+        throw std::runtime_error("the CUDA backend runs Mamba blocks only; use device='cpu'");
       }
-      d.attn_norm = upload_floats(w.attn_norm);
-      d.conv_w = upload_floats(w.conv_w);
-      d.conv_b = upload_floats(w.conv_b);
-      d.dt_b = upload_floats(w.dt_b);
-      d.A = upload_floats(w.A);
-      d.D = upload_floats(w.D);
-      d.ssm_norm = upload_floats(w.ssm_norm);
       layers_.push_back(d);
     }
     const int64_t D = c.d_model, E = c.d_inner, NR = c.in_proj_rows(), CD = c.conv_dim();
-    const int64_t ldbc = c.is_mamba2() ? 1 : c.dt_rank + 2 * c.d_state, V = c.n_vocab;
+    const int64_t ldbc = mamba2_ ? 1 : c.dt_rank + 2 * c.d_state, V = c.n_vocab;
     id_d_ = static_cast<int32_t*>(alloc(sizeof(int32_t)));
     ML_CUDA(cudaMallocHost(&id_h_, sizeof(int32_t)));
     ML_CUDA(cudaMallocHost(&logits_h_, V * sizeof(float)));
@@ -280,7 +300,7 @@ DevMat CudaEngine::upload_matrix(const MatView& m) {
 }
 
 void CudaEngine::enqueue_step(CudaStateMirror& st, bool want_logits) {
-  const MambaConfig& c = c_;
+  const ModelConfig& c = c_;
   const int64_t E = c.d_inner, N = c.d_state, K = c.d_conv, CD = c.conv_dim();
   cudaStream_t s = stream_;
   ML_CUDA(cudaMemcpyAsync(id_d_, id_h_, sizeof(int32_t), cudaMemcpyHostToDevice, s));
@@ -288,23 +308,23 @@ void CudaEngine::enqueue_step(CudaStateMirror& st, bool want_logits) {
   for (int64_t l = 0; l < c.n_layer; ++l) {
     const DevLayer& w = layers_[static_cast<size_t>(l)];
     // in_proj, and the conv of its x (Mamba-2: xBC) rows in the same kernel.
-    const ConvEpi conv{c.is_mamba2() ? E : 0,
-                       c.is_mamba2() ? CD : E,
+    const ConvEpi conv{mamba2_ ? E : 0,
+                       mamba2_ ? CD : E,
                        static_cast<int>(K),
                        st.conv(l),
                        w.conv_w,
                        w.conv_b,
                        xc_};
     matvec(w.in_proj, {resid_, w.attn_norm, 1, c.norm_eps}, xz_, false, cfg_, s, conv);
-    if (!c.is_mamba2()) {
+    if (!mamba2_) {
       matvec(w.x_proj, {xc_, nullptr, 1, 0.0f}, dbc_, false, cfg_, s);
       scan1_step({w.dt_proj, dbc_, xc_, xz_ + E, w.dt_b, w.A, w.D, st.ssm(l), y_, E, N, c.dt_rank,
                   c.dt_b_c_rms, c.mixer_eps},
                  cfg_, s);
       matvec(w.out_proj, {y_, nullptr, 1, 0.0f}, resid_, true, cfg_, s);
     } else {
-      scan2_step({xc_, xz_, xz_ + E + CD, w.dt_b, w.A, w.D, st.ssm(l), y_, c.n_head, c.head_dim(),
-                  N, c.n_group},
+      scan2_step({xc_, xz_, xz_ + E + CD, w.dt_b, w.A, w.D, st.ssm(l), y_, c.n_head,
+                  c.head_dim_ssm(), N, c.n_group},
                  s);
       matvec(w.out_proj, {y_, w.ssm_norm, static_cast<int>(c.n_group), c.norm_eps}, resid_, true,
              cfg_, s);
@@ -354,7 +374,7 @@ void CudaEngine::step(CudaStateMirror& st, int32_t id, float* logits) {
 
 // Tokens in p_ids_ (n <= kChunk) through every layer; p_resid_ holds the last layer's output.
 void CudaEngine::prefill_chunk(CudaStateMirror& st, int64_t n) {
-  const MambaConfig& c = c_;
+  const ModelConfig& c = c_;
   const int64_t D = c.d_model, E = c.d_inner, N = c.d_state, K = c.d_conv, R = c.dt_rank;
   const int64_t CD = c.conv_dim(), NR = c.in_proj_rows(), ldbc = R + 2 * N;
   cudaStream_t s = stream_;
@@ -363,7 +383,7 @@ void CudaEngine::prefill_chunk(CudaStateMirror& st, int64_t n) {
     const DevLayer& w = layers_[static_cast<size_t>(l)];
     rms_norm_rows(p_resid_, D, n, D, 1, w.attn_norm, c.norm_eps, p_hn_, D, s);
     gemm(w.in_proj, p_hn_, D, n, p_xz_, NR, false, s);  // xz: (n, NR)
-    if (!c.is_mamba2()) {
+    if (!mamba2_) {
       conv_seq(n, K, E, st.conv(l), p_xz_, NR, w.conv_w, w.conv_b, p_xc_, s);
       gemm(w.x_proj, p_xc_, E, n, p_dbc_, ldbc, false, s);  // dbc: (n, R + 2N)
       if (c.dt_b_c_rms) {
@@ -377,7 +397,7 @@ void CudaEngine::prefill_chunk(CudaStateMirror& st, int64_t n) {
                 s);
     } else {
       conv_seq(n, K, CD, st.conv(l), p_xz_ + E, NR, w.conv_w, w.conv_b, p_xc_, s);
-      scan2_seq({n, c.n_head, c.head_dim(), N, c.n_group, p_xc_, p_xz_, NR, w.dt_b, w.A, w.D,
+      scan2_seq({n, c.n_head, c.head_dim_ssm(), N, c.n_group, p_xc_, p_xz_, NR, w.dt_b, w.A, w.D,
                  st.ssm(l), p_y_},
                 s);
       rms_norm_rows(p_y_, E, n, E, static_cast<int>(c.n_group), w.ssm_norm, c.norm_eps, p_y_, E, s);
@@ -390,7 +410,7 @@ void CudaEngine::eval(State& state, const int32_t* ids, int64_t n, LogitsMode mo
   ML_CUDA(cudaSetDevice(device_));
   StateMirror* m = state.use_mirror(device_);
   if (m == nullptr) {
-    state.set_mirror(std::make_unique<CudaStateMirror>(device_, StateShape::of(c_)));
+    state.set_mirror(std::make_unique<CudaStateMirror>(device_, model_state_shape_));
     m = state.use_mirror(device_);
   }
   auto& st = static_cast<CudaStateMirror&>(*m);

@@ -90,24 +90,31 @@ def test_bytes_round_trip(model):
     assert restored.to_bytes() == state.to_bytes()
 
 
-def test_version_1_bytes_still_read(model):
-    """States saved before conv_dim was recorded (format 1: conv channels = d_inner) load for
-    Mamba-1 models; for Mamba-2, whose conv has more channels, they are refused."""
+def test_versions_1_and_2_still_read(model):
+    """States saved before the KV caches were recorded (format 2) load unchanged; so do those
+    saved before conv_dim was (format 1: conv channels = d_inner) for Mamba-1 models, while for
+    Mamba-2, whose conv has more channels, they are refused."""
     import struct
 
     state = model.new_state()
     model.prefill(state, ids_of(9, seed=5))
     data = state.to_bytes()
+    assert struct.unpack_from("<I", data, 8)[0] == 3
     arch_len = struct.unpack_from("<I", data, 12)[0]
     shape_end = 16 + arch_len + 4 * 8  # magic, version, name length, name, 4 shape fields
     conv_dim = struct.unpack_from("<q", data, shape_end)[0]
-    old = data[:8] + struct.pack("<I", 1) + data[12:shape_end] + data[shape_end + 8:]
+    kv_start = shape_end + 16  # after conv_dim and n_tokens: n_kv (0), kv_type, n_ctx
+    assert struct.unpack_from("<I", data, kv_start)[0] == 0
+    v2 = data[:8] + struct.pack("<I", 2) + data[12:kv_start] + data[kv_start + 16:]
+    assert model.state_from_bytes(v2).to_bytes() == data
+    v1 = data[:8] + struct.pack("<I", 1) + data[12:shape_end] + data[shape_end + 8:kv_start] + \
+        data[kv_start + 16:]
     if conv_dim == model.config.d_inner:
-        restored = model.state_from_bytes(old)
+        restored = model.state_from_bytes(v1)
         assert restored.to_bytes() == data
     else:
         with pytest.raises(ValueError):
-            model.state_from_bytes(old)
+            model.state_from_bytes(v1)
 
 
 def test_state_size_is_constant(model):

@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 import sys
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any, Union
 
@@ -61,12 +61,13 @@ class Perplexity:
 
 @dataclass(frozen=True)
 class Config:
-    """Hyper-parameters of a loaded model (see DESIGN.md for the notation)."""
+    """Hyper-parameters of a loaded model (docs/design.md has the notation); the engine's
+    ModelConfig is the one field list, these are read from it."""
 
     architecture: str
     d_model: int
     n_layer: int
-    d_inner: int
+    d_inner: int  # Mamba layers (0 without)
     d_state: int
     d_conv: int
     dt_rank: int  # Mamba-1 only (0 for Mamba-2)
@@ -77,10 +78,41 @@ class Config:
     tied_embeddings: bool
     dt_b_c_rms: bool  # FalconMamba: weightless RMSNorms on dt, B and C
     mixer_eps: float  # their eps
+    n_ctx_train: int = 0  # context length the file states (0: none)
+    head_dim: int = 0  # attention layers' head size (0 without attention)
+    n_rot: int = 0  # leading dims of each head that RoPE rotates (0: no positional encoding)
+    rope_base: float = 10000.0
+    attn_scale: float = 0.0  # q.k multiplier; 0 means 1 / sqrt(head_dim)
+    n_expert: int = 0  # MoE: routed experts, used per token, shared expert width
+    n_expert_used: int = 0
+    n_ff_shexp: int = 0
+    embedding_scale: float = 1.0  # Granite's multipliers (1: off)
+    residual_scale: float = 1.0
+    logit_scale: float = 1.0
 
     @property
     def n_vocab(self) -> int:
         return self.vocab_size
+
+    @classmethod
+    def from_core(cls, c: dict[str, Any]) -> Config:
+        """From the engine's config dict (float32 values shown with 7 significant digits)."""
+        values: dict[str, Any] = {}
+        for f in fields(cls):
+            v = c["n_vocab" if f.name == "vocab_size" else f.name]
+            values[f.name] = float(f"{v:.7g}") if isinstance(v, float) else v
+        return cls(**values)
+
+
+@dataclass(frozen=True)
+class Layer:
+    """One block of the model's plan: a Mamba mixer, attention, an MLP or a mixture of experts."""
+
+    layer: int  # the GGUF block index
+    kind: str  # "mamba1", "mamba2", "attention", "ffn", "ffn_relu2" or "moe"
+    n_head: int = 0  # attention
+    n_head_kv: int = 0
+    n_ff: int = 0  # feed-forward width (MoE: each expert's)
 
 
 class State:
@@ -97,8 +129,18 @@ class State:
 
     @property
     def nbytes(self) -> int:
-        """Size of the state in bytes."""
+        """Size of the state in bytes: the SSM part and the KV caches (allocated for n_ctx)."""
         return self._core.nbytes
+
+    @property
+    def ssm_nbytes(self) -> int:
+        """Bytes of the Mamba layers' conv windows and SSM states (fixed by the model's shape)."""
+        return self._core.ssm_nbytes
+
+    @property
+    def kv_nbytes(self) -> int:
+        """Bytes of the attention layers' KV caches, allocated for all n_ctx positions."""
+        return self._core.kv_nbytes
 
     def copy(self) -> State:
         """An independent copy (evolving one does not change the other)."""
@@ -143,39 +185,41 @@ class Model:
         self.path = path
         self._metadata: dict[str, Any] | None = None
         self._tokenizer: Tokenizer | None = None
-        c = core.config()
-        self.config = Config(
-            architecture=c["architecture"], d_model=c["d_model"], n_layer=c["n_layer"],
-            d_inner=c["d_inner"], d_state=c["d_state"], d_conv=c["d_conv"],
-            dt_rank=c["dt_rank"], n_head=c["n_head"], n_group=c["n_group"],
-            vocab_size=c["n_vocab"], norm_eps=float(f"{c['norm_eps']:.7g}"),
-            tied_embeddings=c["tied_embeddings"], dt_b_c_rms=c["dt_b_c_rms"],
-            mixer_eps=float(f"{c['mixer_eps']:.7g}"),
-        )
+        self.config = Config.from_core(core.config())
+        self.layers = [Layer(*row) for row in core.layers()]
 
     @classmethod
     def load(cls, path: str | os.PathLike | None = None, *, threads: int | None = None,
-             device: str = "cpu") -> Model:
+             device: str = "cpu", n_ctx: int | None = None, kv_type: str = "f16") -> Model:
         """Loads a GGUF model; without `path`, the default model shipped with mambalite.
 
         `threads`: compute threads (default: all cores). `device`: "cpu", or "cuda" / "cuda:N"
         to upload the weights to that NVIDIA GPU and evaluate there (RuntimeError when this
-        build has no CUDA backend or the machine has no such GPU). States move freely between
-        CPU and GPU models of the same shape.
+        build has no CUDA backend or the machine has no such GPU; pure Mamba models only).
+        States move freely between CPU and GPU models of the same shape. For models with
+        attention layers, `n_ctx` bounds the positions of each state's KV cache (allocated once
+        per state; default: the model's context length, at most 8192) and `kv_type` is its
+        storage ("f16", "f32" or "q8_0").
         """
         p = default_model_path() if path is None else Path(path)
         if threads is not None:
             if isinstance(threads, bool) or not isinstance(threads, int) or not 1 <= threads <= 256:
                 raise ValueError(f"threads must be an integer from 1 to 256, got {threads!r}")
+        if n_ctx is not None and (isinstance(n_ctx, bool) or not isinstance(n_ctx, int)
+                                  or n_ctx <= 0):
+            raise ValueError(f"n_ctx must be a positive number of positions, got {n_ctx!r}")
         if not isinstance(device, str):
             raise TypeError(f"device must be a str (\"cpu\", \"cuda\" or \"cuda:N\"), got "
                             f"{type(device).__name__}")
+        if not isinstance(kv_type, str):
+            raise TypeError(f"kv_type must be a str (\"f16\", \"f32\" or \"q8_0\"), got "
+                            f"{type(kv_type).__name__}")
         if not p.exists():
             raise FileNotFoundError(f"model file {p} does not exist")
         if p.is_dir():
             raise ValueError(f"{p} is a directory; to use a checkpoint folder, convert it first: "
                              f"mambalite export {p} -o model.gguf")
-        return cls(_core.Model(str(p), threads or 0, device), p)
+        return cls(_core.Model(str(p), threads or 0, device, n_ctx or 0, kv_type), p)
 
     # ----------------------------------------------------------------------------- inspection
     @property
@@ -189,6 +233,11 @@ class Model:
     def tensors(self) -> list[dict[str, Any]]:
         """The GGUF tensor table: name, type, shape (ggml order), offset, nbytes."""
         return self._core.tensors()
+
+    @property
+    def n_ctx(self) -> int:
+        """Positions of each state's KV cache (0 for models without attention layers)."""
+        return self._core.n_ctx
 
     @property
     def threads(self) -> int:
@@ -227,9 +276,7 @@ class Model:
         """Restores a state saved with `State.to_bytes()` (ValueError if it is not this model's)."""
         if not isinstance(data, (bytes, bytearray, memoryview)):
             raise TypeError(f"state_from_bytes() takes bytes, got {type(data).__name__}")
-        core = _core.State.from_bytes(bytes(data))
-        self._core.check_state(core)
-        return State(core, self)
+        return State(self._core.state_from_bytes(bytes(data)), self)
 
     def _state(self, state: Any) -> _core.State:
         if not isinstance(state, State):
@@ -515,13 +562,14 @@ class Model:
 
 
 def load(path: str | os.PathLike | None = None, *, threads: int | None = None,
-         device: str = "cpu") -> Model:
+         device: str = "cpu", n_ctx: int | None = None, kv_type: str = "f16") -> Model:
     """Loads a GGUF model file; without `path`, the default model shipped with mambalite.
 
     `threads`: compute threads (default: all cores). `device`: "cpu" (default), or "cuda" /
-    "cuda:N" to run on an NVIDIA GPU (see `Model.load`).
+    "cuda:N" to run on an NVIDIA GPU. `n_ctx`, `kv_type`: the KV cache of models with
+    attention layers (see `Model.load`).
     """
-    return Model.load(path, threads=threads, device=device)
+    return Model.load(path, threads=threads, device=device, n_ctx=n_ctx, kv_type=kv_type)
 
 
 def cuda_available() -> bool:

@@ -1,6 +1,8 @@
-// IEEE half and bfloat16 to float conversions (exact, including subnormals, inf and NaN).
+// IEEE half and bfloat16 to float conversions (exact, including subnormals, inf and NaN), and
+// float to half with round to nearest even.
 #pragma once
 
+#include <cmath>
 #include <cstdint>
 #include <cstring>
 
@@ -44,6 +46,20 @@ inline float fp16_to_fp32_fast(uint16_t h) {
   const uint32_t bits =
       (float_to_bits(denormalized) & is_sub) | (float_to_bits(normalized) & ~is_sub);
   return bits_to_float(sign | bits);
+}
+
+// IEEE half from float, round to nearest even (the FP16 library's method, which ggml uses).
+inline uint16_t fp32_to_fp16(float f) {
+  float base = (std::fabs(f) * 0x1.0p+112f) * 0x1.0p-110f;
+  const uint32_t w = float_to_bits(f);
+  const uint32_t shl1_w = w + w;
+  const uint32_t sign = w & 0x80000000u;
+  uint32_t bias = shl1_w & 0xFF000000u;
+  if (bias < 0x71000000u) bias = 0x71000000u;
+  base = bits_to_float((bias >> 1) + 0x07800000u) + base;
+  const uint32_t bits = float_to_bits(base);
+  const uint32_t nonsign = ((bits >> 13) & 0x00007C00u) + (bits & 0x00000FFFu);
+  return static_cast<uint16_t>((sign >> 16) | (shl1_w > 0xFF000000u ? 0x7E00u : nonsign));
 }
 
 inline float bf16_to_fp32(uint16_t b) { return bits_to_float(static_cast<uint32_t>(b) << 16); }

@@ -371,4 +371,32 @@ bool GgufFile::get_bool_or(const std::string& key, bool fallback) const {
   return has(key) ? get_bool(key) : fallback;
 }
 
+std::vector<uint64_t> GgufFile::get_uint_per_layer(const std::string& key, size_t n) const {
+  const GgufValue& v = require(*this, key);
+  if (v.type != GgufType::ARRAY) return std::vector<uint64_t>(n, get_uint(key));
+  const size_t width = v.elem_type == GgufType::UINT8 || v.elem_type == GgufType::INT8     ? 1
+                       : v.elem_type == GgufType::UINT16 || v.elem_type == GgufType::INT16 ? 2
+                       : v.elem_type == GgufType::UINT32 || v.elem_type == GgufType::INT32 ? 4
+                       : v.elem_type == GgufType::UINT64 || v.elem_type == GgufType::INT64 ? 8
+                                                                                           : 0;
+  if (width == 0 || v.count != n) {
+    throw FormatError("'" + path() + "': metadata '" + key + "' should be an integer or an array " +
+                      "of " + std::to_string(n) + " integers (one per layer), but it is an array " +
+                      "of " + std::to_string(v.count) + " " + gguf_type_name(v.elem_type));
+  }
+  const bool is_signed = v.elem_type == GgufType::INT8 || v.elem_type == GgufType::INT16 ||
+                         v.elem_type == GgufType::INT32 || v.elem_type == GgufType::INT64;
+  std::vector<uint64_t> out(n);
+  for (size_t i = 0; i < n; ++i) {
+    uint64_t u = 0;
+    std::memcpy(&u, v.raw + i * width, width);  // little endian
+    if (is_signed && (u >> (8 * width - 1)) & 1) {
+      throw FormatError("'" + path() + "': metadata '" + key + "' has a negative entry at layer " +
+                        std::to_string(i));
+    }
+    out[i] = u;
+  }
+  return out;
+}
+
 }  // namespace mambalite

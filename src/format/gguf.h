@@ -85,6 +85,9 @@ class GgufFile {
   uint64_t get_uint_or(const std::string& key, uint64_t fallback) const;
   double get_float_or(const std::string& key, double fallback) const;
   bool get_bool_or(const std::string& key, bool fallback) const;
+  // A per-layer value: an integer array of n entries, or one integer for every layer (llama.cpp
+  // writes head_count_kv and feed_forward_length either way).
+  std::vector<uint64_t> get_uint_per_layer(const std::string& key, size_t n) const;
 
   const std::vector<GgufTensor>& tensors() const { return tensors_; }
   const GgufTensor* find_tensor(const std::string& name) const;

@@ -13,20 +13,6 @@ namespace {
 
 constexpr float kGroupMaxEps = 1e-15f;
 
-// IEEE half from float, round to nearest even (the FP16 library's method, which ggml uses).
-uint16_t fp32_to_fp16(float f) {
-  float base = (std::fabs(f) * 0x1.0p+112f) * 0x1.0p-110f;
-  const uint32_t w = float_to_bits(f);
-  const uint32_t shl1_w = w + w;
-  const uint32_t sign = w & 0x80000000u;
-  uint32_t bias = shl1_w & 0xFF000000u;
-  if (bias < 0x71000000u) bias = 0x71000000u;
-  base = bits_to_float((bias >> 1) + 0x07800000u) + base;
-  const uint32_t bits = float_to_bits(base);
-  const uint32_t nonsign = ((bits >> 13) & 0x00007C00u) + (bits & 0x00000FFFu);
-  return static_cast<uint16_t>((sign >> 16) | (shl1_w > 0xFF000000u ? 0x7E00u : nonsign));
-}
-
 // Round half to even for |v| < 2^22, by adding 1.5 * 2^23.
 int nearest_int(float v) {
   const float t = v + 12582912.0f;
@@ -125,6 +111,18 @@ void quantize_row_q6_k(const float* x, int64_t n, uint8_t* out) {
                                      ((L[j + l + 64] >> 4) << 4) | ((L[j + l + 96] >> 4) << 6));
       }
     }
+  }
+}
+
+void quantize_row_q8_0(const float* x, int64_t n, uint8_t* out) {
+  BlockQ8_0* y = reinterpret_cast<BlockQ8_0*>(out);
+  for (int64_t b = 0; b < n / kQK; ++b, x += kQK) {
+    float amax = 0.0f;
+    for (int j = 0; j < kQK; ++j) amax = std::max(amax, std::fabs(x[j]));
+    const float d = amax / 127.0f;
+    const float id = d != 0.0f ? 1.0f / d : 0.0f;
+    y[b].d = fp32_to_fp16(d);
+    for (int j = 0; j < kQK; ++j) y[b].qs[j] = static_cast<int8_t>(std::round(x[j] * id));
   }
 }
 

@@ -15,8 +15,8 @@
 #endif
 #endif
 
-#include "format/dequant.h"
 #include "errors.h"
+#include "format/dequant.h"
 
 namespace mambalite {
 

@@ -8,7 +8,8 @@ namespace mambalite {
 namespace {
 
 constexpr char kMagic[8] = {'M', 'L', 'S', 'T', 'A', 'T', 'E', '\0'};
-constexpr uint32_t kVersion = 2;  // 2 added conv_dim (version 1 implies conv_dim = d_inner)
+// 2 added conv_dim (version 1 implies conv_dim = d_inner); 3 added the KV caches.
+constexpr uint32_t kVersion = 3;
 
 template <typename T>
 void put(std::string& out, T v) {
@@ -27,29 +28,81 @@ T get(std::string_view in, size_t& pos) {
   return v;
 }
 
+bool kv_type_ok(GgmlType t) {
+  return t == GgmlType::F32 || t == GgmlType::F16 || t == GgmlType::Q8_0;
+}
+
 }  // namespace
 
-StateShape StateShape::of(const MambaConfig& c) {
-  return {c.architecture, c.n_layer, c.d_inner, c.d_state, c.d_conv, c.conv_dim()};
+StateShape StateShape::of(const ModelConfig& c, int64_t n_ctx, GgmlType kv_type) {
+  StateShape s;
+  s.architecture = c.architecture;
+  s.n_ssm_layers = c.count_blocks(BlockKind::kMamba1) + c.count_blocks(BlockKind::kMamba2);
+  if (s.n_ssm_layers > 0) {
+    s.d_inner = c.d_inner;
+    s.d_state = c.d_state;
+    s.d_conv = c.d_conv;
+    s.conv_dim = c.conv_dim();
+  }
+  for (const BlockSpec& b : c.blocks) {
+    if (b.kind == BlockKind::kAttention) s.kv_widths.push_back(b.n_head_kv * c.head_dim);
+  }
+  if (!s.kv_widths.empty()) {
+    s.n_ctx = n_ctx;
+    s.kv_type = kv_type;
+  }
+  return s;
+}
+
+bool StateShape::same_layout(const StateShape& o) const {
+  return architecture == o.architecture && n_ssm_layers == o.n_ssm_layers && d_inner == o.d_inner &&
+         d_state == o.d_state && d_conv == o.d_conv && conv_dim == o.conv_dim &&
+         kv_widths == o.kv_widths && kv_type == o.kv_type;
 }
 
 bool StateShape::operator==(const StateShape& o) const {
-  return architecture == o.architecture && n_layer == o.n_layer && d_inner == o.d_inner &&
-         d_state == o.d_state && d_conv == o.d_conv && conv_dim == o.conv_dim;
+  return same_layout(o) && n_ctx == o.n_ctx;
 }
 
 std::string StateShape::describe() const {
-  return architecture + ", " + std::to_string(n_layer) + " layers, d_inner " +
-         std::to_string(d_inner) + ", d_state " + std::to_string(d_state) + ", d_conv " +
-         std::to_string(d_conv) + ", conv channels " + std::to_string(conv_dim);
+  std::string s = architecture + ", " + std::to_string(n_ssm_layers) + " Mamba layers";
+  if (n_ssm_layers > 0) {
+    s += ", d_inner " + std::to_string(d_inner) + ", d_state " + std::to_string(d_state) +
+         ", d_conv " + std::to_string(d_conv) + ", conv channels " + std::to_string(conv_dim);
+  }
+  if (!kv_widths.empty()) {
+    s += ", " + std::to_string(kv_widths.size()) + " attention layers (KV widths";
+    for (const int64_t w : kv_widths) s += " " + std::to_string(w);
+    s += std::string(", ") + ggml_type_name(kv_type) + " cache of " + std::to_string(n_ctx) +
+         " positions)";
+  }
+  return s;
+}
+
+size_t StateShape::kv_row_bytes(size_t slot) const {
+  return ggml_row_size(kv_type, kv_widths[slot]);
+}
+
+size_t StateShape::ssm_bytes() const {
+  return static_cast<size_t>(n_ssm_layers * ((d_conv - 1) * conv_dim + d_inner * d_state)) *
+         sizeof(float);
+}
+
+size_t StateShape::kv_bytes_per_token() const {
+  size_t b = 0;
+  for (size_t i = 0; i < kv_widths.size(); ++i) b += 2 * kv_row_bytes(i);
+  return b;
 }
 
 State::State(const StateShape& shape)
     : shape_(shape),
-      conv_(static_cast<size_t>(shape.n_layer * (shape.d_conv - 1) * shape.conv_dim), 0.0f),
-      ssm_(static_cast<size_t>(shape.n_layer * shape.d_inner * shape.d_state), 0.0f) {}
+      conv_(static_cast<size_t>(shape.n_ssm_layers * (shape.d_conv - 1) * shape.conv_dim), 0.0f),
+      ssm_(static_cast<size_t>(shape.n_ssm_layers * shape.d_inner * shape.d_state), 0.0f) {
+  kv_.resize(shape.kv_widths.size());
+  for (size_t i = 0; i < kv_.size(); ++i) kv_[i].assign(2 * kv_half_bytes(i), 0);
+}
 
-State::State(const State& o) : shape_(o.shape_), n_tokens_(o.n_tokens_) {
+State::State(const State& o) : shape_(o.shape_), n_tokens_(o.n_tokens_), kv_(o.kv_) {
   o.sync_host();
   conv_ = o.conv_;
   ssm_ = o.ssm_;
@@ -59,6 +112,14 @@ State& State::operator=(const State& o) {
   if (this != &o) *this = State(o);
   return *this;
 }
+
+size_t State::kv_bytes() const {
+  size_t b = 0;
+  for (const std::vector<uint8_t>& v : kv_) b += v.size();
+  return b;
+}
+
+size_t State::n_bytes() const { return ssm_bytes() + kv_bytes(); }
 
 void State::sync_host() const {
   if (host_valid_) return;
@@ -95,24 +156,34 @@ void State::set_mirror(std::unique_ptr<StateMirror> mirror) {
 
 std::string State::to_bytes() const {
   sync_host();
+  const size_t used_kv = shape_.kv_bytes_per_token() * static_cast<size_t>(n_tokens_);
   std::string out;
-  out.reserve(64 + shape_.architecture.size() + n_bytes());
+  out.reserve(128 + shape_.architecture.size() + ssm_bytes() + used_kv);
   out.append(kMagic, sizeof(kMagic));
   put<uint32_t>(out, kVersion);
   put<uint32_t>(out, static_cast<uint32_t>(shape_.architecture.size()));
   out.append(shape_.architecture);
-  put<int64_t>(out, shape_.n_layer);
+  put<int64_t>(out, shape_.n_ssm_layers);
   put<int64_t>(out, shape_.d_inner);
   put<int64_t>(out, shape_.d_state);
   put<int64_t>(out, shape_.d_conv);
   put<int64_t>(out, shape_.conv_dim);
   put<int64_t>(out, n_tokens_);
+  put<uint32_t>(out, static_cast<uint32_t>(shape_.kv_widths.size()));
+  for (const int64_t w : shape_.kv_widths) put<int64_t>(out, w);
+  put<uint32_t>(out, static_cast<uint32_t>(shape_.kv_type));
+  put<int64_t>(out, shape_.n_ctx);
   out.append(reinterpret_cast<const char*>(conv_.data()), conv_.size() * sizeof(float));
   out.append(reinterpret_cast<const char*>(ssm_.data()), ssm_.size() * sizeof(float));
+  for (size_t i = 0; i < kv_.size(); ++i) {  // only the positions in use
+    const size_t used = shape_.kv_row_bytes(i) * static_cast<size_t>(n_tokens_);
+    out.append(reinterpret_cast<const char*>(kv_[i].data()), used);
+    out.append(reinterpret_cast<const char*>(kv_[i].data() + kv_half_bytes(i)), used);
+  }
   return out;
 }
 
-State State::from_bytes(std::string_view in) {
+State State::from_bytes(std::string_view in, const StateShape* want) {
   if (in.size() < sizeof(kMagic) || std::memcmp(in.data(), kMagic, sizeof(kMagic)) != 0) {
     throw InvalidArgument(
         "these bytes are not a mambalite state (they should come from "
@@ -120,7 +191,7 @@ State State::from_bytes(std::string_view in) {
   }
   size_t pos = sizeof(kMagic);
   const uint32_t version = get<uint32_t>(in, pos);
-  if (version != 1 && version != kVersion) {
+  if (version < 1 || version > kVersion) {
     throw InvalidArgument("state format version " + std::to_string(version) +
                           " is not supported (this mambalite reads versions 1 to " +
                           std::to_string(kVersion) + ")");
@@ -132,31 +203,72 @@ State State::from_bytes(std::string_view in) {
   StateShape shape;
   shape.architecture = std::string(in.substr(pos, arch_len));
   pos += arch_len;
-  shape.n_layer = get<int64_t>(in, pos);
+  shape.n_ssm_layers = get<int64_t>(in, pos);
   shape.d_inner = get<int64_t>(in, pos);
   shape.d_state = get<int64_t>(in, pos);
   shape.d_conv = get<int64_t>(in, pos);
   shape.conv_dim = version >= 2 ? get<int64_t>(in, pos) : shape.d_inner;
   const int64_t n_tokens = get<int64_t>(in, pos);
   const int64_t lim = int64_t{1} << 20;
-  if (shape.n_layer <= 0 || shape.n_layer > lim || shape.d_inner <= 0 || shape.d_inner > lim ||
-      shape.d_state <= 0 || shape.d_state > lim || shape.d_conv <= 0 || shape.d_conv > 64 ||
-      shape.conv_dim < shape.d_inner || shape.conv_dim > 2 * lim || n_tokens < 0) {
+  if (version >= 3) {
+    const uint32_t n_kv = get<uint32_t>(in, pos);
+    if (n_kv > 4096) throw InvalidArgument("state bytes are corrupt (attention layer count)");
+    for (uint32_t i = 0; i < n_kv; ++i) {
+      const int64_t w = get<int64_t>(in, pos);
+      if (w <= 0 || w > lim) throw InvalidArgument("state bytes are corrupt (KV width)");
+      shape.kv_widths.push_back(w);
+    }
+    shape.kv_type = static_cast<GgmlType>(get<uint32_t>(in, pos));
+    shape.n_ctx = get<int64_t>(in, pos);
+    if (!kv_type_ok(shape.kv_type) || shape.n_ctx < 0 || shape.n_ctx > (int64_t{1} << 24) ||
+        (n_kv > 0 && (shape.n_ctx == 0 || n_tokens > shape.n_ctx))) {
+      throw InvalidArgument("state bytes are corrupt (KV cache type or size)");
+    }
+  }
+  const bool ssm = shape.n_ssm_layers > 0;
+  if (shape.n_ssm_layers < 0 || shape.n_ssm_layers > lim ||
+      (ssm && (shape.d_inner <= 0 || shape.d_inner > lim || shape.d_state <= 0 ||
+               shape.d_state > lim || shape.d_conv <= 0 || shape.d_conv > 64 ||
+               shape.conv_dim < shape.d_inner || shape.conv_dim > 2 * lim)) ||
+      (!ssm && shape.kv_widths.empty()) || n_tokens < 0) {
     throw InvalidArgument("state bytes are corrupt (shape fields out of range)");
   }
+  if (want != nullptr) {
+    if (!shape.same_layout(*want)) {
+      throw InvalidArgument("this state belongs to a model of another shape (" + shape.describe() +
+                            "), but this model is (" + want->describe() +
+                            "). Restore it with the model that saved it.");
+    }
+    if (!want->kv_widths.empty() && n_tokens > want->n_ctx) {
+      throw InvalidArgument("this state holds " + std::to_string(n_tokens) +
+                            " tokens, more than this model's n_ctx of " +
+                            std::to_string(want->n_ctx) +
+                            ": load the model with n_ctx=" + std::to_string(n_tokens) + " or more");
+    }
+  }
   const uint64_t n_floats =
-      static_cast<uint64_t>(shape.n_layer) *
+      static_cast<uint64_t>(shape.n_ssm_layers) *
       (static_cast<uint64_t>(shape.conv_dim) * static_cast<uint64_t>(shape.d_conv - 1) +
        static_cast<uint64_t>(shape.d_inner) * static_cast<uint64_t>(shape.d_state));
-  if (in.size() - pos != n_floats * sizeof(float)) {
+  const uint64_t kv = shape.kv_bytes_per_token() * static_cast<uint64_t>(n_tokens);
+  if (in.size() - pos != n_floats * sizeof(float) + kv) {
     throw InvalidArgument("state bytes have the wrong length: " + std::to_string(in.size()) +
-                          " bytes for a state of shape (" + shape.describe() + ")");
+                          " bytes for a state of shape (" + shape.describe() + ") and " +
+                          std::to_string(n_tokens) + " tokens");
   }
-  State s(shape);
+  State s(want != nullptr ? *want : shape);
   s.n_tokens_ = n_tokens;
   std::memcpy(s.conv_.data(), in.data() + pos, s.conv_.size() * sizeof(float));
   pos += s.conv_.size() * sizeof(float);
   std::memcpy(s.ssm_.data(), in.data() + pos, s.ssm_.size() * sizeof(float));
+  pos += s.ssm_.size() * sizeof(float);
+  for (size_t i = 0; i < s.kv_.size(); ++i) {
+    const size_t used = s.shape_.kv_row_bytes(i) * static_cast<size_t>(n_tokens);
+    std::memcpy(s.keys(i), in.data() + pos, used);
+    pos += used;
+    std::memcpy(s.values(i), in.data() + pos, used);
+    pos += used;
+  }
   return s;
 }
 

@@ -1,0 +1,44 @@
+// Grouped-query causal attention with a KV cache of n_ctx positions in the State: Q/K/V/O on the
+// quantized products, optional biases, RoPE in llama.cpp's convention (adjacent pairs of the
+// first n_rot dims of each head, on Q/K weights the converter permuted) or none, and an online
+// softmax in fp32 that streams the cache once per query (docs/design.md).
+#pragma once
+
+#include <algorithm>
+
+#include "layers/block.h"
+
+namespace mambalite {
+
+struct AttentionWeights {
+  MatView wq, wk, wv;                 // (H * hd, D), (Hkv * hd, D), (Hkv * hd, D)
+  MatView wo;                         // (D, H * hd)
+  std::vector<float> bq, bk, bv, bo;  // optional biases (empty when absent)
+};
+
+class AttentionBlock : public Block {
+ public:
+  AttentionBlock(const ModelConfig& c, const BlockSpec& spec, Binder& b, const std::string& prefix,
+                 int64_t slot);
+  void forward(Compute& cx, State& state, const float* hn, float* out, int64_t n,
+               float* ws) override;
+  size_t workspace_floats(int n_threads) const override;
+  int64_t max_cols() const override { return std::max(c_.d_model, n_head_ * hd_); }
+
+  const AttentionWeights& weights() const { return w_; }
+
+  // Positions per tile of the online softmax: one max and rescale per tile, not per position.
+  static constexpr int64_t kTile = 64;
+
+ private:
+  void rope(float* x, int64_t n_heads, int64_t pos) const;
+
+  const ModelConfig& c_;
+  AttentionWeights w_;
+  int64_t n_head_, n_head_kv_, hd_;
+  int64_t slot_;
+  float scale_;
+  std::vector<float> inv_freq_;  // (n_rot / 2) base^(-2i / n_rot)
+};
+
+}  // namespace mambalite

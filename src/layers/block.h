@@ -1,0 +1,50 @@
+// A block is one pre-normalised branch of the residual stream: a Mamba mixer, attention, an MLP
+// or a mixture of experts (the kinds of models/config.h). Each kind binds its own weights from the
+// file, states the workspace it needs and owns its per-sequence cache in the State; the model
+// stacks blocks as its architecture file says and runs them in order.
+#pragma once
+
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "format/binder.h"
+#include "models/config.h"
+#include "runtime/compute.h"
+#include "runtime/state.h"
+
+namespace mambalite {
+
+class Block {
+ public:
+  virtual ~Block() = default;
+  BlockKind kind() const { return kind_; }
+
+  // out (n, D) = the block applied to hn (n, D), the normalised residual, for the n <=
+  // Compute::kBlock tokens that follow the state's n_tokens(); advances the block's cache in
+  // `state`. ws: workspace_floats() floats.
+  virtual void forward(Compute& cx, State& state, const float* hn, float* out, int64_t n,
+                       float* ws) = 0;
+  // Floats of workspace for a block of Compute::kBlock tokens on n_threads threads.
+  virtual size_t workspace_floats(int n_threads) const = 0;
+  // Values per row of the widest matrix product input (sizes Compute's shared buffers).
+  virtual int64_t max_cols() const = 0;
+
+ protected:
+  explicit Block(BlockKind kind) : kind_(kind) {}
+
+ private:
+  BlockKind kind_;
+};
+
+// The block of `spec`, its weights bound through `b` under "blk.<layer>.". slot: its index among
+// the model's blocks that keep a cache of its kind (Mamba or attention), -1 for the others.
+std::unique_ptr<Block> make_block(const BlockSpec& spec, const ModelConfig& c, Binder& b,
+                                  int64_t slot);
+
+// A causal conv's weights, file order (K, C) in ggml's order, i.e. (C, K) rows, transposed to
+// (K, C) so the kernels read one tap for all channels contiguously.
+std::vector<float> conv_weights(Binder& b, const std::string& name, int64_t K, int64_t C);
+
+}  // namespace mambalite
