@@ -7,7 +7,6 @@ Tensors are streamed: header and tensor table first, then one tensor at a time.
 from __future__ import annotations
 
 import os
-import re
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -17,6 +16,13 @@ import gguf
 import numpy as np
 
 from ._checkpoint import Checkpoint
+from ._export_hybrid import (
+    add_hybrid_metadata,
+    is_hybrid,
+    plan_hybrid,
+    read_hybrid_hparams,
+    source_name,
+)
 from ._hparams import MambaHParams, read_hparams
 from ._tokenizer_export import add_tokenizer
 
@@ -37,15 +43,17 @@ def tensor_type(name: str, shape: tuple[int, ...], wtype: gguf.GGMLQuantizationT
                 tied: bool, head_type: str = "q6_k") -> gguf.GGMLQuantizationType:
     """The type llama.cpp gives a Mamba tensor in a file of weight type `wtype`.
 
-    Only 2-D ".weight" matrices take `wtype`; 1-D tensors, norms (also Mamba-2's 2-D
-    ssm_norm), ssm_a, ssm_d, biases and the conv kernel stay F32. A matrix whose rows are not a
+    Only 2-D ".weight" matrices (and MoE experts' 3-D ones) take `wtype`; 1-D tensors, norms
+    (also Mamba-2's 2-D ssm_norm), ssm_a, ssm_d, biases, the MoE router and the conv kernel stay
+    F32. A matrix whose rows are not a
     multiple of the block size falls back to F16 (the converter's rule; e.g. ssm_dt.weight of
     130m has rows of 48). For Q4_0 the output head (the embedding when tied) is `head_type`:
     "q6_k" by default, as llama-quantize writes it (Q8_0 when rows are not a multiple of 256),
     or "q8_0" (larger, slightly more accurate).
     """
-    is_matrix = (len(shape) == 2 and name.endswith(".weight") and "conv1d" not in name
-                 and "norm" not in name)
+    is_matrix = (name.endswith(".weight") and "conv1d" not in name and "norm" not in name
+                 and "ffn_gate_inp" not in name  # the MoE router stays F32, as in llama.cpp
+                 and (len(shape) == 2 or (len(shape) == 3 and name.endswith("_exps.weight"))))
     if not is_matrix:
         return Q.F32
     if wtype == Q.Q4_0 and (name == "output.weight" or (tied and name == "token_embd.weight")):
@@ -231,13 +239,15 @@ def _plan(ckpt: Checkpoint, hp: MambaHParams, wtype: gguf.GGMLQuantizationType,
 
 def export(src: str | os.PathLike, dst: str | os.PathLike, type: str = "f16", *,
            head_type: str = "q6_k", progress: bool = True) -> Path:
-    """Convert a Mamba-1, FalconMamba or Mamba-2 checkpoint directory to a GGUF file.
+    """Convert a Mamba-1, FalconMamba, Mamba-2 or hybrid checkpoint directory to a GGUF file.
 
     Args:
         src: directory with config.json and model.safetensors / pytorch_model.bin (sharded
             checkpoints with an index json work too), in transformers format (Mamba, FalconMamba,
             Mamba2), mamba_ssm format (Mamba1 or Mamba2 layers) or mistral's Codestral
-            Mamba layout (params.json + consolidated.safetensors + tokenizer.model.v3).
+            Mamba layout (params.json + consolidated.safetensors + tokenizer.model.v3); or a
+            transformers hybrid: Granite-4.0-H (GraniteMoeHybrid, dense or MoE), Bamba or
+            Nemotron-H.
         dst: path of the GGUF file to write (written to a temporary name, then renamed).
         type: weight type of the matrices: "f32", "f16", "bf16", "q8_0" or "q4_0". Norms, A,
             D, biases and the conv kernel stay F32, as in llama.cpp (see `tensor_type`).
@@ -256,41 +266,59 @@ def export(src: str | os.PathLike, dst: str | os.PathLike, type: str = "f16", *,
     if head_type not in HEAD_TYPES:
         raise ValueError(f"head_type must be one of {', '.join(HEAD_TYPES)}, got {head_type!r}")
     ckpt = Checkpoint(src)
-    hp = read_hparams(ckpt)
-    plan, n_vocab = _plan(ckpt, hp, wtype, head_type)
-
     dst = Path(dst)
     if dst.is_dir():
         raise ValueError(f"{dst} is a directory; give the path of the .gguf file to write")
-    arch = hp.arch
+    if is_hybrid(ckpt.config):
+        hy = read_hybrid_hparams(ckpt)
+        planned, n_vocab = plan_hybrid(ckpt, hy)
+        tied = not any(t.name == "output.weight" for t in planned)
+        tensors = [(t.name, t.shape, tensor_type(t.name, t.shape, wtype, tied, head_type), t.load)
+                   for t in planned]
+        arch, source_format = hy.arch, "transformers"
+
+        def add_metadata(writer: gguf.GGUFWriter) -> None:
+            add_hybrid_metadata(writer, hy)
+    else:
+        hp = read_hparams(ckpt)
+        plan, n_vocab = _plan(ckpt, hp, wtype, head_type)
+        tensors = [(t.name, t.shape, t.qtype, t.load) for t in plan]
+        arch, source_format = hp.arch, hp.source_format
+
+        def add_metadata(writer: gguf.GGUFWriter) -> None:
+            _add_mamba_metadata(writer, hp)
+
     with atomic_gguf_writer(dst, arch) as writer:
-        name = re.sub(r"[^\w.\-]+", "-", ckpt.dir.resolve().name) or "mamba"
-        writer.add_name(name)
+        writer.add_name(source_name(ckpt))
         writer.add_file_type(int(ftype))
         if wtype in (Q.Q8_0, Q.Q4_0):
             writer.add_quantization_version(gguf.GGML_QUANT_VERSION)
-        writer.add_context_length(2**20)
-        writer.add_embedding_length(hp.d_model)
-        writer.add_feed_forward_length(0)
-        writer.add_head_count(0)
-        writer.add_block_count(hp.n_layer)
         writer.add_vocab_size(n_vocab)
-        writer.add_ssm_conv_kernel(hp.d_conv)
-        writer.add_ssm_inner_size(hp.d_inner)
-        writer.add_ssm_state_size(hp.d_state)
-        writer.add_layer_norm_rms_eps(hp.norm_eps)
-        if arch == "mamba2":  # llama.cpp keeps the head count under time_step_rank
-            writer.add_ssm_time_step_rank(hp.n_head)
-            writer.add_ssm_group_count(hp.n_group)
-        else:
-            writer.add_ssm_time_step_rank(hp.dt_rank)
-            writer.add_bool(f"{arch}.ssm.dt_b_c_rms", hp.dt_b_c_rms)
-            if hp.dt_b_c_rms:
-                writer.add_float32("mambalite.ssm.mixer_rms_epsilon", hp.mixer_eps)
-        writer.add_string("mambalite.source_format", hp.source_format)
+        add_metadata(writer)
+        writer.add_string("mambalite.source_format", source_format)
         if not add_tokenizer(writer, ckpt, n_vocab):
             writer.add_tokenizer_model("none")  # llama.cpp's loader needs the key: "no vocab"
-
-        write_tensors(writer, [(t.name, t.shape, t.qtype, t.load) for t in plan],
-                      progress=progress, desc=f"export {dst.name}")
+        write_tensors(writer, tensors, progress=progress, desc=f"export {dst.name}")
     return dst
+
+
+def _add_mamba_metadata(writer: gguf.GGUFWriter, hp: MambaHParams) -> None:
+    """llama.cpp's keys for `mamba` / `mamba2` (DESIGN.md §3)."""
+    arch = hp.arch
+    writer.add_context_length(2**20)
+    writer.add_embedding_length(hp.d_model)
+    writer.add_feed_forward_length(0)
+    writer.add_head_count(0)
+    writer.add_block_count(hp.n_layer)
+    writer.add_ssm_conv_kernel(hp.d_conv)
+    writer.add_ssm_inner_size(hp.d_inner)
+    writer.add_ssm_state_size(hp.d_state)
+    writer.add_layer_norm_rms_eps(hp.norm_eps)
+    if arch == "mamba2":  # llama.cpp keeps the head count under time_step_rank
+        writer.add_ssm_time_step_rank(hp.n_head)
+        writer.add_ssm_group_count(hp.n_group)
+    else:
+        writer.add_ssm_time_step_rank(hp.dt_rank)
+        writer.add_bool(f"{arch}.ssm.dt_b_c_rms", hp.dt_b_c_rms)
+        if hp.dt_b_c_rms:
+            writer.add_float32("mambalite.ssm.mixer_rms_epsilon", hp.mixer_eps)
