@@ -90,6 +90,51 @@ def make_hf_falcon_mamba(seed: int = 0, **config) -> torch.nn.Module:
     return model
 
 
+def _hybrid(cls_name: str, cfg_name: str, seed: int, defaults: dict, config: dict):
+    defaults = {**defaults, **config}
+    torch.manual_seed(seed)
+    cfg = getattr(transformers, cfg_name)(**defaults)
+    model = getattr(transformers, cls_name)(cfg).eval()
+    randomize_(model, seed)
+    return model
+
+
+HYBRID_COMMON = dict(vocab_size=320, hidden_size=64, num_attention_heads=4,
+                     num_key_value_heads=2, tie_word_embeddings=False, bos_token_id=0,
+                     eos_token_id=0, pad_token_id=0)
+
+
+def make_hf_granite(seed: int = 0, **config) -> torch.nn.Module:
+    """A random GraniteMoeHybridForCausalLM (Granite-4.0-H): Mamba-2 and NoPE attention layers,
+    µP multipliers away from 1, dense shared MLP unless num_local_experts > 0."""
+    defaults = dict(HYBRID_COMMON, num_hidden_layers=4,
+                    layer_types=["mamba", "attention", "mamba", "mamba"], mamba_n_heads=8,
+                    mamba_n_groups=2, mamba_d_state=16, mamba_d_head=16, mamba_chunk_size=16,
+                    intermediate_size=48, shared_intermediate_size=80, num_local_experts=0,
+                    embedding_multiplier=1.7, residual_multiplier=0.6, attention_multiplier=0.2,
+                    logits_scaling=2.5, rms_norm_eps=1e-5)
+    return _hybrid("GraniteMoeHybridForCausalLM", "GraniteMoeHybridConfig", seed, defaults,
+                   config)
+
+
+def make_hf_bamba(seed: int = 0, **config) -> torch.nn.Module:
+    """A random BambaForCausalLM: Mamba-2 and attention layers with partial RoPE (half of each
+    head rotated), SwiGLU FFN in every layer."""
+    defaults = dict(HYBRID_COMMON, num_hidden_layers=4, attn_layer_indices=[1, 3],
+                    mamba_n_heads=8, mamba_n_groups=2, mamba_d_state=16, mamba_d_head=16,
+                    mamba_chunk_size=16, intermediate_size=96, rms_norm_eps=1e-5)
+    return _hybrid("BambaForCausalLM", "BambaConfig", seed, defaults, config)
+
+
+def make_hf_nemotron_h(seed: int = 0, **config) -> torch.nn.Module:
+    """A random NemotronHForCausalLM with all three layer kinds: Mamba-2, attention, ReLU² MLP."""
+    defaults = dict(HYBRID_COMMON, layers_block_type=["mamba", "attention", "mlp", "mamba",
+                                                      "mlp", "attention"],
+                    head_dim=16, intermediate_size=96, ssm_state_size=16, mamba_num_heads=8,
+                    mamba_head_dim=16, n_groups=2, chunk_size=16, layer_norm_epsilon=1e-5)
+    return _hybrid("NemotronHForCausalLM", "NemotronHConfig", seed, defaults, config)
+
+
 def train_bpe_tokenizer():
     """A small GPT-NeoX-style byte-level BPE tokenizer (NFC + byte-level), ~300 ids."""
     from tokenizers import Tokenizer, decoders, models, normalizers, pre_tokenizers, trainers

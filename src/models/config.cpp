@@ -74,6 +74,12 @@ void read_mamba2_hparams(const GgufFile& f, ModelConfig& c) {
   // llama.cpp stores the number of heads under time_step_rank for Mamba-2.
   c.n_head = read_dim(f, a + ".ssm.time_step_rank", 1 << 16);
   c.n_group = f.has(a + ".ssm.group_count") ? read_dim(f, a + ".ssm.group_count", 1 << 12) : 1;
+  const double dt_min = f.get_float_or("mambalite.ssm.time_step_min", 0.0);
+  if (!(dt_min >= 0.0 && dt_min < 1.0)) {
+    throw FormatError("'" + f.path() + "': mambalite.ssm.time_step_min = " +
+                      std::to_string(dt_min) + " is out of range [0, 1)");
+  }
+  c.dt_min = static_cast<float>(dt_min);
   if (c.d_inner % c.n_head != 0 || c.n_head % c.n_group != 0) {
     throw FormatError(
         "'" + f.path() + "': Mamba-2 needs n_head to divide inner_size and " +
@@ -98,10 +104,6 @@ void read_attention_hparams(const GgufFile& f, ModelConfig& c) {
     c.head_dim = c.d_model / static_cast<int64_t>(n_head);
   }
   c.n_rot = static_cast<int64_t>(f.get_uint_or(a + ".rope.dimension_count", c.head_dim));
-  if (c.n_rot > c.head_dim || c.n_rot % 2 != 0) {
-    throw FormatError("'" + f.path() + "': rope.dimension_count = " + std::to_string(c.n_rot) +
-                      " must be even and at most the head size " + std::to_string(c.head_dim));
-  }
   c.rope_base = read_positive_float(f, a + ".rope.freq_base", 10000.0, 1e12);
   const double scale = f.get_float_or(a + ".attention.scale", 0.0);
   if (!(scale >= 0.0 && scale < 1e6)) {
@@ -169,7 +171,12 @@ ModelConfig ModelConfig::from_gguf(const GgufFile& f) {
   c.n_vocab = embd->ne[1];
   c.tied_embeddings = f.find_tensor("output.weight") == nullptr;
   arch->read(f, c);
-  // What the blocks need of the hyper-parameters, checked once for every architecture.
+  // What the blocks need of the hyper-parameters, checked once for every architecture (after it
+  // has switched RoPE off where it has none).
+  if (c.has_block(BlockKind::kAttention) && (c.n_rot > c.head_dim || c.n_rot % 2 != 0)) {
+    throw FormatError("'" + f.path() + "': rope.dimension_count = " + std::to_string(c.n_rot) +
+                      " must be even and at most the head size " + std::to_string(c.head_dim));
+  }
   for (const BlockSpec& b : c.blocks) {
     const std::string where = "'" + f.path() + "': layer " + std::to_string(b.layer) + " (" +
                               block_kind_name(b.kind) + ")";

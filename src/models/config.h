@@ -53,6 +53,9 @@ struct ModelConfig {
   // FalconMamba: weightless RMSNorms on dt (before dt_proj), B and C, with eps mixer_eps.
   bool dt_b_c_rms = false;
   float mixer_eps = 1e-6f;
+  // Mamba-2: dt = max(softplus(dt_raw + dt_bias), dt_min) (transformers' Nemotron-H clamps at
+  // its time_step_min; llama.cpp's files cannot say so: our key mambalite.ssm.time_step_min).
+  float dt_min = 0.0f;
 
   // Attention.
   int64_t head_dim = 0;  // per head, for Q, K and V
