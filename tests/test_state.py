@@ -10,8 +10,16 @@ import pytest
 
 import mambalite
 
-from helpers import (export, make_hf_bamba, make_hf_falcon_mamba, make_hf_granite, make_hf_mamba2,
-                     make_hf_model, make_hf_nemotron_h, save_checkpoint)
+from helpers import (
+    export,
+    make_hf_bamba,
+    make_hf_falcon_mamba,
+    make_hf_granite,
+    make_hf_mamba2,
+    make_hf_model,
+    make_hf_nemotron_h,
+    save_checkpoint,
+)
 
 # Equal up to summation order: prefill runs tokens in blocks of 128 (Compute::kBlock) but each dot
 # product and each scan step is the same computation, so results agree to fp32 round-off. The

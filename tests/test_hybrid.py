@@ -1,0 +1,278 @@
+"""Hybrid models against transformers (random-initialised from configs, no downloads):
+Granite-4.0-H dense (attention at 2 of 6 layers, odd head size 15, tied head), Granite-4.0-H MoE
+(8 experts, top 2, shared expert), Bamba (partial RoPE), Nemotron-H (Mamba-2, attention and
+squared-ReLU MLP layers); every one with n_head_kv < n_head and µP multipliers away from 1 where
+the class has them.
+
+Bounds (max |difference| / max |logit|):
+- F32 weights, F32 KV cache: 1e-4. Both compute in fp32; measured 1e-7 to 7e-7 (the attention and
+  MoE softmaxes and the recurrence sum in other orders).
+- F16 KV cache (the default): 3e-3. K and V are rounded to 2^-11 relative; measured 2e-4 to 9e-4.
+- Q8_0 KV cache: 3e-2 (32-value blocks at max/127; measured 1.2e-2).
+- Quantized weights are compared with transformers running the same rounded weights (each
+  weight quantized and dequantized as the file stores it; both formats' rounding is idempotent,
+  so the export stores exactly those values): what remains is nothing for F16 (1e-4), and for
+  Q8_0/Q4_0 mambalite's int8 activations (ggml's scheme, 0.4% rms per value). At the first
+  position, one token through every layer with nothing carried, that measured 1.2e-2 to 2.1e-2:
+  bound 3e-2, where a wrong block, scale or nibble gives errors of order 1. Later positions carry
+  the perturbation through the recurrence and attention, which these random models amplify
+  (F16 weights against the f32 model: 1e-3 to 9e-3): median over 40 positions measured 1.3e-2
+  to 5.2e-2, single positions up to 0.28; bounds: median 0.08, top-1 agreement >= 80%.
+"""
+
+from __future__ import annotations
+
+import gguf
+import numpy as np
+import pytest
+import torch
+
+import mambalite
+
+from helpers import (
+    export,
+    hf_logits,
+    make_hf_bamba,
+    make_hf_granite,
+    make_hf_model,
+    make_hf_nemotron_h,
+    save_checkpoint,
+)
+
+M, A = "mamba", "attention"
+HYBRIDS = {
+    "granite-dense-tied-hd15": lambda: make_hf_granite(
+        seed=31, hidden_size=60, num_hidden_layers=6, layer_types=[M, A, M, M, A, M],
+        tie_word_embeddings=True, mamba_d_head=15, shared_intermediate_size=72),
+    "granite-moe": lambda: make_hf_granite(seed=32, num_local_experts=8, num_experts_per_tok=2),
+    "bamba": lambda: make_hf_bamba(seed=33),
+    "nemotron-h": lambda: make_hf_nemotron_h(seed=34),
+}
+ARCH = {"granite-dense-tied-hd15": "granitehybrid", "granite-moe": "granitehybrid",
+        "bamba": "granitehybrid", "nemotron-h": "nemotron_h"}
+
+
+def rel_err(got: np.ndarray, ref: np.ndarray) -> float:
+    return float(np.abs(got - ref).max() / np.abs(ref).max())
+
+
+@pytest.fixture(scope="module")
+def hybrid(tmp_path_factory):
+    """(transformers model, checkpoint directory, f32 file) per name, built once."""
+    cache = {}
+
+    def get(name: str):
+        if name not in cache:
+            hf = HYBRIDS[name]()
+            d = save_checkpoint(hf, tmp_path_factory.mktemp(name))
+            cache[name] = (hf, d, export(d, "f32"))
+        return cache[name]
+
+    return get
+
+
+@pytest.mark.parametrize("name", list(HYBRIDS))
+def test_file_describes_the_layers(hybrid, name):
+    hf, _, path = hybrid(name)
+    model = mambalite.load(path)
+    c = hf.config
+    assert model.config.architecture == ARCH[name]
+    kinds = [layer.kind for layer in model.layers]
+    attn = [layer for layer in model.layers if layer.kind == "attention"]
+    assert all(a.n_head == c.num_attention_heads and a.n_head_kv == c.num_key_value_heads
+               for a in attn)
+    if name == "nemotron-h":
+        assert kinds == ["mamba2", "attention", "ffn_relu2", "mamba2", "ffn_relu2", "attention"]
+    else:
+        mixers = kinds[0::2]
+        types = [M if i not in getattr(c, "attn_layer_indices", []) else A
+                 for i in range(c.num_hidden_layers)] if name == "bamba" else \
+            [M if t in ("mamba", "linear_attention") else A for t in c.layer_types]
+        assert mixers == ["mamba2" if t == M else "attention" for t in types]
+        assert set(kinds[1::2]) == {"moe" if name == "granite-moe" else "ffn"}
+    assert model.config.tied_embeddings == (name == "granite-dense-tied-hd15")
+    if name == "bamba":
+        assert model.config.n_rot == c.hidden_size // c.num_attention_heads // 2
+    else:
+        assert model.config.n_rot == 0  # Granite-4.0-H and Nemotron-H have no positions
+
+
+@pytest.mark.parametrize("n", [1, 2, 31, 200])
+@pytest.mark.parametrize("name", list(HYBRIDS))
+def test_f32_logits_match_transformers(hybrid, name, n):
+    hf, _, path = hybrid(name)
+    ids = np.random.default_rng(n).integers(0, hf.config.vocab_size, size=n)
+    got = mambalite.load(path, kv_type="f32").forward(ids)
+    assert rel_err(got, hf_logits(hf, ids)) <= 1e-4
+
+
+@pytest.mark.parametrize("name", list(HYBRIDS))
+def test_kv_cache_types(hybrid, name, tmp_path):
+    hf, d, path = hybrid(name)
+    ids = np.random.default_rng(5).integers(0, hf.config.vocab_size, size=60)
+    ref = hf_logits(hf, ids)
+    assert rel_err(mambalite.load(path).forward(ids), ref) <= 3e-3  # F16, the default
+    head_dim = mambalite.load(path).config.head_dim
+    if head_dim % 32:
+        with pytest.raises(ValueError, match="multiple of 32"):
+            mambalite.load(path, kv_type="q8_0")
+    else:
+        assert rel_err(mambalite.load(path, kv_type="q8_0").forward(ids), ref) <= 3e-2
+
+
+def test_q8_0_kv_cache_on_32_wide_heads(tmp_path):
+    hf = make_hf_bamba(seed=35, num_attention_heads=2, num_key_value_heads=1)  # head size 32
+    path = export(save_checkpoint(hf, tmp_path / "b"), "f32")
+    ids = np.random.default_rng(6).integers(0, hf.config.vocab_size, size=60)
+    m = mambalite.load(path, kv_type="q8_0")
+    assert m.new_state().kv_nbytes == 2 * 34 * m.n_ctx * 2  # 2 layers, one 32-wide head each
+    assert rel_err(m.forward(ids), hf_logits(hf, ids)) <= 3e-2
+
+
+@pytest.mark.parametrize("name", list(HYBRIDS))
+def test_greedy_equals_transformers_generate(hybrid, name):
+    """48 greedy tokens from transformers' own cached decode (its hybrid cache) and ours
+    (min_new_tokens keeps transformers from stopping: it bans the EOS id, so ours bans it too)."""
+    hf, _, path = hybrid(name)
+    model = mambalite.load(path)  # F16 KV cache, as users run it
+    prompt = np.random.default_rng(7).integers(1, hf.config.vocab_size, size=9)
+    with torch.no_grad():
+        out = hf.generate(torch.as_tensor(prompt)[None], max_new_tokens=48, min_new_tokens=48,
+                          do_sample=False, pad_token_id=0)
+    ref = out[0, len(prompt):].tolist()
+    state = model.new_state()
+    logits = model.prefill(state, prompt)
+    ours = []
+    eos = hf.config.eos_token_id
+    for _ in range(48):
+        logits[eos] = -np.inf
+        t = int(np.argmax(logits))
+        ours.append(t)
+        logits = model.step(state, t)
+    assert ours == ref
+
+
+# Which weights the exporter quantizes (tensor_type): matrices, not conv kernels, norms or the
+# MoE router; rows not a multiple of 32 fall back to F16.
+def _quantized_param(name: str, p: torch.Tensor) -> bool:
+    return p.ndim >= 2 and "conv1d" not in name and "norm" not in name and "router" not in name
+
+
+def fake_quantize_(model: torch.nn.Module, qtype: gguf.GGMLQuantizationType) -> None:
+    """Rounds each weight the exporter quantizes to the values the file will hold."""
+    with torch.no_grad():
+        for name, p in model.named_parameters():
+            if not _quantized_param(name, p):
+                continue
+            t = qtype
+            if qtype == gguf.GGMLQuantizationType.Q4_0 and ("lm_head" in name or (
+                    "embed" in name and model.config.tie_word_embeddings)):
+                t = gguf.GGMLQuantizationType.Q8_0  # the head of a Q4_0 file (rows of 64 < 256)
+            if p.shape[-1] % 32:
+                t = gguf.GGMLQuantizationType.F16
+            v = p.detach().float().numpy()
+            if t == gguf.GGMLQuantizationType.F16:
+                r = v.astype(np.float16).astype(np.float32)
+            else:
+                r = gguf.quants.dequantize(gguf.quants.quantize(v, t), t).reshape(v.shape)
+            p.copy_(torch.from_numpy(np.ascontiguousarray(r)))
+
+
+QUANTIZED = {
+    # Rows of 64: the dense model above has rows of 60, which the export keeps as F16.
+    "granite-dense": lambda: make_hf_granite(seed=38, num_hidden_layers=6,
+                                             layer_types=[M, A, M, M, A, M]),
+    # Every token takes all 8 experts: with top 2 of 8 the int8 activations move some tokens'
+    # router logits across a tie and change their experts, a jump of order 1 that says nothing
+    # about the products (routing is checked in f32 above).
+    "granite-moe-all-experts": lambda: make_hf_granite(seed=32, num_local_experts=8,
+                                                       num_experts_per_tok=8),
+    "bamba": HYBRIDS["bamba"],
+    "nemotron-h": HYBRIDS["nemotron-h"],
+}
+
+
+@pytest.mark.parametrize("wtype", ["f16", "q8_0", "q4_0"])
+@pytest.mark.parametrize("name", list(QUANTIZED))
+def test_quantized_weights(name, wtype, tmp_path):
+    hf = QUANTIZED[name]()
+    fake_quantize_(hf, getattr(gguf.GGMLQuantizationType, wtype.upper()))
+    d = save_checkpoint(hf, tmp_path / "q")
+    model = mambalite.load(export(d, wtype), kv_type="f32")
+    if wtype == "q4_0":  # the export's own head type rule, seen from the file
+        head = "token_embd.weight" if model.config.tied_embeddings else "output.weight"
+        types = {t["name"]: t["type"] for t in model.tensors}
+        assert types[head] in ("Q8_0", "F16")
+    ids = np.random.default_rng(8).integers(0, hf.config.vocab_size, size=40)
+    got, ref = model.forward(ids), hf_logits(hf, ids)
+    if wtype == "f16":
+        assert rel_err(got, ref) <= 1e-4
+    else:
+        per_position = np.abs(got - ref).max(1) / np.abs(ref).max()
+        assert per_position[0] <= 3e-2
+        assert np.median(per_position) <= 0.08
+        assert np.mean(got.argmax(1) == ref.argmax(1)) >= 0.8
+
+
+def test_full_kv_cache_is_a_clear_error_and_leaves_the_state(hybrid):
+    _, _, path = hybrid("bamba")
+    model = mambalite.load(path, n_ctx=16)
+    assert model.n_ctx == 16
+    state = model.new_state()
+    model.prefill(state, list(range(1, 11)))
+    before = state.to_bytes()
+    with pytest.raises(ValueError, match="KV cache is full.*n_ctx of 16.*n_ctx="):
+        model.prefill(state, list(range(1, 8)))
+    assert state.to_bytes() == before
+    model.prefill(state, list(range(1, 7)))  # exactly full
+    with pytest.raises(ValueError, match="KV cache is full"):
+        model.step(state, 1)
+    with pytest.raises(ValueError, match="KV cache is full"):
+        list(model.generate_tokens(list(range(1, 20)), max_new_tokens=2))
+
+
+def test_n_ctx_defaults_and_bounds(hybrid, tmp_path):
+    hf, _, path = hybrid("granite-moe")
+    model = mambalite.load(path)
+    # NoPE Granite files state a context of 2^20 (as llama.cpp's converter writes): capped.
+    assert model.config.n_ctx_train == 2**20 and model.n_ctx == 8192
+    assert mambalite.load(path, n_ctx=100).new_state().kv_nbytes == \
+        2 * 2 * 100 * hf.config.num_key_value_heads * 16 * 1  # one attention layer, F16
+    for bad in (0, -5, True, 1.5):
+        with pytest.raises(ValueError, match="n_ctx"):
+            mambalite.load(path, n_ctx=bad)
+    with pytest.raises(ValueError, match="n_ctx must be from 1 to"):
+        mambalite.load(path, n_ctx=1 << 30)
+    with pytest.raises(ValueError, match="kv_type"):
+        mambalite.load(path, kv_type="q4_0")
+    # Pure Mamba models have no KV cache: n_ctx does not apply.
+    pure = export(save_checkpoint(make_hf_model(seed=36), tmp_path / "m"), "f32")
+    assert mambalite.load(pure, n_ctx=16).n_ctx == 0
+
+
+def test_state_of_another_model_is_refused(hybrid, tmp_path):
+    _, _, path = hybrid("nemotron-h")
+    model = mambalite.load(path)
+    pure = mambalite.load(export(save_checkpoint(make_hf_model(seed=37), tmp_path / "m"), "f32"))
+    with pytest.raises(ValueError, match="another shape"):
+        model.step(pure.new_state(), 1)
+    with pytest.raises(ValueError, match="another shape"):
+        model.state_from_bytes(pure.new_state().to_bytes())
+    with pytest.raises(ValueError, match="another shape"):
+        model.step(mambalite.load(path, kv_type="f32").new_state(), 1)
+    # A saved state restores into the same file loaded with another n_ctx, if its tokens fit.
+    state = model.new_state()
+    model.prefill(state, [1, 2, 3, 4, 5])
+    small = mambalite.load(path, n_ctx=8)
+    restored = small.state_from_bytes(state.to_bytes())
+    np.testing.assert_array_equal(small.step(restored, 6), model.step(state, 6))
+    with pytest.raises(ValueError, match="load the model with n_ctx=6"):
+        mambalite.load(path, n_ctx=4).state_from_bytes(state.to_bytes())
+
+
+def test_gpu_refuses_hybrids_clearly(hybrid):
+    _, _, path = hybrid("bamba")
+    if not mambalite.cuda_available():
+        pytest.skip("needs a CUDA GPU: without one the load fails for that reason instead")
+    with pytest.raises(ValueError, match="pure Mamba models"):
+        mambalite.load(path, device="cuda")
