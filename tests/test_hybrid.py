@@ -276,3 +276,32 @@ def test_gpu_refuses_hybrids_clearly(hybrid):
         pytest.skip("needs a CUDA GPU: without one the load fails for that reason instead")
     with pytest.raises(ValueError, match="pure Mamba models"):
         mambalite.load(path, device="cuda")
+
+
+def test_bad_hybrid_files(hybrid, tmp_path):
+    from test_errors import rewrite
+
+    U32, ARR = gguf.GGUFValueType.UINT32, gguf.GGUFValueType.ARRAY
+    KV = "granitehybrid.attention.head_count_kv"
+    _, _, path = hybrid("granite-moe")
+    with pytest.raises(ValueError, match="missing tensor 'blk.1.attn_k.weight'"):
+        mambalite.load(rewrite(path, tmp_path / "nok.gguf", drop=("blk.1.attn_k.weight",)))
+    # head_count_kv 3 does not divide head_count 4 (a per-layer array, as the converter writes).
+    kv = rewrite(path, tmp_path / "kv3.gguf", drop_kv=(KV,), kv={KV: ([0, 3, 0, 0], ARR)})
+    with pytest.raises(ValueError, match="layer 1 .attention. has head_count 4 and head_count_kv 3"):
+        mambalite.load(kv)
+    short = rewrite(path, tmp_path / "kvshort.gguf", drop_kv=(KV,), kv={KV: ([0, 2], ARR)})
+    with pytest.raises(ValueError, match="array of 4 integers .one per layer., but it is an "
+                                         "array of 2"):
+        mambalite.load(short)
+    experts = rewrite(path, tmp_path / "x7.gguf", drop_kv=("granitehybrid.expert_count",),
+                      kv={"granitehybrid.expert_count": (7, U32)})
+    with pytest.raises(ValueError, match="ffn_gate_exps.weight' has shape .* expected"):
+        mambalite.load(experts)
+    used = rewrite(path, tmp_path / "u9.gguf", drop_kv=("granitehybrid.expert_used_count",),
+                   kv={"granitehybrid.expert_used_count": (9, U32)})
+    with pytest.raises(ValueError, match="expert_used_count"):
+        mambalite.load(used)
+    _, _, nemo = hybrid("nemotron-h")
+    with pytest.raises(ValueError, match="missing tensor 'blk.2.ffn_up.weight'"):
+        mambalite.load(rewrite(nemo, tmp_path / "noup.gguf", drop=("blk.2.ffn_up.weight",)))
