@@ -288,8 +288,8 @@ def test_bad_hybrid_files(hybrid, tmp_path):
         mambalite.load(rewrite(path, tmp_path / "nok.gguf", drop=("blk.1.attn_k.weight",)))
     # head_count_kv 3 does not divide head_count 4 (a per-layer array, as the converter writes).
     kv = rewrite(path, tmp_path / "kv3.gguf", drop_kv=(KV,), kv={KV: ([0, 3, 0, 0], ARR)})
-    with pytest.raises(ValueError, match="layer 1 .attention. has head_count 4 and head_count_kv 3"
-                       ):
+    bad_heads = "layer 1 .attention. has head_count 4 and head_count_kv 3"
+    with pytest.raises(ValueError, match=bad_heads):
         mambalite.load(kv)
     short = rewrite(path, tmp_path / "kvshort.gguf", drop_kv=(KV,), kv={KV: ([0, 2], ARR)})
     with pytest.raises(ValueError, match="array of 4 integers .one per layer., but it is an "
