@@ -17,6 +17,7 @@
 
 #include "errors.h"
 #include "format/dequant.h"
+#include "format/fp16.h"
 
 namespace mambalite {
 
@@ -438,6 +439,14 @@ void pack_panels(const KernelTable& k, GgmlType type, const uint8_t* act, size_t
 
 size_t matmul_scratch_floats(int64_t cols) {
   return static_cast<size_t>(cols * kGemmTokens + kGemmRows * kGemmDepth);
+}
+
+void axpy_f16(const KernelTable& k, int64_t n, float a, const uint16_t* v, float* y) {
+  if (k.axpy_f16 != nullptr) {
+    k.axpy_f16(n, a, v, y);
+    return;
+  }
+  for (int64_t i = 0; i < n; ++i) y[i] += a * fp16_to_fp32_fast(v[i]);
 }
 
 uint64_t stream_sum(const KernelTable& k, const uint64_t* p, int64_t n) {

@@ -36,43 +36,49 @@ struct KernelTable {
   using Tile = void (*)(int64_t n, const uint8_t* w, size_t row_bytes, const uint8_t* x,
                         size_t stride, float* out);
 
-  const char* name;
+  const char* name = nullptr;
 
   // Dot product of one weight row (n values) with one activation row.
-  float (*dot_f32)(int64_t n, const uint8_t* w, const float* x);
-  float (*dot_f16)(int64_t n, const uint8_t* w, const float* x);
-  float (*dot_bf16)(int64_t n, const uint8_t* w, const float* x);
-  float (*dot_q8_0)(int64_t n, const uint8_t* w, const ActQ8* x);
-  float (*dot_q4_0)(int64_t n, const uint8_t* w, const ActQ8* x);
-  float (*dot_q6_k)(int64_t n, const uint8_t* w, const ActQ8* x);
+  float (*dot_f32)(int64_t n, const uint8_t* w, const float* x) = nullptr;
+  float (*dot_f16)(int64_t n, const uint8_t* w, const float* x) = nullptr;
+  float (*dot_bf16)(int64_t n, const uint8_t* w, const float* x) = nullptr;
+  float (*dot_q8_0)(int64_t n, const uint8_t* w, const ActQ8* x) = nullptr;
+  float (*dot_q4_0)(int64_t n, const uint8_t* w, const ActQ8* x) = nullptr;
+  float (*dot_q6_k)(int64_t n, const uint8_t* w, const ActQ8* x) = nullptr;
 
   // The same for four activation rows at once (rows x + i * stride, i < 4; stride in bytes):
   // out[i] = dot(w, x_i). Each weight block is decoded once for all four (prefill).
-  void (*dot4_f32)(int64_t n, const uint8_t* w, const uint8_t* x, size_t stride, float* out);
-  void (*dot4_f16)(int64_t n, const uint8_t* w, const uint8_t* x, size_t stride, float* out);
-  void (*dot4_bf16)(int64_t n, const uint8_t* w, const uint8_t* x, size_t stride, float* out);
-  void (*dot4_q8_0)(int64_t n, const uint8_t* w, const uint8_t* x, size_t stride, float* out);
-  void (*dot4_q4_0)(int64_t n, const uint8_t* w, const uint8_t* x, size_t stride, float* out);
+  void (*dot4_f32)(int64_t n, const uint8_t* w, const uint8_t* x, size_t stride,
+                   float* out) = nullptr;
+  void (*dot4_f16)(int64_t n, const uint8_t* w, const uint8_t* x, size_t stride,
+                   float* out) = nullptr;
+  void (*dot4_bf16)(int64_t n, const uint8_t* w, const uint8_t* x, size_t stride,
+                    float* out) = nullptr;
+  void (*dot4_q8_0)(int64_t n, const uint8_t* w, const uint8_t* x, size_t stride,
+                    float* out) = nullptr;
+  void (*dot4_q4_0)(int64_t n, const uint8_t* w, const uint8_t* x, size_t stride,
+                    float* out) = nullptr;
 
   // Tiles with T = 2. Each activation vector is loaded once for the four rows, so prefill with
   // 16/32-bit weights does not re-read its fp32 activations from L2 for every row.
-  Tile tile4x2_f32, tile4x2_f16, tile4x2_bf16;
+  Tile tile4x2_f32 = nullptr, tile4x2_f16 = nullptr, tile4x2_bf16 = nullptr;
 
   // out (n / 32 blocks) = x (n) quantized: d = max|x| / 127, q = round-half-even(x / d).
-  void (*quantize_act)(const float* x, int64_t n, ActQ8* out);
+  void (*quantize_act)(const float* x, int64_t n, ActQ8* out) = nullptr;
 
   // out (n) = x (n) * rsqrt(mean(x^2) + eps) * weight (n).
-  void (*rms_norm)(const float* x, const float* weight, int64_t n, float eps, float* out);
+  void (*rms_norm)(const float* x, const float* weight, int64_t n, float eps, float* out) = nullptr;
 
   // out (n) = softplus(x (n) + bias (n)) as PyTorch computes it (identity above 20); out may be x.
-  void (*softplus_bias)(int64_t n, const float* x, const float* bias, float* out);
+  void (*softplus_bias)(int64_t n, const float* x, const float* bias, float* out) = nullptr;
 
   // Causal depthwise conv + SiLU over n tokens, channels [c0, c1) of E, and the window update.
   // window: (K-1, E) the previous K-1 inputs, oldest first (updated in place to the last K-1);
   // x: (n, ldx) new inputs; w: (K, E) with row K-1 multiplying the newest input; bias: (E);
   // out: (n, E).
   void (*conv_silu)(int64_t n, int64_t K, int64_t E, float* window, const float* x, int64_t ldx,
-                    const float* w, const float* bias, float* out, int64_t c0, int64_t c1);
+                    const float* w, const float* bias, float* out, int64_t c0,
+                    int64_t c1) = nullptr;
 
   // Mamba-1 selective scan over n tokens for channels [c0, c1) of E, state s: (E, N), fp32.
   // x, dt: (n, E); A: (E, N); B, C: (n, ldbc) (N values each); D: (E); z: (n, ldz);
@@ -80,14 +86,14 @@ struct KernelTable {
   void (*selective_scan)(int64_t n, int64_t E, int64_t N, const float* x, const float* dt,
                          const float* A, const float* B, const float* C, int64_t ldbc,
                          const float* D, const float* z, int64_t ldz, float* s, float* y,
-                         int64_t c0, int64_t c1);
+                         int64_t c0, int64_t c1) = nullptr;
 
   // Mamba-2 scan of one head over n tokens, state s: (P, N), fp32. x: (n, ldx) the head's P
   // values; dt, dA: (n) its step softplus(dt_raw + dt_bias) and exp(dt * A); B, C: (n, ldbc) its
   // group's N values; z: (n, ldz) P gate values; y: (n, ldy) = (s @ C + Dh * x) * silu(z).
   void (*head_scan)(int64_t n, int64_t P, int64_t N, const float* x, int64_t ldx, const float* dt,
                     const float* dA, const float* B, const float* C, int64_t ldbc, float Dh,
-                    const float* z, int64_t ldz, float* s, float* y, int64_t ldy);
+                    const float* z, int64_t ldz, float* s, float* y, int64_t ldy) = nullptr;
 
   // The entries below are optional: null in tables without them (the initialisers default them).
   //
@@ -178,6 +184,10 @@ struct KernelTable {
   // (Model::read_bandwidth), the roofline of decode. Null: stream_sum's portable loop.
   uint64_t (*stream_sum)(const uint64_t* p, int64_t n) = nullptr;
 
+  // Attention over an F16 KV cache: y (n) += a * v (n), the p.V accumulation of one cache row
+  // (q.K is dot_f16). Null: axpy_f16's portable loop.
+  void (*axpy_f16)(int64_t n, float a, const uint16_t* v, float* y) = nullptr;
+
   // Decode's product of `rows` rows (row_bytes apart) with one activation row, in one call:
   // y[r] = dot_q8_0(n, w + r * row_bytes, x), and likewise for the other types (x: the prepared
   // row, ActQ8 blocks for the integer types, floats for the others). Null: the row product row by
@@ -206,6 +216,9 @@ __attribute__((flatten)) void matvec_rows(int64_t n, const uint8_t* w, size_t ro
 
 // k.stream_sum(p, n), or a portable loop when the table has none.
 uint64_t stream_sum(const KernelTable& k, const uint64_t* p, int64_t n);
+
+// k.axpy_f16(n, a, v, y), or a portable loop when the table has none.
+void axpy_f16(const KernelTable& k, int64_t n, float a, const uint16_t* v, float* y);
 
 // The instruction sets built into this binary that the CPU supports, best first ("scalar" last).
 std::vector<std::string> available_isas();

@@ -92,30 +92,37 @@ void quantize_act(const float* x, int64_t n, ActQ8* out) {
   }
 }
 
-const KernelTable kScalar = {"scalar",
-                             dot_f32,
-                             dot_f16,
-                             dot_bf16,
-                             dot_q8_0,
-                             dot_q4_0,
-                             dot_q6_k_generic,
-                             dot4<float, dot_f32>,
-                             dot4<float, dot_f16>,
-                             dot4<float, dot_bf16>,
-                             dot4<ActQ8, dot_q8_0>,
-                             dot4<ActQ8, dot_q4_0>,
-                             tile4x2_generic<dot_f32>,
-                             tile4x2_generic<dot_f16>,
-                             tile4x2_generic<dot_bf16>,
-                             quantize_act,
-                             rms_norm,
-                             softplus_bias_generic,
-                             conv_silu,
-                             selective_scan_generic,
-                             head_scan_generic};
+KernelTable make_table() {
+  KernelTable k;
+  k.name = "scalar";
+  k.dot_f32 = dot_f32;
+  k.dot_f16 = dot_f16;
+  k.dot_bf16 = dot_bf16;
+  k.dot_q8_0 = dot_q8_0;
+  k.dot_q4_0 = dot_q4_0;
+  k.dot_q6_k = dot_q6_k_generic;
+  k.dot4_f32 = dot4<float, dot_f32>;
+  k.dot4_f16 = dot4<float, dot_f16>;
+  k.dot4_bf16 = dot4<float, dot_bf16>;
+  k.dot4_q8_0 = dot4<ActQ8, dot_q8_0>;
+  k.dot4_q4_0 = dot4<ActQ8, dot_q4_0>;
+  k.tile4x2_f32 = tile4x2_generic<dot_f32>;
+  k.tile4x2_f16 = tile4x2_generic<dot_f16>;
+  k.tile4x2_bf16 = tile4x2_generic<dot_bf16>;
+  k.quantize_act = quantize_act;
+  k.rms_norm = rms_norm;
+  k.softplus_bias = softplus_bias_generic;
+  k.conv_silu = conv_silu;
+  k.selective_scan = selective_scan_generic;
+  k.head_scan = head_scan_generic;
+  return k;
+}
 
 }  // namespace
 
-const KernelTable& scalar_kernels() { return kScalar; }
+const KernelTable& scalar_kernels() {
+  static const KernelTable k = make_table();  // built on first use
+  return k;
+}
 
 }  // namespace mambalite

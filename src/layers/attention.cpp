@@ -12,14 +12,12 @@ namespace mambalite {
 namespace {
 
 // One cache row (a head's hd values) in the cache's type: q . k, and acc += w * v.
-float dot_row(GgmlType type, const uint8_t* row, const float* q, int64_t hd) {
+float dot_row(const KernelTable& k, GgmlType type, const uint8_t* row, const float* q, int64_t hd) {
   float s = 0.0f;
   if (type == GgmlType::F32) {
-    const float* k = reinterpret_cast<const float*>(row);
-    for (int64_t i = 0; i < hd; ++i) s += q[i] * k[i];
+    s = k.dot_f32(hd, row, q);
   } else if (type == GgmlType::F16) {
-    const uint16_t* k = reinterpret_cast<const uint16_t*>(row);
-    for (int64_t i = 0; i < hd; ++i) s += q[i] * fp16_to_fp32_fast(k[i]);
+    s = k.dot_f16(hd, row, q);
   } else {
     const BlockQ8_0* b = reinterpret_cast<const BlockQ8_0*>(row);
     for (int64_t j = 0; j < hd / kQK; ++j) {
@@ -31,13 +29,13 @@ float dot_row(GgmlType type, const uint8_t* row, const float* q, int64_t hd) {
   return s;
 }
 
-void axpy_row(GgmlType type, const uint8_t* row, float w, float* acc, int64_t hd) {
+void axpy_row(const KernelTable& k, GgmlType type, const uint8_t* row, float w, float* acc,
+              int64_t hd) {
   if (type == GgmlType::F32) {
     const float* v = reinterpret_cast<const float*>(row);
     for (int64_t i = 0; i < hd; ++i) acc[i] += w * v[i];
   } else if (type == GgmlType::F16) {
-    const uint16_t* v = reinterpret_cast<const uint16_t*>(row);
-    for (int64_t i = 0; i < hd; ++i) acc[i] += w * fp16_to_fp32_fast(v[i]);
+    axpy_f16(k, hd, w, reinterpret_cast<const uint16_t*>(row), acc);
   } else {
     const BlockQ8_0* b = reinterpret_cast<const BlockQ8_0*>(row);
     for (int64_t j = 0; j < hd / kQK; ++j) {
@@ -141,6 +139,7 @@ void AttentionBlock::forward(Compute& cx, State& state, const float* hn, float* 
     }
   });
   const int64_t group = n_head_ / n_head_kv_;
+  const KernelTable& k = cx.k();
   cx.pool().parallel_for(n * n_head_, 1, [&](int thread, int64_t i0, int64_t i1) {
     float* s = scratch + thread * (kTile + hd_);  // (kTile) scores
     float* acc = s + kTile;                       // (hd)
@@ -155,7 +154,7 @@ void AttentionBlock::forward(Compute& cx, State& state, const float* hn, float* 
         float tile_max = -INFINITY;
         for (int64_t j = 0; j < nj; ++j) {
           const uint8_t* kr = keys + static_cast<size_t>(j0 + j) * row + g * head_bytes;
-          s[j] = scale_ * dot_row(type, kr, qh, hd_);
+          s[j] = scale_ * dot_row(k, type, kr, qh, hd_);
           tile_max = std::max(tile_max, s[j]);
         }
         const float m_new = std::max(m, tile_max);
@@ -165,7 +164,8 @@ void AttentionBlock::forward(Compute& cx, State& state, const float* hn, float* 
         for (int64_t j = 0; j < nj; ++j) {
           const float w = std::exp(s[j] - m_new);
           l += w;
-          axpy_row(type, values + static_cast<size_t>(j0 + j) * row + g * head_bytes, w, acc, hd_);
+          axpy_row(k, type, values + static_cast<size_t>(j0 + j) * row + g * head_bytes, w, acc,
+                   hd_);
         }
         m = m_new;
       }

@@ -15,8 +15,8 @@
 #include <vector>
 
 #include "format/fp16.h"
-#include "kernels/kernels.h"
 #include "format/quant_blocks.h"
+#include "kernels/kernels.h"
 #include "runtime/thread_pool.h"
 
 using namespace mambalite;
@@ -194,11 +194,11 @@ bool close_blocks(const KernelTable& ref, GgmlType type, const uint8_t* w, const
 
 // Whole matrices through matmul, against the scalar table's single dot products: 13 rows split
 // as [0, 2) and [2, 13), so row ranges start off the 4-row tile grid and the GEMM's 6-row tiles
-// end short; 1 token (decode's matrix-vector products, the matvec products where a table has them; 288
-// values: a group of 8 blocks and a tail block), 5 tokens (4 x 3 and 4 x 2 tiles
-// plus a leftover token), and 8, 13, 32, 37 and 141
-// (the GEMM, where a table has it: one or two 8-token vectors, a full 32-token panel, a second
-// panel of 5, and a second group of panels after the four that share a converted pass).
+// end short; 1 token (decode's matrix-vector products, the matvec products where a table has them;
+// 288 values: a group of 8 blocks and a tail block), 5 tokens (4 x 3 and 4 x 2 tiles plus a
+// leftover token), and 8, 13, 32, 37 and 141 (the GEMM, where a table has it: one or two 8-token
+// vectors, a full 32-token panel, a second panel of 5, and a second group of panels after the four
+// that share a converted pass).
 void test_matmul_tiles(const KernelTable& k, const KernelTable& ref) {
   const std::string isa = k.name;
   for (GgmlType type : {GgmlType::F32, GgmlType::F16, GgmlType::BF16, GgmlType::Q8_0,
@@ -372,6 +372,22 @@ void test_elementwise(const KernelTable& k, const KernelTable& ref) {
       ok = ok && std::fabs(out[i] - want) <= 3.6e-7 * want + 1e-30;
     }
     check(ok, isa + " softplus_bias");
+  }
+  {  // axpy_f16 (the p.V of an F16 KV cache) at head sizes with and without vector tails
+    for (const int64_t n : {1, 7, 15, 16, 64, 100, 128}) {
+      std::vector<uint16_t> v(n);
+      std::vector<float> y(n), want(n);
+      for (int64_t i = 0; i < n; ++i) {
+        v[i] = fp32_to_fp16(uniform());
+        y[i] = want[i] = uniform();
+      }
+      const float a = 0.37f;
+      for (int64_t i = 0; i < n; ++i) want[i] += a * fp16_to_fp32(v[i]);
+      axpy_f16(k, n, a, v.data(), y.data());
+      bool ok = true;
+      for (int64_t i = 0; i < n; ++i) ok = ok && close(y[i], want[i], 1.0f);
+      check(ok, isa + " axpy_f16 n=" + std::to_string(n));
+    }
   }
   std::vector<float> x(101), w(101), o1(101), o2(101);
   for (float& v : x) v = uniform();

@@ -5,9 +5,9 @@
 #include <cmath>
 #include <cstring>
 
-#include "kernels/decay_runs.h"
 #include "format/fp16.h"
 #include "kernels/avx2/gemm_avx2.h"
+#include "kernels/decay_runs.h"
 #include "kernels/kernels.h"
 
 namespace mambalite {
@@ -881,23 +881,65 @@ uint64_t stream_sum(const uint64_t* p, int64_t n) {
   return lanes[0] + lanes[1] + lanes[2] + lanes[3];
 }
 
-// clang-format off
-const KernelTable kAvx2 = {
-    "avx2",
-    dot_f32, dot_f16, dot_bf16, dot_q8_0, dot_q4_0, dot_q6_k,
-    dot4_f32, dot4_f16, dot4_bf16, dot4_q8_0, dot4_q4_0,
-    tile4xT_f32<2>, tile4xT_f16<2>, tile4xT_bf16<2>,
-    quantize_act, rms_norm, softplus_bias, conv_silu, selective_scan, head_scan,
-    tile4xT_f32<3>, tile4xT_f16<3>, tile4xT_bf16<3>,
-    avx2::pack_panel, avx2::row_to_f32, avx2::gemm_panel,
-    avx2::pack_panel_q4_0, avx2::q4_0_to_nibbles, avx2::gemm_panel_q4_0,
-    avx2::pack_panel_q8_0, avx2::q8_0_to_i16, avx2::gemm_panel_q8_0,
-    nullptr, nullptr, nullptr, 16, stream_sum,
-    matvec_rows<ActQ8, dot_q8_0>, matvec_rows<ActQ8, dot_q4_0>, matvec_rows<ActQ8, dot_q6_k>};
-// clang-format on
+void axpy_f16(int64_t n, float a, const uint16_t* v, float* y) {
+  const __m256 va = _mm256_set1_ps(a);
+  int64_t i = 0;
+  for (; i + 8 <= n; i += 8) {
+    const __m256 x = _mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(v + i)));
+    _mm256_storeu_ps(y + i, _mm256_fmadd_ps(va, x, _mm256_loadu_ps(y + i)));
+  }
+  for (; i < n; ++i) y[i] += a * fp16_to_fp32(v[i]);
+}
+
+KernelTable make_table() {
+  KernelTable k;
+  k.name = "avx2";
+  k.dot_f32 = dot_f32;
+  k.dot_f16 = dot_f16;
+  k.dot_bf16 = dot_bf16;
+  k.dot_q8_0 = dot_q8_0;
+  k.dot_q4_0 = dot_q4_0;
+  k.dot_q6_k = dot_q6_k;
+  k.dot4_f32 = dot4_f32;
+  k.dot4_f16 = dot4_f16;
+  k.dot4_bf16 = dot4_bf16;
+  k.dot4_q8_0 = dot4_q8_0;
+  k.dot4_q4_0 = dot4_q4_0;
+  k.tile4x2_f32 = tile4xT_f32<2>;
+  k.tile4x2_f16 = tile4xT_f16<2>;
+  k.tile4x2_bf16 = tile4xT_bf16<2>;
+  k.quantize_act = quantize_act;
+  k.rms_norm = rms_norm;
+  k.softplus_bias = softplus_bias;
+  k.conv_silu = conv_silu;
+  k.selective_scan = selective_scan;
+  k.head_scan = head_scan;
+  k.tile4x3_f32 = tile4xT_f32<3>;
+  k.tile4x3_f16 = tile4xT_f16<3>;
+  k.tile4x3_bf16 = tile4xT_bf16<3>;
+  k.pack_panel = avx2::pack_panel;
+  k.row_to_f32 = avx2::row_to_f32;
+  k.gemm_panel = avx2::gemm_panel;
+  k.pack_panel_q4_0 = avx2::pack_panel_q4_0;
+  k.q4_0_to_nibbles = avx2::q4_0_to_nibbles;
+  k.gemm_panel_q4_0 = avx2::gemm_panel_q4_0;
+  k.pack_panel_q8_0 = avx2::pack_panel_q8_0;
+  k.q8_0_to_i16 = avx2::q8_0_to_i16;
+  k.gemm_panel_q8_0 = avx2::gemm_panel_q8_0;
+  k.gemm_cols = 16;
+  k.stream_sum = stream_sum;
+  k.axpy_f16 = axpy_f16;
+  k.matvec_q8_0 = matvec_rows<ActQ8, dot_q8_0>;
+  k.matvec_q4_0 = matvec_rows<ActQ8, dot_q4_0>;
+  k.matvec_q6_k = matvec_rows<ActQ8, dot_q6_k>;
+  return k;
+}
 
 }  // namespace
 
-const KernelTable& avx2_kernels() { return kAvx2; }
+const KernelTable& avx2_kernels() {
+  static const KernelTable k = make_table();  // built on first use
+  return k;
+}
 
 }  // namespace mambalite

@@ -15,8 +15,8 @@
 #include <algorithm>
 #include <cstring>
 
-#include "kernels/avx512/avx512_compat.h"
 #include "format/quant_blocks.h"
+#include "kernels/avx512/avx512_compat.h"
 
 namespace mambalite {
 namespace MAMBALITE_AVX512_NS {

@@ -17,10 +17,10 @@
 #include <cstddef>
 #include <cstring>
 
-#include "kernels/avx512/avx512_compat.h"
-#include "kernels/decay_runs.h"
 #include "format/fp16.h"
+#include "kernels/avx512/avx512_compat.h"
 #include "kernels/avx512/gemm_avx512.h"
+#include "kernels/decay_runs.h"
 #include "kernels/kernels.h"
 
 namespace mambalite {

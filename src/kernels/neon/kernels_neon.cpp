@@ -378,38 +378,50 @@ void head_scan(int64_t n, int64_t P, int64_t N, const float* x, int64_t ldx, con
   for (int64_t t = 0; t < n; ++t) gate_silu(P, z + t * ldz, y + t * ldy);
 }
 
+void axpy_f16(int64_t n, float a, const uint16_t* v, float* y) {
+  int64_t i = 0;
+  for (; i + 4 <= n; i += 4) {
+    const float32x4_t x = vcvt_f32_f16(vreinterpret_f16_u16(vld1_u16(v + i)));
+    vst1q_f32(y + i, vfmaq_n_f32(vld1q_f32(y + i), x, a));
+  }
+  for (; i < n; ++i) y[i] += a * fp16_to_fp32(v[i]);
+}
+
 KernelTable make_table() {
-  KernelTable k = {"neon",
-                   dot_f32,
-                   dot_f16,
-                   dot_bf16,
-                   dot_q8_0,
-                   dot_q4_0,
-                   dot_q6_k,
-                   dot4_f32,
-                   dot4_f16,
-                   dot4_bf16,
-                   dot4_q8_0,
-                   dot4_q4_0,
-                   tile4x2_generic<dot_f32>,
-                   tile4x2_generic<dot_f16>,
-                   tile4x2_generic<dot_bf16>,
-                   quantize_act,
-                   rms_norm,
-                   softplus_bias,
-                   conv_silu,
-                   selective_scan,
-                   head_scan};
+  KernelTable k;
+  k.name = "neon";
+  k.dot_f32 = dot_f32;
+  k.dot_f16 = dot_f16;
+  k.dot_bf16 = dot_bf16;
+  k.dot_q8_0 = dot_q8_0;
+  k.dot_q4_0 = dot_q4_0;
+  k.dot_q6_k = dot_q6_k;
+  k.dot4_f32 = dot4_f32;
+  k.dot4_f16 = dot4_f16;
+  k.dot4_bf16 = dot4_bf16;
+  k.dot4_q8_0 = dot4_q8_0;
+  k.dot4_q4_0 = dot4_q4_0;
+  k.tile4x2_f32 = tile4x2_generic<dot_f32>;
+  k.tile4x2_f16 = tile4x2_generic<dot_f16>;
+  k.tile4x2_bf16 = tile4x2_generic<dot_bf16>;
+  k.quantize_act = quantize_act;
+  k.rms_norm = rms_norm;
+  k.softplus_bias = softplus_bias;
+  k.conv_silu = conv_silu;
+  k.selective_scan = selective_scan;
+  k.head_scan = head_scan;
   k.matvec_q8_0 = matvec_rows<ActQ8, dot_q8_0>;
   k.matvec_q4_0 = matvec_rows<ActQ8, dot_q4_0>;
   k.matvec_q6_k = matvec_rows<ActQ8, dot_q6_k>;
+  k.axpy_f16 = axpy_f16;
   return k;
 }
 
-const KernelTable kNeon = make_table();
-
 }  // namespace
 
-const KernelTable& neon_kernels() { return kNeon; }
+const KernelTable& neon_kernels() {
+  static const KernelTable k = make_table();  // built on first use
+  return k;
+}
 
 }  // namespace mambalite
