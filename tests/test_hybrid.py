@@ -306,3 +306,42 @@ def test_bad_hybrid_files(hybrid, tmp_path):
     _, _, nemo = hybrid("nemotron-h")
     with pytest.raises(ValueError, match="missing tensor 'blk.2.ffn_up.weight'"):
         mambalite.load(rewrite(nemo, tmp_path / "noup.gguf", drop=("blk.2.ffn_up.weight",)))
+
+
+def test_export_quantize_info_and_chat_template(tmp_path):
+    """A sharded Granite MoE checkpoint with a tokenizer and a chat template: export, quantize
+    and `info` handle it; the template is carried into tokenizer.chat_template; quantizing the
+    f32 export gives the tensors of a direct Q8_0 export (3-D experts included)."""
+    import json
+
+    from helpers import train_bpe_tokenizer
+
+    hf = make_hf_granite(seed=39, num_local_experts=8, num_experts_per_tok=2, vocab_size=300)
+    d = save_checkpoint(hf, tmp_path / "ckpt", tokenizer=train_bpe_tokenizer(),
+                        max_shard_size="200KB")
+    assert (d / "model.safetensors.index.json").is_file()
+    template = "{% for m in messages %}<|{{ m['role'] }}|>{{ m['content'] }}{% endfor %}"
+    cfg = json.loads((d / "tokenizer_config.json").read_text())
+    (d / "tokenizer_config.json").write_text(json.dumps({**cfg, "chat_template": template}))
+    f32 = export(d, "f32")
+    direct = export(d, "q8_0")
+    quantized = mambalite.quantize(f32, tmp_path / "q.gguf", "q8_0", progress=False)
+    a, b = gguf.GGUFReader(direct), gguf.GGUFReader(quantized)
+    tb = {t.name: t for t in b.tensors}
+    for t in a.tensors:
+        assert t.tensor_type == tb[t.name].tensor_type, t.name
+        assert np.array_equal(np.asarray(t.data), np.asarray(tb[t.name].data)), t.name
+    types = {t.name: t.tensor_type.name for t in a.tensors}
+    assert types["blk.0.ffn_up_exps.weight"] == "Q8_0"
+    assert types["blk.0.ffn_gate_inp.weight"] == "F32"  # the router, as llama.cpp keeps it
+    model = mambalite.load(quantized)
+    assert model.metadata["tokenizer.chat_template"] == template
+    text = "The capital of France is Paris."
+    assert model.tokenizer.encode(text)[-3:] == mambalite.load(f32).tokenizer.encode(text)[-3:]
+    from mambalite.info import describe
+
+    info = describe(quantized)
+    assert "layer pattern: M A M M" in info
+    assert "MoE: 8 experts of 48, top 2 + a shared expert of 80" in info
+    # One attention layer: K and V, 2 heads of 16, 2 bytes each: 128 bytes per token.
+    assert "KV 128.0 KB per 1k tokens" in info

@@ -164,8 +164,21 @@ def _add_spm(writer: gguf.GGUFWriter, ckpt: Checkpoint, path: Path, n_vocab: int
     _add_special(writer, ckpt, _special_ids(ckpt, lookup, own), n_vocab)
 
 
+def chat_template(ckpt: Checkpoint) -> str | list | None:
+    """The checkpoint's chat template: chat_template.jinja, else tokenizer_config.json's
+    `chat_template` (a string, or a list of named templates), as llama.cpp's converter reads it."""
+    jinja = ckpt.dir / "chat_template.jinja"
+    if jinja.is_file():
+        return jinja.read_text(encoding="utf-8")
+    return ckpt.read_json("tokenizer_config.json").get("chat_template") or None
+
+
 def add_tokenizer(writer: gguf.GGUFWriter, ckpt: Checkpoint, n_vocab: int) -> bool:
-    """Adds the checkpoint's tokenizer to `writer`; returns False when it has none."""
+    """Adds the checkpoint's tokenizer (and its chat template, as tokenizer.chat_template) to
+    `writer`; returns False when it has none."""
+    template = chat_template(ckpt)
+    if template is not None:
+        writer.add_chat_template(template)
     if (ckpt.dir / "tokenizer.json").is_file():
         _add_bpe(writer, ckpt, n_vocab)
         return True

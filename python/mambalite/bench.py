@@ -53,25 +53,30 @@ class BenchResult:
 
 
 def bench(path: str | os.PathLike, *, threads: int | None = None, prefill_tokens: int = 512,
-          decode_tokens: int = 64, repeats: int = 3, device: str = "cpu") -> BenchResult:
+          decode_tokens: int = 64, repeats: int = 3, device: str = "cpu",
+          n_ctx: int | None = None, kv_type: str = "f16") -> BenchResult:
     """Measures a model file: median prefill tokens/s and decode ms/token over `repeats` runs.
 
     On the CPU it also measures the roofline: the model's threads streaming a buffer the size of
     one decoded token's reads (64 MB to 512 MB), between the decode runs, so that both see the
     same machine load.
     `device`: "cpu", or "cuda" / "cuda:N" (decode time is then the whole step: graph launch,
-    logits back to the host).
+    logits back to the host). `n_ctx`, `kv_type`: the KV cache of models with attention
+    layers, as in `mambalite.load`.
     """
     if prefill_tokens < 1 or decode_tokens < 1 or repeats < 1:
         raise ValueError("prefill_tokens, decode_tokens and repeats must be >= 1")
-    model = load(path, threads=threads, device=device)
+    model = load(path, threads=threads, device=device, n_ctx=n_ctx, kv_type=kv_type)
     n_vocab = model.config.vocab_size
     ids = np.random.default_rng(0).integers(0, n_vocab, size=prefill_tokens)
     # Every weight is read once per decoded token, except the embedding (one row) when the
     # head is untied.
     per_token = sum(t["nbytes"] for t in model.tensors
                     if not (t["name"] == "token_embd.weight" and not model.config.tied_embeddings))
-    state_bytes = model.new_state().nbytes
+    # Decode reads the SSM states and the KV cache's used positions (about the prompt's).
+    fresh = model.new_state()
+    state_bytes = fresh.ssm_nbytes + (fresh.kv_nbytes * (prefill_tokens + decode_tokens // 2)
+                                      // model.n_ctx if model.n_ctx else 0)
     on_cpu = model.device == "cpu"
     model.prefill(model.new_state(), ids[:8])  # warm-up: page in the weights
     prefill, decode, rates = [], [], []

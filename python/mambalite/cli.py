@@ -86,7 +86,8 @@ def _parser() -> argparse.ArgumentParser:
 
     e = sub.add_parser("export", help="convert a PyTorch checkpoint to GGUF",
                        description="Convert a Mamba-1, FalconMamba or Mamba-2 checkpoint "
-                       "directory (transformers, mamba_ssm or mistral format) to a GGUF file "
+                       "directory (transformers, mamba_ssm or mistral format), or a hybrid "
+                       "(Granite-4.0-H, Bamba, Nemotron-H; transformers format), to a GGUF file "
                        "that mambalite and llama.cpp load.")
     e.add_argument("checkpoint", help="directory with config.json (or mistral's params.json) "
                    "and the weights")
@@ -130,6 +131,11 @@ def _parser() -> argparse.ArgumentParser:
 def _add_device(p: argparse.ArgumentParser) -> None:
     p.add_argument("--device", default="cpu", metavar="DEVICE",
                    help="cpu (default), or cuda / cuda:N to run on an NVIDIA GPU")
+    p.add_argument("-c", "--ctx-size", type=_positive_int, default=None, metavar="N",
+                   help="KV cache positions for models with attention layers (default: the "
+                   "model's context length, at most 8192)")
+    p.add_argument("--kv-type", default="f16", choices=["f16", "f32", "q8_0"],
+                   help="KV cache storage for models with attention layers (default f16)")
 
 
 def _generate(args: argparse.Namespace) -> int:
@@ -140,7 +146,8 @@ def _generate(args: argparse.Namespace) -> int:
         if sys.stdin is None or sys.stdin.isatty():
             raise ValueError("no prompt: give it as an argument or pipe it to stdin")
         prompt = sys.stdin.read()
-    model = load(args.model, threads=args.threads, device=args.device)
+    model = load(args.model, threads=args.threads, device=args.device,
+                 n_ctx=args.ctx_size, kv_type=args.kv_type)
     out = sys.stdout
     for piece in model.generate(
         prompt, max_new_tokens=args.max_new_tokens, temperature=args.temperature,
@@ -174,7 +181,8 @@ def _perplexity(args: argparse.Namespace) -> int:
                              "give a UTF-8 text file") from None
     if not text:
         raise ValueError(f"{args.file} is empty: give a text to score")
-    model = load(args.model, threads=args.threads, device=args.device)
+    model = load(args.model, threads=args.threads, device=args.device,
+                 n_ctx=args.ctx_size, kv_type=args.kv_type)
     result = model.perplexity(text, window=args.window, progress=False if args.quiet else None)
     print(result)
     return 0
@@ -209,7 +217,8 @@ def _bench(args: argparse.Namespace) -> int:
     for threads in args.threads or [None]:
         print("  " + str(bench(args.model, threads=threads, prefill_tokens=args.prefill,
                                decode_tokens=args.decode, repeats=args.repeats,
-                               device=args.device)), flush=True)
+                               device=args.device, n_ctx=args.ctx_size,
+                               kv_type=args.kv_type)), flush=True)
         if args.device != "cpu":
             break  # threads do not matter on a GPU
     return 0

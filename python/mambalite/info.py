@@ -17,6 +17,20 @@ def _size(n: float) -> str:
     return f"{n:.1f} GB"
 
 
+_LETTER = {"mamba1": "M", "mamba2": "M", "attention": "A", "ffn": "F", "ffn_relu2": "F",
+           "moe": "E"}
+
+
+def layer_pattern(layers) -> str | None:
+    """The layers' mixers as letters (M Mamba, A attention, F MLP-only), or None for a model
+    that is all Mamba. Layers whose FFN follows the mixer show only the mixer."""
+    by_layer: dict[int, str] = {}
+    for layer in layers:
+        by_layer.setdefault(layer.layer, _LETTER[layer.kind])
+    letters = [by_layer[i] for i in sorted(by_layer)]
+    return None if set(letters) == {"M"} else " ".join(letters)
+
+
 def describe(path: str | os.PathLike, *, list_tensors: bool = False) -> str:
     """Architecture, shapes, tensor types, tokenizer and size of a GGUF file.
 
@@ -52,18 +66,52 @@ def describe(path: str | os.PathLike, *, list_tensors: bool = False) -> str:
     if model is not None:
         c = model.config
         lines.append(f"layers:        {c.n_layer}")
-        if c.architecture == "mamba2":
-            variant = (f"   heads: {c.n_head} x {c.d_inner // c.n_head}   groups: {c.n_group}")
+        pattern = layer_pattern(model.layers)
+        if pattern is not None:
+            lines.append(f"layer pattern: {pattern}")
+        if c.d_inner:
+            if c.n_head:
+                variant = f"   heads: {c.n_head} x {c.d_inner // c.n_head}   groups: {c.n_group}"
+            else:
+                variant = f"   dt_rank: {c.dt_rank}" + (
+                    f"   dt/B/C RMSNorm (FalconMamba, eps {c.mixer_eps:g})"
+                    if c.dt_b_c_rms else "")
+            lines.append(f"d_model:       {c.d_model}   d_inner: {c.d_inner}   d_state: "
+                         f"{c.d_state}   d_conv: {c.d_conv}{variant}")
         else:
-            variant = f"   dt_rank: {c.dt_rank}" + (
-                f"   dt/B/C RMSNorm (FalconMamba, eps {c.mixer_eps:g})" if c.dt_b_c_rms else "")
-        lines.append(f"d_model:       {c.d_model}   d_inner: {c.d_inner}   d_state: {c.d_state}"
-                     f"   d_conv: {c.d_conv}{variant}")
+            lines.append(f"d_model:       {c.d_model}")
+        attn = [layer for layer in model.layers if layer.kind == "attention"]
+        if attn:
+            pos = (f"RoPE on {c.n_rot} of {c.head_dim} dims (base {c.rope_base:g})" if c.n_rot
+                   else "no positional encoding")
+            scale = f"   scale: {c.attn_scale:g}" if c.attn_scale else ""
+            lines.append(f"attention:     {attn[0].n_head} heads x {c.head_dim}, "
+                         f"{attn[0].n_head_kv} KV heads, {pos}{scale}")
+        ffn = [layer for layer in model.layers if layer.kind.startswith("ffn")
+               or layer.kind == "moe"]
+        if ffn:
+            if ffn[0].kind == "moe":
+                shared = f" + a shared expert of {c.n_ff_shexp}" if c.n_ff_shexp else ""
+                what = (f"MoE: {c.n_expert} experts of {ffn[0].n_ff}, top {c.n_expert_used}"
+                        f"{shared}")
+            else:
+                act = "squared ReLU" if ffn[0].kind == "ffn_relu2" else "SwiGLU"
+                what = f"{act} MLP of {ffn[0].n_ff}"
+            lines.append(f"feed-forward:  {what}")
+        if (c.embedding_scale, c.residual_scale, c.logit_scale) != (1.0, 1.0, 1.0):
+            lines.append(f"multipliers:   embedding {c.embedding_scale:g}   residual "
+                         f"{c.residual_scale:g}   logits 1/{c.logit_scale:g}")
         lines.append(f"vocab:         {c.vocab_size}   head: "
                      f"{'tied to the embedding' if c.tied_embeddings else 'untied'}"
                      f"   rms eps: {c.norm_eps:g}")
         state = model.new_state()
-        lines.append(f"state size:    {_size(state.nbytes)} per sequence (constant)")
+        if attn:
+            per_1k = state.kv_nbytes / model.n_ctx * 1000
+            lines.append(f"state size:    SSM {_size(state.ssm_nbytes)} per sequence (constant) "
+                         f"+ KV {_size(per_1k)} per 1k tokens (F16; {_size(state.kv_nbytes)} "
+                         f"allocated for n_ctx {model.n_ctx})")
+        else:
+            lines.append(f"state size:    {_size(state.nbytes)} per sequence (constant)")
     n_params = 0
     for t in tensors:
         n = 1

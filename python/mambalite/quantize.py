@@ -9,7 +9,15 @@ from pathlib import Path
 import gguf
 import numpy as np
 
-from .export import EXPORT_TYPES, HEAD_TYPES, Q, atomic_gguf_writer, tensor_type, write_tensors
+from .export import (
+    ARCHITECTURES,
+    EXPORT_TYPES,
+    HEAD_TYPES,
+    Q,
+    atomic_gguf_writer,
+    tensor_type,
+    write_tensors,
+)
 
 _SOURCE_TYPES = (Q.F32, Q.F16, Q.BF16)
 _SKIP_KEYS = ("general.architecture", "general.file_type", "general.quantization_version")
@@ -47,9 +55,9 @@ def quantize(src: str | os.PathLike, dst: str | os.PathLike, type: str = "q8_0",
         raise ValueError(f"{src} is not a readable GGUF file: {e}") from None
     arch = reader.fields["general.architecture"].contents() \
         if "general.architecture" in reader.fields else None
-    if arch not in ("mamba", "mamba2"):
-        raise ValueError(f"{src} holds a {arch!r} model; mambalite quantizes 'mamba' and "
-                         "'mamba2' models")
+    if arch not in ARCHITECTURES:
+        raise ValueError(f"{src} holds a {arch!r} model; mambalite quantizes "
+                         f"{', '.join(repr(a) for a in ARCHITECTURES)} models")
     bad = [f"{t.name} ({t.tensor_type.name})" for t in reader.tensors
            if t.tensor_type not in _SOURCE_TYPES]
     if bad:
