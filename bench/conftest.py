@@ -1,6 +1,6 @@
-"""Benchmark fixtures: Mamba-1 and Mamba-2 models of released shapes with random weights (speed
-does not depend on the values), exported once and cached in $MAMBALITE_BENCH_CACHE (default
-~/.cache/mambalite-bench)."""
+"""Benchmark fixtures: Mamba-1, Mamba-2 and Granite-4.0-H models of released shapes with random
+weights (speed does not depend on the values), exported once and cached in
+$MAMBALITE_BENCH_CACHE (default ~/.cache/mambalite-bench)."""
 
 from __future__ import annotations
 
@@ -18,6 +18,17 @@ SHAPES = {
     # state-spaces/mamba2-130m: d_state 128, head_dim 64 (24 heads), one group
     "mamba2-130m": dict(hidden_size=768, num_hidden_layers=24, vocab_size=50288, state_size=128,
                         num_heads=24, head_dim=64, n_groups=1),
+    # ibm-granite/granite-4.0-h-350m and -1b as their configs state them: attention (12 heads,
+    # 4 KV heads, no positional encoding) at 4 of the layers, Mamba-2 (48 heads, d_state 128,
+    # one group) elsewhere, a dense SwiGLU MLP in every layer, tied head, vocab 100352.
+    "granite-h-350m": dict(hidden_size=768, num_hidden_layers=32, vocab_size=100352,
+                           num_attention_heads=12, num_key_value_heads=4, mamba_n_heads=48,
+                           mamba_d_head=32, mamba_d_state=128, mamba_n_groups=1,
+                           shared_intermediate_size=2048, attention_layers=[10, 13, 17, 27]),
+    "granite-h-1b": dict(hidden_size=1536, num_hidden_layers=40, vocab_size=100352,
+                         num_attention_heads=12, num_key_value_heads=4, mamba_n_heads=48,
+                         mamba_d_head=64, mamba_d_state=128, mamba_n_groups=1,
+                         shared_intermediate_size=4096, attention_layers=[10, 13, 17, 27]),
 }
 CACHE = Path(os.environ.get("MAMBALITE_BENCH_CACHE", Path.home() / ".cache" / "mambalite-bench"))
 
@@ -28,8 +39,18 @@ def checkpoint(shape: str) -> Path:
 
     d = CACHE / shape
     if not (d / "config.json").is_file():
-        make = make_hf_mamba2 if shape.startswith("mamba2") else make_hf_model
-        save_checkpoint(make(seed=0, tie_word_embeddings=True, **SHAPES[shape]), d)
+        cfg = dict(SHAPES[shape])
+        if shape.startswith("granite"):
+            from helpers import make_hf_granite
+
+            attn = cfg.pop("attention_layers")
+            cfg["layer_types"] = ["attention" if i in attn else "mamba"
+                                  for i in range(cfg["num_hidden_layers"])]
+            model = make_hf_granite(seed=0, tie_word_embeddings=True, **cfg)
+        else:
+            make = make_hf_mamba2 if shape.startswith("mamba2") else make_hf_model
+            model = make(seed=0, tie_word_embeddings=True, **cfg)
+        save_checkpoint(model, d)
     return d
 
 

@@ -79,6 +79,14 @@ def test_vs_llama_cpp(model_file, shape, wtype, threads, record_property):
     record_property("comparison", line)
 
 
+@needs_llama
+@pytest.mark.parametrize("shape", ["granite-h-350m", "granite-h-1b"])
+@pytest.mark.parametrize("wtype", ["q8_0", "q4_0"])
+def test_hybrid_vs_llama_cpp(model_file, shape, wtype, record_property):
+    """Granite-4.0-H-shaped models at 2 threads: the same comparison as test_vs_llama_cpp."""
+    test_vs_llama_cpp(model_file, shape, wtype, 2, record_property)
+
+
 def _time(fn) -> float:
     import time
 

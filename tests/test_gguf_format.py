@@ -1,4 +1,4 @@
-"""Our GGUF files follow llama.cpp's conventions (DESIGN.md §3), read by the `gguf` package."""
+"""Our GGUF files follow llama.cpp's conventions (docs/design.md §3), read by the `gguf` package."""
 
 from __future__ import annotations
 

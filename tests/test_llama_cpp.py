@@ -256,7 +256,7 @@ def test_hybrid_files_in_llama_cpp(tmp_path, name, wtype, bound):
     amplify 5-10x: measured 1e-3 to 5.5e-3) and, for f32, the same greedy continuation. Bamba
     included: our export permutes only the rotary half of each Q/K head, which llama.cpp's rope
     over rope.dimension_count dims then undoes exactly (its own converter permutes whole heads,
-    DESIGN.md §5)."""
+    docs/design.md §6)."""
     if (name == "granite-moe") != (wtype == "f32") and name.startswith("granite-moe"):
         pytest.skip("top-2 routing is compared in f32, all-experts routing in the rounded types")
     hf = HYBRIDS[name]()

@@ -1,4 +1,4 @@
-"""Hyper-parameters of a Mamba checkpoint, whatever its config format (DESIGN.md §2).
+"""Hyper-parameters of a Mamba checkpoint, whatever its config format (docs/design.md §2).
 
 Formats: transformers (`MambaForCausalLM`, `FalconMambaForCausalLM`, `Mamba2ForCausalLM`),
 mamba_ssm (`config.json` with `ssm_cfg`; `ssm_cfg.layer` "Mamba2" selects Mamba-2) and mistral's

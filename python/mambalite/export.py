@@ -1,6 +1,6 @@
 """Export a PyTorch Mamba checkpoint to a GGUF file that llama.cpp and mambalite both load.
 
-Names, metadata and the choice of F32 tensors follow llama.cpp's converter (DESIGN.md §3).
+Names, metadata and the choice of F32 tensors follow llama.cpp's converter (docs/design.md §3).
 Tensors are streamed: header and tensor table first, then one tensor at a time.
 """
 
@@ -305,7 +305,7 @@ def export(src: str | os.PathLike, dst: str | os.PathLike, type: str = "f16", *,
 
 
 def _add_mamba_metadata(writer: gguf.GGUFWriter, hp: MambaHParams) -> None:
-    """llama.cpp's keys for `mamba` / `mamba2` (DESIGN.md §3)."""
+    """llama.cpp's keys for `mamba` / `mamba2` (docs/design.md §3)."""
     arch = hp.arch
     writer.add_context_length(2**20)
     writer.add_embedding_length(hp.d_model)

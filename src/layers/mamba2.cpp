@@ -28,7 +28,7 @@ size_t Mamba2Block::workspace_floats(int) const {
 
 // Mamba-2 prefill runs the recurrence token by token inside the block, with each head's state
 // rows held in cache: on a CPU the chunked SSD form costs more arithmetic than the recurrence, and
-// its advantage, tensor-core matmuls, does not apply (docs/kernels.md).
+// its advantage, tensor-core matmuls, does not apply (docs/design.md §1).
 void Mamba2Block::forward(Compute& cx, State& state, const float* hn, float* out, int64_t n,
                           float* ws) {
   const ModelConfig& c = c_;

@@ -43,7 +43,7 @@ struct ModelConfig {
   bool tied_embeddings = true;
   int64_t n_ctx_train = 0;  // context_length (0: not given)
 
-  // Mamba mixers (DESIGN.md notation).
+  // Mamba mixers (docs/design.md notation).
   int64_t d_inner = 0;  // E
   int64_t d_state = 0;  // N
   int64_t d_conv = 0;   // K
