@@ -449,6 +449,29 @@ void axpy_f16(const KernelTable& k, int64_t n, float a, const uint16_t* v, float
   for (int64_t i = 0; i < n; ++i) y[i] += a * fp16_to_fp32_fast(v[i]);
 }
 
+void kv_scores_f16(const KernelTable& k, int64_t m, int64_t hd, const uint16_t* keys,
+                   int64_t stride, const float* q, float scale, float* s) {
+  if (k.kv_scores_f16 != nullptr) {
+    k.kv_scores_f16(m, hd, keys, stride, q, scale, s);
+    return;
+  }
+  for (int64_t j = 0; j < m; ++j) {
+    const uint16_t* r = keys + j * stride;
+    float sum = 0.0f;
+    for (int64_t i = 0; i < hd; ++i) sum += q[i] * fp16_to_fp32_fast(r[i]);
+    s[j] = scale * sum;
+  }
+}
+
+void kv_accumulate_f16(const KernelTable& k, int64_t m, int64_t hd, const uint16_t* v,
+                       int64_t stride, const float* w, float* acc) {
+  if (k.kv_accumulate_f16 != nullptr) {
+    k.kv_accumulate_f16(m, hd, v, stride, w, acc);
+    return;
+  }
+  for (int64_t j = 0; j < m; ++j) axpy_f16(k, hd, w[j], v + j * stride, acc);
+}
+
 uint64_t stream_sum(const KernelTable& k, const uint64_t* p, int64_t n) {
   if (k.stream_sum != nullptr) return k.stream_sum(p, n);
   uint64_t a = 0, b = 0;

@@ -57,6 +57,24 @@ void store_row(GgmlType type, const float* x, int64_t width, uint8_t* row) {
   }
 }
 
+// exp(x) for the softmax's x = score - max <= 0 (Cephes' expf: n = round(x / ln 2), a degree-7
+// polynomial of the remainder, times 2^n; within 2 ulp of std::exp above -87, where it stops).
+// Branch-free, so the loop over a tile vectorises; std::exp per position was the slowest part of
+// decode at long context.
+inline float softmax_exp(float x) {
+  x = std::max(x, -87.0f);
+  const float n = (x * 1.44269504088896341f + 12582912.0f) - 12582912.0f;  // round to nearest
+  const float r = x - n * 0.693359375f - n * -2.12194440e-4f;
+  float p = 1.9875691500e-4f;
+  p = p * r + 1.3981999507e-3f;
+  p = p * r + 8.3334519073e-3f;
+  p = p * r + 4.1665795894e-2f;
+  p = p * r + 1.6666665459e-1f;
+  p = p * r + 5.0000001201e-1f;
+  p = p * r * r + r + 1.0f;
+  return p * bits_to_float(static_cast<uint32_t>(static_cast<int32_t>(n) + 127) << 23);
+}
+
 void add_bias(const std::vector<float>& b, float* y, int64_t n, int64_t ld) {
   if (b.empty()) return;
   for (int64_t t = 0; t < n; ++t)
@@ -151,21 +169,31 @@ void AttentionBlock::forward(Compute& cx, State& state, const float* hn, float* 
       std::fill(acc, acc + hd_, 0.0f);
       for (int64_t j0 = 0; j0 < len; j0 += kTile) {
         const int64_t nj = std::min(kTile, len - j0);
-        float tile_max = -INFINITY;
-        for (int64_t j = 0; j < nj; ++j) {
-          const uint8_t* kr = keys + static_cast<size_t>(j0 + j) * row + g * head_bytes;
-          s[j] = scale_ * dot_row(k, type, kr, qh, hd_);
-          tile_max = std::max(tile_max, s[j]);
+        const uint8_t* k0 = keys + static_cast<size_t>(j0) * row + g * head_bytes;
+        const uint8_t* v0 = values + static_cast<size_t>(j0) * row + g * head_bytes;
+        if (type == GgmlType::F16) {  // the default cache: one call per tile
+          kv_scores_f16(k, nj, hd_, reinterpret_cast<const uint16_t*>(k0),
+                        static_cast<int64_t>(row / 2), qh, scale_, s);
+        } else {
+          for (int64_t j = 0; j < nj; ++j) s[j] = scale_ * dot_row(k, type, k0 + j * row, qh, hd_);
         }
+        float tile_max = -INFINITY;
+        for (int64_t j = 0; j < nj; ++j) tile_max = std::max(tile_max, s[j]);
         const float m_new = std::max(m, tile_max);
         const float correction = std::exp(m - m_new);  // 0 on the first tile
         l *= correction;
         for (int64_t d = 0; d < hd_; ++d) acc[d] *= correction;
+        float tile_sum = 0.0f;
         for (int64_t j = 0; j < nj; ++j) {
-          const float w = std::exp(s[j] - m_new);
-          l += w;
-          axpy_row(k, type, values + static_cast<size_t>(j0 + j) * row + g * head_bytes, w, acc,
-                   hd_);
+          s[j] = softmax_exp(s[j] - m_new);
+          tile_sum += s[j];
+        }
+        l += tile_sum;
+        if (type == GgmlType::F16) {
+          kv_accumulate_f16(k, nj, hd_, reinterpret_cast<const uint16_t*>(v0),
+                            static_cast<int64_t>(row / 2), s, acc);
+        } else {
+          for (int64_t j = 0; j < nj; ++j) axpy_row(k, type, v0 + j * row, s[j], acc, hd_);
         }
         m = m_new;
       }

@@ -389,6 +389,40 @@ void test_elementwise(const KernelTable& k, const KernelTable& ref) {
       check(ok, isa + " axpy_f16 n=" + std::to_string(n));
     }
   }
+  {  // kv_scores_f16 / kv_accumulate_f16: attention tiles of m cache rows (row stride > hd)
+    for (const int64_t hd : {15, 16, 64, 100, 128, 200}) {
+      for (const int64_t m : {1, 3, 4, 7, 64}) {
+        const int64_t stride = hd + 9;
+        std::vector<uint16_t> kv(m * stride);
+        std::vector<float> q(hd), s(m), w(m), acc(hd), want(hd);
+        for (uint16_t& v : kv) v = fp32_to_fp16(uniform());
+        for (float& v : q) v = uniform();
+        for (int64_t j = 0; j < m; ++j) w[j] = 0.5f + 0.5f * uniform();
+        for (int64_t i = 0; i < hd; ++i) acc[i] = want[i] = uniform();
+        kv_scores_f16(k, m, hd, kv.data(), stride, q.data(), 0.125f, s.data());
+        kv_accumulate_f16(k, m, hd, kv.data(), stride, w.data(), acc.data());
+        bool ok = true;
+        for (int64_t j = 0; j < m; ++j) {
+          double dot = 0.0, mag = 0.0;
+          for (int64_t i = 0; i < hd; ++i) {
+            dot += static_cast<double>(q[i]) * fp16_to_fp32(kv[j * stride + i]);
+            mag += std::fabs(q[i] * fp16_to_fp32(kv[j * stride + i]));
+          }
+          ok = ok && std::fabs(s[j] - 0.125 * dot) <= 1e-6 * mag + 1e-30;
+        }
+        for (int64_t i = 0; i < hd; ++i) {
+          double sum = want[i], mag = std::fabs(want[i]);
+          for (int64_t j = 0; j < m; ++j) {
+            sum += static_cast<double>(w[j]) * fp16_to_fp32(kv[j * stride + i]);
+            mag += std::fabs(w[j] * fp16_to_fp32(kv[j * stride + i]));
+          }
+          ok = ok && std::fabs(acc[i] - sum) <= 1e-6 * mag + 1e-30;
+        }
+        check(ok, isa + " kv_scores_f16/kv_accumulate_f16 hd=" + std::to_string(hd) +
+                      " m=" + std::to_string(m));
+      }
+    }
+  }
   std::vector<float> x(101), w(101), o1(101), o2(101);
   for (float& v : x) v = uniform();
   for (float& v : w) v = uniform();

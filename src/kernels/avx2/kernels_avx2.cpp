@@ -891,6 +891,57 @@ void axpy_f16(int64_t n, float a, const uint16_t* v, float* y) {
   for (; i < n; ++i) y[i] += a * fp16_to_fp32(v[i]);
 }
 
+// Four rows at a time share each load of q; one horizontal sum per row.
+void kv_scores_f16(int64_t m, int64_t hd, const uint16_t* k, int64_t stride, const float* q,
+                   float scale, float* s) {
+  const int64_t h8 = hd / 8 * 8;
+  auto row8 = [](const uint16_t* r) {
+    return _mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(r)));
+  };
+  int64_t j = 0;
+  for (; j + 4 <= m; j += 4) {
+    const uint16_t* r = k + j * stride;
+    __m256 a0 = _mm256_setzero_ps(), a1 = a0, a2 = a0, a3 = a0;
+    for (int64_t i = 0; i < h8; i += 8) {
+      const __m256 x = _mm256_loadu_ps(q + i);
+      a0 = _mm256_fmadd_ps(x, row8(r + i), a0);
+      a1 = _mm256_fmadd_ps(x, row8(r + stride + i), a1);
+      a2 = _mm256_fmadd_ps(x, row8(r + 2 * stride + i), a2);
+      a3 = _mm256_fmadd_ps(x, row8(r + 3 * stride + i), a3);
+    }
+    float t[4] = {hsum(a0), hsum(a1), hsum(a2), hsum(a3)};
+    for (int64_t i = h8; i < hd; ++i) {
+      for (int u = 0; u < 4; ++u) t[u] += q[i] * fp16_to_fp32(r[u * stride + i]);
+    }
+    for (int u = 0; u < 4; ++u) s[j + u] = scale * t[u];
+  }
+  for (; j < m; ++j)
+    s[j] = scale * dot_f16(hd, reinterpret_cast<const uint8_t*>(k + j * stride), q);
+}
+
+// acc in registers for heads of up to 128 values (16 vectors); wider heads in chunks of 128.
+void kv_accumulate_f16(int64_t m, int64_t hd, const uint16_t* v, int64_t stride, const float* w,
+                       float* acc) {
+  for (int64_t c0 = 0; c0 < hd; c0 += 128) {
+    const int64_t c1 = std::min(hd, c0 + 128), nv = (c1 - c0) / 8;
+    __m256 a[16];
+    for (int64_t u = 0; u < nv; ++u) a[u] = _mm256_loadu_ps(acc + c0 + 8 * u);
+    for (int64_t j = 0; j < m; ++j) {
+      const __m256 wj = _mm256_set1_ps(w[j]);
+      const uint16_t* r = v + j * stride + c0;
+      for (int64_t u = 0; u < nv; ++u) {
+        const __m256 x =
+            _mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(r + 8 * u)));
+        a[u] = _mm256_fmadd_ps(wj, x, a[u]);
+      }
+    }
+    for (int64_t u = 0; u < nv; ++u) _mm256_storeu_ps(acc + c0 + 8 * u, a[u]);
+    for (int64_t i = c0 + 8 * nv; i < c1; ++i) {
+      for (int64_t j = 0; j < m; ++j) acc[i] += w[j] * fp16_to_fp32(v[j * stride + i]);
+    }
+  }
+}
+
 KernelTable make_table() {
   KernelTable k;
   k.name = "avx2";
@@ -929,6 +980,8 @@ KernelTable make_table() {
   k.gemm_cols = 16;
   k.stream_sum = stream_sum;
   k.axpy_f16 = axpy_f16;
+  k.kv_scores_f16 = kv_scores_f16;
+  k.kv_accumulate_f16 = kv_accumulate_f16;
   k.matvec_q8_0 = matvec_rows<ActQ8, dot_q8_0>;
   k.matvec_q4_0 = matvec_rows<ActQ8, dot_q4_0>;
   k.matvec_q6_k = matvec_rows<ActQ8, dot_q6_k>;
