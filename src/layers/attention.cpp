@@ -11,13 +11,12 @@
 namespace mambalite {
 namespace {
 
-// One cache row (a head's hd values) in the cache's type: q . k, and acc += w * v.
+// One cache row (a head's hd values) of an F32 or Q8_0 cache: q . k, and acc += w * v (F16
+// caches, the default, go a tile at a time through kv_scores_f16 / kv_accumulate_f16).
 float dot_row(const KernelTable& k, GgmlType type, const uint8_t* row, const float* q, int64_t hd) {
   float s = 0.0f;
   if (type == GgmlType::F32) {
     s = k.dot_f32(hd, row, q);
-  } else if (type == GgmlType::F16) {
-    s = k.dot_f16(hd, row, q);
   } else {
     const BlockQ8_0* b = reinterpret_cast<const BlockQ8_0*>(row);
     for (int64_t j = 0; j < hd / kQK; ++j) {
@@ -29,13 +28,10 @@ float dot_row(const KernelTable& k, GgmlType type, const uint8_t* row, const flo
   return s;
 }
 
-void axpy_row(const KernelTable& k, GgmlType type, const uint8_t* row, float w, float* acc,
-              int64_t hd) {
+void axpy_row(GgmlType type, const uint8_t* row, float w, float* acc, int64_t hd) {
   if (type == GgmlType::F32) {
     const float* v = reinterpret_cast<const float*>(row);
     for (int64_t i = 0; i < hd; ++i) acc[i] += w * v[i];
-  } else if (type == GgmlType::F16) {
-    axpy_f16(k, hd, w, reinterpret_cast<const uint16_t*>(row), acc);
   } else {
     const BlockQ8_0* b = reinterpret_cast<const BlockQ8_0*>(row);
     for (int64_t j = 0; j < hd / kQK; ++j) {
@@ -73,12 +69,6 @@ inline float softmax_exp(float x) {
   p = p * r + 5.0000001201e-1f;
   p = p * r * r + r + 1.0f;
   return p * bits_to_float(static_cast<uint32_t>(static_cast<int32_t>(n) + 127) << 23);
-}
-
-void add_bias(const std::vector<float>& b, float* y, int64_t n, int64_t ld) {
-  if (b.empty()) return;
-  for (int64_t t = 0; t < n; ++t)
-    for (size_t i = 0; i < b.size(); ++i) y[t * ld + static_cast<int64_t>(i)] += b[i];
 }
 
 }  // namespace
@@ -193,7 +183,7 @@ void AttentionBlock::forward(Compute& cx, State& state, const float* hn, float* 
           kv_accumulate_f16(k, nj, hd_, reinterpret_cast<const uint16_t*>(v0),
                             static_cast<int64_t>(row / 2), s, acc);
         } else {
-          for (int64_t j = 0; j < nj; ++j) axpy_row(k, type, v0 + j * row, s[j], acc, hd_);
+          for (int64_t j = 0; j < nj; ++j) axpy_row(type, v0 + j * row, s[j], acc, hd_);
         }
         m = m_new;
       }

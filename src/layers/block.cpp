@@ -27,6 +27,12 @@ std::unique_ptr<Block> make_block(const BlockSpec& spec, const ModelConfig& c, B
   return nullptr;
 }
 
+void add_bias(const std::vector<float>& b, float* y, int64_t n, int64_t ld) {
+  if (b.empty()) return;
+  for (int64_t t = 0; t < n; ++t)
+    for (size_t i = 0; i < b.size(); ++i) y[t * ld + static_cast<int64_t>(i)] += b[i];
+}
+
 std::vector<float> conv_weights(Binder& b, const std::string& name, int64_t K, int64_t C) {
   const std::vector<float> conv = b.floats(name, {K, C});  // (C, K)
   if (conv.empty()) return {};

@@ -43,6 +43,9 @@ class Block {
 std::unique_ptr<Block> make_block(const BlockSpec& spec, const ModelConfig& c, Binder& b,
                                   int64_t slot);
 
+// y (n, ld) += b on every row, for an optional bias b (nothing when b is empty).
+void add_bias(const std::vector<float>& b, float* y, int64_t n, int64_t ld);
+
 // A causal conv's weights, file order (K, C) in ggml's order, i.e. (C, K) rows, transposed to
 // (K, C) so the kernels read one tap for all channels contiguously.
 std::vector<float> conv_weights(Binder& b, const std::string& name, int64_t K, int64_t C);

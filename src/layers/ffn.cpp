@@ -3,16 +3,6 @@
 #include <cmath>
 
 namespace mambalite {
-namespace {
-
-void add_bias(const std::vector<float>& b, float* y, int64_t n, int64_t ld) {
-  if (b.empty()) return;
-  for (int64_t t = 0; t < n; ++t)
-    for (size_t i = 0; i < b.size(); ++i) y[t * ld + static_cast<int64_t>(i)] += b[i];
-}
-
-}  // namespace
-
 void swiglu(float* g, const float* u, int64_t n, int64_t n_ff, int64_t ld) {
   for (int64_t t = 0; t < n; ++t) {
     float* gr = g + t * ld;
