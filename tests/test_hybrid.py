@@ -106,6 +106,24 @@ def test_f32_logits_match_transformers(hybrid, name, n):
     assert rel_err(got, hf_logits(hf, ids)) <= 1e-4
 
 
+@pytest.mark.parametrize("kv_type", ["f32", "f16"])
+@pytest.mark.parametrize("name", ["bamba", "nemotron-h"])
+def test_decode_across_threads_splits_the_cache(hybrid, name, kv_type):
+    """With fewer query tokens than two per thread, each head's cache positions are split into
+    chunks whose partial softmaxes are merged (flash-decoding): 8 threads, 3 tokens and then
+    single steps after 300 positions take that path. Bounds as above for the cache type."""
+    hf, _, path = hybrid(name)
+    ids = np.random.default_rng(7).integers(0, hf.config.vocab_size, size=306)
+    ref = hf_logits(hf, ids)
+    m = mambalite.load(path, threads=8, kv_type=kv_type)
+    s = m.new_state()
+    m.prefill(s, ids[:300])
+    got = [m.prefill(s, ids[300:303])]
+    got += [m.step(s, int(t)) for t in ids[303:]]
+    bound = 1e-4 if kv_type == "f32" else 3e-3
+    assert rel_err(np.stack(got), ref[302:]) <= bound
+
+
 @pytest.mark.parametrize("name", list(HYBRIDS))
 def test_kv_cache_types(hybrid, name, tmp_path):
     hf, d, path = hybrid(name)

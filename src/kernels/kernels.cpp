@@ -449,27 +449,37 @@ void axpy_f16(const KernelTable& k, int64_t n, float a, const uint16_t* v, float
   for (int64_t i = 0; i < n; ++i) y[i] += a * fp16_to_fp32_fast(v[i]);
 }
 
-void kv_scores_f16(const KernelTable& k, int64_t m, int64_t hd, const uint16_t* keys,
-                   int64_t stride, const float* q, float scale, float* s) {
-  if (k.kv_scores_f16 != nullptr) {
-    k.kv_scores_f16(m, hd, keys, stride, q, scale, s);
+void attend_f16(const KernelTable& k, int64_t g, int64_t nj, int64_t hd, const uint16_t* keys,
+                const uint16_t* values, int64_t stride, const float* q, float scale, float* acc,
+                float* ml, float* scratch) {
+  if (k.attend_f16 != nullptr) {
+    k.attend_f16(g, nj, hd, keys, values, stride, q, scale, acc, ml, scratch);
     return;
   }
-  for (int64_t j = 0; j < m; ++j) {
-    const uint16_t* r = keys + j * stride;
-    float sum = 0.0f;
-    for (int64_t i = 0; i < hd; ++i) sum += q[i] * fp16_to_fp32_fast(r[i]);
-    s[j] = scale * sum;
+  float* s = scratch;  // (nj) one head's scores
+  for (int64_t u = 0; u < g; ++u) {
+    const float* qu = q + u * hd;
+    float* au = acc + u * hd;
+    float tile_max = -INFINITY;
+    for (int64_t j = 0; j < nj; ++j) {
+      const uint16_t* r = keys + j * stride;
+      float sum = 0.0f;
+      for (int64_t i = 0; i < hd; ++i) sum += qu[i] * fp16_to_fp32_fast(r[i]);
+      s[j] = scale * sum;
+      tile_max = std::max(tile_max, s[j]);
+    }
+    const float m_new = std::max(ml[2 * u], tile_max);
+    const float c = std::exp(ml[2 * u] - m_new);  // 0 on the first tile (m = -inf)
+    for (int64_t i = 0; i < hd; ++i) au[i] *= c;
+    float tile_sum = 0.0f;
+    for (int64_t j = 0; j < nj; ++j) {
+      const float p = std::exp(s[j] - m_new);
+      tile_sum += p;
+      axpy_f16(k, hd, p, values + j * stride, au);
+    }
+    ml[2 * u] = m_new;
+    ml[2 * u + 1] = c * ml[2 * u + 1] + tile_sum;
   }
-}
-
-void kv_accumulate_f16(const KernelTable& k, int64_t m, int64_t hd, const uint16_t* v,
-                       int64_t stride, const float* w, float* acc) {
-  if (k.kv_accumulate_f16 != nullptr) {
-    k.kv_accumulate_f16(m, hd, v, stride, w, acc);
-    return;
-  }
-  for (int64_t j = 0; j < m; ++j) axpy_f16(k, hd, w[j], v + j * stride, acc);
 }
 
 uint64_t stream_sum(const KernelTable& k, const uint64_t* p, int64_t n) {

@@ -187,14 +187,17 @@ struct KernelTable {
   // Attention over an F16 KV cache: y (n) += a * v (n), the p.V accumulation of one cache row
   // (q.K is dot_f16). Null: axpy_f16's portable loop.
   void (*axpy_f16)(int64_t n, float a, const uint16_t* v, float* y) = nullptr;
-  // The same over a tile of m cache rows of hd values (row j at k + j * stride, stride in
-  // values): s[j] = scale * (q . k_j), and acc (hd) += sum_j w[j] * v_j. One call per tile
-  // keeps q, or acc, in registers (decode at long context is these two loops). Null: the portable
-  // loops of kv_scores_f16 / kv_accumulate_f16 below.
-  void (*kv_scores_f16)(int64_t m, int64_t hd, const uint16_t* k, int64_t stride, const float* q,
-                        float scale, float* s) = nullptr;
-  void (*kv_accumulate_f16)(int64_t m, int64_t hd, const uint16_t* v, int64_t stride,
-                            const float* w, float* acc) = nullptr;
+  // One tile of attention over an F16 KV cache for the g query heads that share a kv head: nj
+  // positions, row j's hd values at k + j * stride and v + j * stride (stride in values). For
+  // each head u, with scores s_j = scale * (q_u . k_j) and its running max and sum ml_u = {m, l}:
+  //   m' = max(m, max_j s_j), c = e^(m - m'),
+  //   acc_u = c acc_u + sum_j e^(s_j - m') v_j,  ml_u = {m', c l + sum_j e^(s_j - m')}.
+  // q, acc (g, hd); ml (g, 2); scratch: nj * (hd + g) + g floats. The tile's K and V rows are
+  // converted once for all g heads (decode at long context is this loop). Null: the portable
+  // attend_f16 below.
+  void (*attend_f16)(int64_t g, int64_t nj, int64_t hd, const uint16_t* k, const uint16_t* v,
+                     int64_t stride, const float* q, float scale, float* acc, float* ml,
+                     float* scratch) = nullptr;
 
   // Decode's product of `rows` rows (row_bytes apart) with one activation row, in one call:
   // y[r] = dot_q8_0(n, w + r * row_bytes, x), and likewise for the other types (x: the prepared
@@ -227,11 +230,10 @@ uint64_t stream_sum(const KernelTable& k, const uint64_t* p, int64_t n);
 
 // k.axpy_f16(n, a, v, y), or a portable loop when the table has none.
 void axpy_f16(const KernelTable& k, int64_t n, float a, const uint16_t* v, float* y);
-// k.kv_scores_f16 / k.kv_accumulate_f16, or portable loops when the table has none.
-void kv_scores_f16(const KernelTable& k, int64_t m, int64_t hd, const uint16_t* keys,
-                   int64_t stride, const float* q, float scale, float* s);
-void kv_accumulate_f16(const KernelTable& k, int64_t m, int64_t hd, const uint16_t* v,
-                       int64_t stride, const float* w, float* acc);
+// k.attend_f16(...), or a portable loop (std::exp, axpy_f16) when the table has none.
+void attend_f16(const KernelTable& k, int64_t g, int64_t nj, int64_t hd, const uint16_t* keys,
+                const uint16_t* values, int64_t stride, const float* q, float scale, float* acc,
+                float* ml, float* scratch);
 
 // The instruction sets built into this binary that the CPU supports, best first ("scalar" last).
 std::vector<std::string> available_isas();

@@ -12,7 +12,7 @@ namespace mambalite {
 namespace {
 
 // One cache row (a head's hd values) of an F32 or Q8_0 cache: q . k, and acc += w * v (F16
-// caches, the default, go a tile at a time through kv_scores_f16 / kv_accumulate_f16).
+// caches, the default, go a tile at a time through the table's attend_f16).
 float dot_row(const KernelTable& k, GgmlType type, const uint8_t* row, const float* q, int64_t hd) {
   float s = 0.0f;
   if (type == GgmlType::F32) {
@@ -71,7 +71,40 @@ inline float softmax_exp(float x) {
   return p * bits_to_float(static_cast<uint32_t>(static_cast<int32_t>(n) + 127) << 23);
 }
 
+// One tile of nj positions of an F32 or Q8_0 cache for one query head: scores into s (nj), then
+// the online softmax update of acc (hd) and ml = {running max, running sum}, as the table's
+// attend_f16 does for F16 caches.
+void attend_tile(const KernelTable& k, GgmlType type, const uint8_t* k0, const uint8_t* v0,
+                 size_t row, int64_t nj, const float* qh, float scale, int64_t hd, float* s,
+                 float* acc, float* ml) {
+  for (int64_t j = 0; j < nj; ++j) s[j] = scale * dot_row(k, type, k0 + j * row, qh, hd);
+  float tile_max = -INFINITY;
+  for (int64_t j = 0; j < nj; ++j) tile_max = std::max(tile_max, s[j]);
+  const float m_new = std::max(ml[0], tile_max);
+  const float correction = std::exp(ml[0] - m_new);  // 0 on the first tile
+  for (int64_t d = 0; d < hd; ++d) acc[d] *= correction;
+  float tile_sum = 0.0f;
+  for (int64_t j = 0; j < nj; ++j) {
+    s[j] = softmax_exp(s[j] - m_new);
+    tile_sum += s[j];
+  }
+  ml[0] = m_new;
+  ml[1] = ml[1] * correction + tile_sum;
+  for (int64_t j = 0; j < nj; ++j) axpy_row(type, v0 + j * row, s[j], acc, hd);
+}
+
 }  // namespace
+
+int64_t AttentionBlock::thread_floats() const {
+  const int64_t group = n_head_ / n_head_kv_;
+  return n_head_ * (hd_ + 2) + kTile * (hd_ + group) + group;  // acc, ml, attend_f16's scratch
+}
+
+int64_t AttentionBlock::split_count(int64_t n, int64_t max_len, int n_threads) {
+  if (n >= 2 * n_threads) return 1;
+  const int64_t want = (2 * n_threads + n - 1) / n;
+  return std::max<int64_t>(1, std::min(want, max_len / (2 * kTile)));
+}
 
 AttentionBlock::AttentionBlock(const ModelConfig& c, const BlockSpec& spec, Binder& b,
                                const std::string& p, int64_t slot)
@@ -99,7 +132,10 @@ AttentionBlock::AttentionBlock(const ModelConfig& c, const BlockSpec& spec, Bind
 
 size_t AttentionBlock::workspace_floats(int n_threads) const {
   const int64_t HQ = n_head_ * hd_, HKV = n_head_kv_ * hd_;
-  return static_cast<size_t>(Compute::kBlock * (2 * HQ + 2 * HKV) + n_threads * (kTile + hd_));
+  // q, k, v, att; per thread thread_floats(); chunk partials (n_split > 1 only when
+  // n < 2 * threads, so n * n_split < 4 * threads).
+  return static_cast<size_t>(Compute::kBlock * (2 * HQ + 2 * HKV) + n_threads * thread_floats() +
+                             4 * n_threads * n_head_ * (hd_ + 2));
 }
 
 void AttentionBlock::rope(float* x, int64_t n_heads, int64_t pos) const {
@@ -124,7 +160,7 @@ void AttentionBlock::forward(Compute& cx, State& state, const float* hn, float* 
   float* kk = q + T * HQ;         // (T, Hkv * hd)
   float* vv = kk + T * HKV;       // (T, Hkv * hd)
   float* att = vv + T * HKV;      // (T, H * hd)
-  float* scratch = att + T * HQ;  // (threads, kTile + hd)
+  float* scratch = att + T * HQ;  // (threads, thread_floats()), then chunk partials
   cx.matmul(w_.wq, hn, D, n, q, HQ);
   cx.matmul(w_.wk, hn, D, n, kk, HKV);
   cx.matmul(w_.wv, hn, D, n, vv, HKV);
@@ -146,52 +182,85 @@ void AttentionBlock::forward(Compute& cx, State& state, const float* hn, float* 
       store_row(type, vv + t * HKV, HKV, values + static_cast<size_t>(pos0 + t) * row);
     }
   });
+  // Work items are (token, chunk of positions), all heads together: a tile of the cache holds
+  // every kv head's rows of its positions, so it is read from memory once and used whole (per
+  // kv head or per query head, the strided slices ran at a fraction of the memory's rate). With
+  // fewer tokens than about two per thread (decode), the positions split into chunks whose
+  // partial softmaxes merge afterwards, as flash-decoding does.
   const int64_t group = n_head_ / n_head_kv_;
+  const int64_t n_split = split_count(n, pos0 + n, cx.n_threads());
+  const int64_t per_thread = thread_floats();
   const KernelTable& k = cx.k();
-  cx.pool().parallel_for(n * n_head_, 1, [&](int thread, int64_t i0, int64_t i1) {
-    float* s = scratch + thread * (kTile + hd_);  // (kTile) scores
-    float* acc = s + kTile;                       // (hd)
+  float* part = scratch + cx.n_threads() * per_thread;  // (n, n_split, H, hd + 2)
+  cx.pool().parallel_for(n * n_split, 1, [&](int thread, int64_t i0, int64_t i1) {
+    float* acc = scratch + thread * per_thread;  // (H, hd)
+    float* ml = acc + HQ;                        // (H, 2) running max and sum
+    float* tile = ml + 2 * n_head_;              // attend_f16's scratch, or one head's scores
     for (int64_t i = i0; i < i1; ++i) {
-      const int64_t t = i / n_head_, h = i % n_head_, g = h / group;
-      const float* qh = q + t * HQ + h * hd_;
+      const int64_t t = i / n_split, c = i % n_split;
       const int64_t len = pos0 + t + 1;  // causal: positions [0, pos0 + t]
-      float m = -INFINITY, l = 0.0f;
-      std::fill(acc, acc + hd_, 0.0f);
-      for (int64_t j0 = 0; j0 < len; j0 += kTile) {
-        const int64_t nj = std::min(kTile, len - j0);
-        const uint8_t* k0 = keys + static_cast<size_t>(j0) * row + g * head_bytes;
-        const uint8_t* v0 = values + static_cast<size_t>(j0) * row + g * head_bytes;
-        if (type == GgmlType::F16) {  // the default cache: one call per tile
-          kv_scores_f16(k, nj, hd_, reinterpret_cast<const uint16_t*>(k0),
-                        static_cast<int64_t>(row / 2), qh, scale_, s);
-        } else {
-          for (int64_t j = 0; j < nj; ++j) s[j] = scale_ * dot_row(k, type, k0 + j * row, qh, hd_);
-        }
-        float tile_max = -INFINITY;
-        for (int64_t j = 0; j < nj; ++j) tile_max = std::max(tile_max, s[j]);
-        const float m_new = std::max(m, tile_max);
-        const float correction = std::exp(m - m_new);  // 0 on the first tile
-        l *= correction;
-        for (int64_t d = 0; d < hd_; ++d) acc[d] *= correction;
-        float tile_sum = 0.0f;
-        for (int64_t j = 0; j < nj; ++j) {
-          s[j] = softmax_exp(s[j] - m_new);
-          tile_sum += s[j];
-        }
-        l += tile_sum;
-        if (type == GgmlType::F16) {
-          kv_accumulate_f16(k, nj, hd_, reinterpret_cast<const uint16_t*>(v0),
-                            static_cast<int64_t>(row / 2), s, acc);
-        } else {
-          for (int64_t j = 0; j < nj; ++j) axpy_row(type, v0 + j * row, s[j], acc, hd_);
-        }
-        m = m_new;
+      const int64_t chunk = (len + n_split * kTile - 1) / (n_split * kTile) * kTile;
+      const int64_t b = std::min(len, c * chunk), e = std::min(len, b + chunk);
+      const float* qt = q + t * HQ;
+      for (int64_t h = 0; h < n_head_; ++h) {
+        ml[2 * h] = -INFINITY;
+        ml[2 * h + 1] = 0.0f;
       }
-      float* o = att + t * HQ + h * hd_;
-      const float inv = 1.0f / l;
-      for (int64_t d = 0; d < hd_; ++d) o[d] = acc[d] * inv;
+      std::fill(acc, acc + HQ, 0.0f);
+      for (int64_t j0 = b; j0 < e; j0 += kTile) {
+        const int64_t nj = std::min(kTile, e - j0);
+        for (int64_t g = 0; g < n_head_kv_; ++g) {
+          const size_t off = static_cast<size_t>(j0) * row + g * head_bytes;
+          const int64_t h0 = g * group;  // the group's query heads share this kv head
+          if (type == GgmlType::F16) {   // the default cache: one call per tile and group
+            attend_f16(k, group, nj, hd_, reinterpret_cast<const uint16_t*>(keys + off),
+                       reinterpret_cast<const uint16_t*>(values + off),
+                       static_cast<int64_t>(row / 2), qt + h0 * hd_, scale_, acc + h0 * hd_,
+                       ml + 2 * h0, tile);
+          } else {
+            for (int64_t h = h0; h < h0 + group; ++h) {
+              attend_tile(k, type, keys + off, values + off, row, nj, qt + h * hd_, scale_, hd_,
+                          tile, acc + h * hd_, ml + 2 * h);
+            }
+          }
+        }
+      }
+      for (int64_t h = 0; h < n_head_; ++h) {
+        if (n_split == 1) {
+          float* o = att + t * HQ + h * hd_;
+          const float inv = 1.0f / ml[2 * h + 1];
+          for (int64_t d = 0; d < hd_; ++d) o[d] = acc[h * hd_ + d] * inv;
+        } else {
+          float* pp = part + ((t * n_split + c) * n_head_ + h) * (hd_ + 2);
+          pp[0] = ml[2 * h];
+          pp[1] = ml[2 * h + 1];
+          std::copy(acc + h * hd_, acc + (h + 1) * hd_, pp + 2);
+        }
+      }
     }
   });
+  if (n_split > 1) {  // merge the chunks: o = sum_c acc_c e^(m_c - M) / sum_c l_c e^(m_c - M)
+    const int64_t stride = n_head_ * (hd_ + 2);  // between chunks
+    for (int64_t t = 0; t < n; ++t) {
+      for (int64_t h = 0; h < n_head_; ++h) {
+        const float* p0 = part + (t * n_split * n_head_ + h) * (hd_ + 2);
+        float mx = -INFINITY;
+        for (int64_t c = 0; c < n_split; ++c) mx = std::max(mx, p0[c * stride]);
+        float* o = att + t * HQ + h * hd_;
+        std::fill(o, o + hd_, 0.0f);
+        float l = 0.0f;
+        for (int64_t c = 0; c < n_split; ++c) {
+          const float* pc = p0 + c * stride;
+          if (pc[1] == 0.0f) continue;  // an empty chunk (past the causal end)
+          const float w = std::exp(pc[0] - mx);
+          l += w * pc[1];
+          for (int64_t d = 0; d < hd_; ++d) o[d] += w * pc[2 + d];
+        }
+        const float inv = 1.0f / l;
+        for (int64_t d = 0; d < hd_; ++d) o[d] *= inv;
+      }
+    }
+  }
   cx.matmul(w_.wo, att, HQ, n, out, D);
   add_bias(w_.bo, out, n, D);
 }

@@ -31,6 +31,9 @@ class AttentionBlock : public Block {
   static constexpr int64_t kTile = 64;
 
  private:
+  // Chunks the cache positions of each of n query tokens are split into.
+  static int64_t split_count(int64_t n, int64_t max_len, int n_threads);
+  int64_t thread_floats() const;  // one pool thread's attention scratch
   void rope(float* x, int64_t n_heads, int64_t pos) const;
 
   const ModelConfig& c_;

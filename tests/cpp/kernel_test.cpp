@@ -389,37 +389,64 @@ void test_elementwise(const KernelTable& k, const KernelTable& ref) {
       check(ok, isa + " axpy_f16 n=" + std::to_string(n));
     }
   }
-  {  // kv_scores_f16 / kv_accumulate_f16: attention tiles of m cache rows (row stride > hd)
-    for (const int64_t hd : {15, 16, 64, 100, 128, 200}) {
-      for (const int64_t m : {1, 3, 4, 7, 64}) {
-        const int64_t stride = hd + 9;
-        std::vector<uint16_t> kv(m * stride);
-        std::vector<float> q(hd), s(m), w(m), acc(hd), want(hd);
-        for (uint16_t& v : kv) v = fp32_to_fp16(uniform());
-        for (float& v : q) v = uniform();
-        for (int64_t j = 0; j < m; ++j) w[j] = 0.5f + 0.5f * uniform();
-        for (int64_t i = 0; i < hd; ++i) acc[i] = want[i] = uniform();
-        kv_scores_f16(k, m, hd, kv.data(), stride, q.data(), 0.125f, s.data());
-        kv_accumulate_f16(k, m, hd, kv.data(), stride, w.data(), acc.data());
-        bool ok = true;
-        for (int64_t j = 0; j < m; ++j) {
-          double dot = 0.0, mag = 0.0;
-          for (int64_t i = 0; i < hd; ++i) {
-            dot += static_cast<double>(q[i]) * fp16_to_fp32(kv[j * stride + i]);
-            mag += std::fabs(q[i] * fp16_to_fp32(kv[j * stride + i]));
+  {  // attend_f16: one tile of online-softmax attention for g query heads sharing a kv head
+    // (row stride > hd), from a fresh running state (m = -inf) and from a running one.
+    for (const int64_t g : {1, 3}) {
+      for (const int64_t hd : {15, 16, 64, 100, 128, 200}) {
+        for (const int64_t nj : {1, 3, 7, 8, 9, 64}) {
+          for (const bool fresh : {true, false}) {
+            const int64_t stride = hd + 9;
+            std::vector<uint16_t> kr(nj * stride), vr(nj * stride);
+            std::vector<float> q(g * hd), acc(g * hd), ml(2 * g), scratch(nj * (hd + g) + g);
+            for (uint16_t& v : kr) v = fp32_to_fp16(4.0f * uniform());
+            for (uint16_t& v : vr) v = fp32_to_fp16(uniform());
+            for (float& v : q) v = uniform();
+            for (float& v : acc) v = fresh ? 0.0f : uniform();
+            for (int64_t u = 0; u < g; ++u) {
+              ml[2 * u] = fresh ? -INFINITY : 0.5f * uniform();
+              ml[2 * u + 1] = fresh ? 0.0f : 1.0f + uniform();
+            }
+            const std::vector<float> acc0 = acc, ml0 = ml;
+            attend_f16(k, g, nj, hd, kr.data(), vr.data(), stride, q.data(), 0.3f, acc.data(),
+                       ml.data(), scratch.data());
+            bool ok = true;
+            for (int64_t u = 0; u < g; ++u) {
+              // A score's fp32 rounding (a sum of hd terms: about 1.2e-7 sqrt(hd) of sum |q k|)
+              // moves its weight e^s by as much relative, on top of exp's own 2e-6.
+              std::vector<double> sc(nj);
+              double mx = ml0[2 * u], s_err = 0.0;
+              for (int64_t j = 0; j < nj; ++j) {
+                double d = 0.0, mag = 0.0;
+                for (int64_t i = 0; i < hd; ++i) {
+                  const double t =
+                      static_cast<double>(q[u * hd + i]) * fp16_to_fp32(kr[j * stride + i]);
+                  d += t;
+                  mag += std::fabs(t);
+                }
+                sc[j] = 0.3 * d;
+                s_err = std::max(s_err, 1.2e-7 * std::sqrt(static_cast<double>(hd)) * 0.3 * mag);
+                mx = std::max(mx, sc[j]);
+              }
+              const double rel = 2e-6 + s_err;
+              const double c = std::exp(ml0[2 * u] - mx);
+              double l = c * ml0[2 * u + 1];
+              for (int64_t j = 0; j < nj; ++j) l += std::exp(sc[j] - mx);
+              ok = ok && std::fabs(ml[2 * u] - mx) <= 1e-6 * std::fabs(mx) + s_err &&
+                   std::fabs(ml[2 * u + 1] - l) <= rel * l;
+              for (int64_t i = 0; i < hd; ++i) {
+                double sum = c * acc0[u * hd + i], mag = std::fabs(sum);
+                for (int64_t j = 0; j < nj; ++j) {
+                  const double p = std::exp(sc[j] - mx) * fp16_to_fp32(vr[j * stride + i]);
+                  sum += p;
+                  mag += std::fabs(p);
+                }
+                ok = ok && std::fabs(acc[u * hd + i] - sum) <= rel * mag + 1e-30;
+              }
+            }
+            check(ok, isa + " attend_f16 g=" + std::to_string(g) + " hd=" + std::to_string(hd) +
+                          " nj=" + std::to_string(nj) + (fresh ? " fresh" : " running"));
           }
-          ok = ok && std::fabs(s[j] - 0.125 * dot) <= 1e-6 * mag + 1e-30;
         }
-        for (int64_t i = 0; i < hd; ++i) {
-          double sum = want[i], mag = std::fabs(want[i]);
-          for (int64_t j = 0; j < m; ++j) {
-            sum += static_cast<double>(w[j]) * fp16_to_fp32(kv[j * stride + i]);
-            mag += std::fabs(w[j] * fp16_to_fp32(kv[j * stride + i]));
-          }
-          ok = ok && std::fabs(acc[i] - sum) <= 1e-6 * mag + 1e-30;
-        }
-        check(ok, isa + " kv_scores_f16/kv_accumulate_f16 hd=" + std::to_string(hd) +
-                      " m=" + std::to_string(m));
       }
     }
   }

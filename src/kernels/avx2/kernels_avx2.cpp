@@ -6,7 +6,9 @@
 #include <cstring>
 
 #include "format/fp16.h"
+#include "kernels/avx2/attention_avx2.h"
 #include "kernels/avx2/gemm_avx2.h"
+#include "kernels/avx2/simd_avx2.h"
 #include "kernels/decay_runs.h"
 #include "kernels/kernels.h"
 
@@ -15,12 +17,8 @@ namespace {
 
 #include "kernels/kernels_common.inc"
 
-inline float hsum(__m256 v) {
-  __m128 s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
-  s = _mm_add_ps(s, _mm_movehl_ps(s, s));
-  s = _mm_add_ss(s, _mm_movehdup_ps(s));
-  return _mm_cvtss_f32(s);
-}
+using avx2::exp8;
+using avx2::hsum;
 
 // Decode streams every weight once from DRAM. Prefetching this far ahead hides the latency far
 // better than the hardware prefetcher alone: one thread streaming a 285 MB Q8_0 matrix went from
@@ -502,26 +500,6 @@ void quantize_act(const float* x, int64_t n, ActQ8* out) {
   }
 }
 
-// exp for x <= 88 (Cephes' polynomial, about 1 ulp); inputs below -87 give about 1.6e-38
-// instead of a smaller number, which is zero for the state update's purposes.
-inline __m256 exp8(__m256 x) {
-  x = _mm256_max_ps(_mm256_min_ps(x, _mm256_set1_ps(88.0f)), _mm256_set1_ps(-87.0f));
-  const __m256 n = _mm256_round_ps(_mm256_mul_ps(x, _mm256_set1_ps(1.44269504088896341f)),
-                                   _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
-  x = _mm256_fnmadd_ps(n, _mm256_set1_ps(0.693359375f), x);
-  x = _mm256_fnmadd_ps(n, _mm256_set1_ps(-2.12194440e-4f), x);
-  __m256 y = _mm256_set1_ps(1.9875691500e-4f);
-  y = _mm256_fmadd_ps(y, x, _mm256_set1_ps(1.3981999507e-3f));
-  y = _mm256_fmadd_ps(y, x, _mm256_set1_ps(8.3334519073e-3f));
-  y = _mm256_fmadd_ps(y, x, _mm256_set1_ps(4.1665795894e-2f));
-  y = _mm256_fmadd_ps(y, x, _mm256_set1_ps(1.6666665459e-1f));
-  y = _mm256_fmadd_ps(y, x, _mm256_set1_ps(5.0000001201e-1f));
-  y = _mm256_fmadd_ps(y, _mm256_mul_ps(x, x), _mm256_add_ps(x, _mm256_set1_ps(1.0f)));
-  const __m256i e =
-      _mm256_slli_epi32(_mm256_add_epi32(_mm256_cvtps_epi32(n), _mm256_set1_epi32(127)), 23);
-  return _mm256_mul_ps(y, _mm256_castsi256_ps(e));
-}
-
 // softplus(v) = max(v, 0) + log1p(u) with u = exp(-|v|) in (0, 1], and
 // log1p(u) = log(m) + (u - (m - 1)) / m with m = 1 + u in (1, 2]: the second term puts back the
 // low bits of u that rounding m lost. log(m) is Cephes' logf (about 1 ulp) specialised to [1, 2]:
@@ -881,67 +859,6 @@ uint64_t stream_sum(const uint64_t* p, int64_t n) {
   return lanes[0] + lanes[1] + lanes[2] + lanes[3];
 }
 
-void axpy_f16(int64_t n, float a, const uint16_t* v, float* y) {
-  const __m256 va = _mm256_set1_ps(a);
-  int64_t i = 0;
-  for (; i + 8 <= n; i += 8) {
-    const __m256 x = _mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(v + i)));
-    _mm256_storeu_ps(y + i, _mm256_fmadd_ps(va, x, _mm256_loadu_ps(y + i)));
-  }
-  for (; i < n; ++i) y[i] += a * fp16_to_fp32(v[i]);
-}
-
-// Four rows at a time share each load of q; one horizontal sum per row.
-void kv_scores_f16(int64_t m, int64_t hd, const uint16_t* k, int64_t stride, const float* q,
-                   float scale, float* s) {
-  const int64_t h8 = hd / 8 * 8;
-  auto row8 = [](const uint16_t* r) {
-    return _mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(r)));
-  };
-  int64_t j = 0;
-  for (; j + 4 <= m; j += 4) {
-    const uint16_t* r = k + j * stride;
-    __m256 a0 = _mm256_setzero_ps(), a1 = a0, a2 = a0, a3 = a0;
-    for (int64_t i = 0; i < h8; i += 8) {
-      const __m256 x = _mm256_loadu_ps(q + i);
-      a0 = _mm256_fmadd_ps(x, row8(r + i), a0);
-      a1 = _mm256_fmadd_ps(x, row8(r + stride + i), a1);
-      a2 = _mm256_fmadd_ps(x, row8(r + 2 * stride + i), a2);
-      a3 = _mm256_fmadd_ps(x, row8(r + 3 * stride + i), a3);
-    }
-    float t[4] = {hsum(a0), hsum(a1), hsum(a2), hsum(a3)};
-    for (int64_t i = h8; i < hd; ++i) {
-      for (int u = 0; u < 4; ++u) t[u] += q[i] * fp16_to_fp32(r[u * stride + i]);
-    }
-    for (int u = 0; u < 4; ++u) s[j + u] = scale * t[u];
-  }
-  for (; j < m; ++j)
-    s[j] = scale * dot_f16(hd, reinterpret_cast<const uint8_t*>(k + j * stride), q);
-}
-
-// acc in registers for heads of up to 128 values (16 vectors); wider heads in chunks of 128.
-void kv_accumulate_f16(int64_t m, int64_t hd, const uint16_t* v, int64_t stride, const float* w,
-                       float* acc) {
-  for (int64_t c0 = 0; c0 < hd; c0 += 128) {
-    const int64_t c1 = std::min(hd, c0 + 128), nv = (c1 - c0) / 8;
-    __m256 a[16];
-    for (int64_t u = 0; u < nv; ++u) a[u] = _mm256_loadu_ps(acc + c0 + 8 * u);
-    for (int64_t j = 0; j < m; ++j) {
-      const __m256 wj = _mm256_set1_ps(w[j]);
-      const uint16_t* r = v + j * stride + c0;
-      for (int64_t u = 0; u < nv; ++u) {
-        const __m256 x =
-            _mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(r + 8 * u)));
-        a[u] = _mm256_fmadd_ps(wj, x, a[u]);
-      }
-    }
-    for (int64_t u = 0; u < nv; ++u) _mm256_storeu_ps(acc + c0 + 8 * u, a[u]);
-    for (int64_t i = c0 + 8 * nv; i < c1; ++i) {
-      for (int64_t j = 0; j < m; ++j) acc[i] += w[j] * fp16_to_fp32(v[j * stride + i]);
-    }
-  }
-}
-
 KernelTable make_table() {
   KernelTable k;
   k.name = "avx2";
@@ -979,9 +896,8 @@ KernelTable make_table() {
   k.gemm_panel_q8_0 = avx2::gemm_panel_q8_0;
   k.gemm_cols = 16;
   k.stream_sum = stream_sum;
-  k.axpy_f16 = axpy_f16;
-  k.kv_scores_f16 = kv_scores_f16;
-  k.kv_accumulate_f16 = kv_accumulate_f16;
+  k.axpy_f16 = avx2::axpy_f16;
+  k.attend_f16 = avx2::attend_f16;
   k.matvec_q8_0 = matvec_rows<ActQ8, dot_q8_0>;
   k.matvec_q4_0 = matvec_rows<ActQ8, dot_q4_0>;
   k.matvec_q6_k = matvec_rows<ActQ8, dot_q6_k>;
