@@ -306,9 +306,8 @@ void gemm(const KernelTable& k, const MatView& w, const uint8_t* act, size_t act
         const int64_t kn = std::min(kGemmDepth, K - k0);
         // Converted weight rows come from DRAM: each pass prefetches the next one's bytes (in
         // this row group, or the next group's first), so that the fetch overlaps this pass's
-        // multiply-adds (prefill 512 at 2 threads: 370m Q8_0 -10%, mamba2-130m Q8_0 -6%). F32
-        // rows, read by the tile itself, are left to the hardware prefetcher (130m F32 was 7%
-        // slower with it). Written out here: in a helper lambda GCC 12 dropped the prefetches.
+        // multiply-adds; F32 rows are left to the hardware prefetcher. Written out here: in a
+        // helper lambda GCC 12 dropped the prefetches (docs/kernels.md).
         const int64_t next_r = k0 + kGemmDepth < K ? r : r + kGemmRows;
         const int64_t next_k = k0 + kGemmDepth < K ? k0 + kGemmDepth : 0;
         const int64_t next_bytes =
@@ -398,13 +397,11 @@ void gemm(const KernelTable& k, const MatView& w, const uint8_t* act, size_t act
 bool uses_gemm(const KernelTable& k, GgmlType type, int64_t n) {
   switch (type) {
     case GgmlType::F16:   // rows converted by row_to_f32 (F16C), 256 values per pass shared by
-    case GgmlType::BF16:  // up to 128 tokens: faster than the 4 x 3 tiles that convert as they
-                          // multiply (130m F16 prefill 512 at 2 threads on a Xeon: AVX2 table
-                          // 392 -> 442 tokens/s, AVX-512's 4 x 2 tiles 412 -> 602)
+    case GgmlType::BF16:  // up to 128 tokens: faster than the tiles that convert as they multiply
       return k.gemm_panel != nullptr && k.row_to_f32 != nullptr && n >= kGemmMinTokens;
     case GgmlType::Q6_K:
       return false;
-    case GgmlType::Q4_0:  // on int8 products (fp32 multiply-adds were slower than the dot products)
+    case GgmlType::Q4_0:  // on int8 products, faster than fp32 multiply-adds
       return (k.gemm_panel_q4_0 != nullptr || k.gemm_panel_u8 != nullptr) && n >= kGemmMinTokens;
     default:
       return k.gemm_panel != nullptr && n >= kGemmMinTokens;

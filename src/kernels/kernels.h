@@ -179,8 +179,7 @@ struct KernelTable {
   int gemm_cols = 16;
 
   // Sum of the 64-bit words p[0, n) (p 64-byte aligned, n a multiple of 8) with the ISA's widest
-  // loads and a 4 KB-ahead prefetch (a plain read measured the same with the two-level prefetch
-  // of AVX-512's Q8_0 product): the probe of the machine's read bandwidth
+  // loads and a 4 KB-ahead prefetch: the probe of the machine's read bandwidth
   // (Model::read_bandwidth), the roofline of decode. Null: stream_sum's portable loop.
   uint64_t (*stream_sum)(const uint64_t* p, int64_t n) = nullptr;
 
@@ -214,10 +213,8 @@ struct KernelTable {
 };
 
 // A table's matvec from its row product: the rows one after another with the product inlined
-// (flatten), none of matmul's per-row dispatch and calls (4% of a Q4_0 file's decode samples were
-// there; AVX-512 decode 7-10% faster). Dot is a kernel file's internal function, so every
-// instantiation is that file's own, compiled with its instruction-set flags. (Two Q8_0 rows
-// interleaved, sharing each activation load, measured no faster.)
+// (flatten), without matmul's per-row dispatch (docs/kernels.md). Dot is a kernel file's internal
+// function, so every instantiation is that file's own, compiled with its instruction-set flags.
 template <typename X, float (*Dot)(int64_t, const uint8_t*, const X*)>
 __attribute__((flatten)) void matvec_rows(int64_t n, const uint8_t* w, size_t row_bytes,
                                           int64_t rows, const void* x, float* y) {

@@ -56,7 +56,7 @@ inline void row_step(const float* wr, __m256 a0, __m256 a1, __m256& c0, __m256& 
 
 // c (R, 16) = w (R rows of K, stride ldw) @ p (K, ldp) columns [0, 8V). Twelve named
 // accumulators rather than an array: GCC 12 kept an array of them in memory, storing all twelve
-// every step (2.5 times slower).
+// every step.
 template <int R, int V>
 void gemm_tile(int64_t K, const float* w, int64_t ldw, const float* p, int64_t ldp, float* c) {
   const __m256 zero = _mm256_setzero_ps();
@@ -111,8 +111,7 @@ void gemm_rows(int64_t K, const float* w, int64_t ldw, const float* p, int64_t l
 //
 // Q4_0 on int8 products: steps are quads of depth and maddubs multiplies unsigned nibbles by
 // signed activations, pairs summed into int16: 32 multiply-adds per instruction where an fp32
-// multiply-add does 8 (matmul of 32 tokens by 3352 x 768 ran at 17.6 to 19.6 against 10.4 to 12.2
-// products per cycle with the dot products, one thread, a microbenchmark). A block's eight quads
+// multiply-add does 8 (faster than the dot products: docs/kernels.md). A block's eight quads
 // stay in int16 (at most 8 * 2 * 15 * 127 = 30480); the fold is d_w * (d_x * sum(q * x) - 8 * d_x
 // * sum(x)).
 //
@@ -124,7 +123,7 @@ void gemm_rows(int64_t K, const float* w, int64_t ldw, const float* p, int64_t l
 // Pins v to a register at this point. Integer additions are associative, so GCC 12 reorders
 // the block's 48 product + add chains into trees, computing all products first and spilling them
 // to the stack (48 stores and reloads per block); ordering each chain keeps the tile in
-// registers (mamba2-130m Q4_0 prefill 512 at 2 threads: about 805 -> 680 ms, 3 alternating runs).
+// registers (docs/kernels.md).
 inline void keep_in_register(__m256i& v) { asm("" : "+x"(v)); }
 
 struct Q4Format {

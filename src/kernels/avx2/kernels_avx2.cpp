@@ -20,9 +20,8 @@ namespace {
 using avx2::exp8;
 using avx2::hsum;
 
-// Decode streams every weight once from DRAM. Prefetching this far ahead hides the latency far
-// better than the hardware prefetcher alone: one thread streaming a 285 MB Q8_0 matrix went from
-// 9.8 to 17.8 GB/s on the 2-core EPYC (distances 256 B to 8 KB tried; 4 KB was best).
+// Decode streams every weight once from DRAM; prefetching this far ahead hides the latency far
+// better than the hardware prefetcher alone (docs/kernels.md).
 constexpr int kPrefetchBytes = 4096;
 // Two levels, for data that streams while the core has more work per byte than a plain read
 // (the Mamba-2 decode scan's state): to L2 8 KB ahead, then on to L1 1 KB ahead.
@@ -41,8 +40,8 @@ inline float dot8(int64_t n, const float* x, const uint8_t* w, int elem, Load lo
   __m256 a0 = _mm256_setzero_ps(), a1 = a0, a2 = a0, a3 = a0;
   int64_t i = 0;
   for (; i + 32 <= n; i += 32) {
-    // f32 rows are plain streaming, which the hardware prefetcher handles (software prefetch
-    // measured slower there); the 16-bit types do enough work per byte to benefit.
+    // f32 rows are plain streaming, which the hardware prefetcher handles; the 16-bit types do
+    // enough work per byte to benefit from software prefetch.
     if (elem == 2) {
       _mm_prefetch(reinterpret_cast<const char*>(w + i * elem) + kPrefetchBytes, _MM_HINT_T0);
     }
@@ -133,9 +132,7 @@ inline __m256 mul_sum_u4_i8(__m256i q, __m256i x) {
 // block 2k (byte 36k) holds its scale in bytes 0-1 of the low lane and block 2k + 1's in bytes
 // 2-3 of the high lane (byte 18); one pshufb per load moves them to 16-bit lane k, so that the
 // low lane collects the even blocks and the high lane the odd ones. The loads stay inside the
-// group's 144 bytes. In a microbenchmark (2048 values, one thread) the kernel took 2.8 TSC ticks
-// per block this way, 3.2 with the scales gathered in general registers, and 3.8 or 4.4 with
-// vector inserts or a vpgatherdd.
+// group's 144 bytes (faster than gathers or inserts: docs/kernels.md).
 alignas(32) constexpr int8_t kQ4ScaleShuffle[4][32] = {
     {0, 1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1,
      2, 3, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1},
@@ -340,8 +337,7 @@ void dot4_bf16(int64_t n, const uint8_t* w, const uint8_t* x, size_t stride, flo
 
 // 4 weight rows x T activation rows; `load(row, i)` gives row[i, i + 8) as floats, `scalar(row,
 // i)` one value. 4T accumulators; each weight vector serves T tokens and each activation vector
-// four rows. T = 3 (12 accumulators, 3 activations and the weight: all 16 registers) ran 1.8x
-// (f32) and 1.15x (f16) faster than T = 2 in a microbenchmark over 64 rows x 24 tokens.
+// four rows. T = 3 fills the 16 registers (12 accumulators, 3 activations and the weight).
 template <int T, typename Load, typename Scalar>
 inline void tile4xT(int64_t n, const uint8_t* w, size_t row_bytes, const uint8_t* xb, size_t stride,
                     Load load, Scalar scalar, float* out) {
@@ -669,9 +665,7 @@ void scan4_tokens(int64_t t, int64_t N, const float* x, int64_t ldx, const float
 
 // head_scan of four channels (N a multiple of 8), without the gate. Two tokens per pass over the
 // state and four channels per B and C load: per 8 values and token three vector operations, two
-// loads and half a store (the two-channel, one-token loop below does four loads and one store);
-// 0.20 against 0.30 TSC ticks per state value and token in a microbenchmark of mamba2-130m's
-// shape.
+// loads and half a store (the two-channel, one-token loop below does four loads and one store).
 void head_scan4(int64_t n, int64_t N, const float* x, int64_t ldx, const float* dt, const float* dA,
                 const float* B, const float* C, int64_t ldbc, float Dh, float* s, float* y,
                 int64_t ldy) {
@@ -694,7 +688,7 @@ void head_scan4(int64_t n, int64_t N, const float* x, int64_t ldx, const float* 
 // T (1 or 2) tokens from run position j of four channels: s (4, N) holds s~; Last: scale the
 // stored state by gs (the run's decay), back to the true state. Per 8 state values: four loads
 // of Bs and C shared by the four channels, and per channel a load, a store and four
-// multiply-adds (two channels with their x values held in registers measured slower).
+// multiply-adds.
 template <int T, bool Last>
 void run4_tokens(int64_t j, int64_t N, const float* x, int64_t ldx, const float* Bs, const float* C,
                  int64_t ldbc, const float* g, float gs, float Dh, float* s, float* y,

@@ -29,7 +29,7 @@ const KernelTable& avx2_kernels();
 
 namespace {
 
-// Same prefetch distance as the AVX2 kernels (measured there; decode streams every weight once).
+// Same prefetch distance as the AVX2 kernels (decode streams every weight once).
 constexpr int kPrefetchBytes = 4096;
 constexpr int kLanes16 = 16;  // floats per vector
 
@@ -81,9 +81,7 @@ float dot16(int64_t n, const uint8_t* w, const float* x) {
   __m512 a0 = _mm512_setzero_ps(), a1 = a0, a2 = a0, a3 = a0;
   int64_t i = 0;
   for (; i + 64 <= n; i += 64) {
-    // 64 values per step: 256 bytes of f32, 128 of f16 / bf16. The two-level prefetch made f32
-    // decode 18% faster than no prefetch, and f16 9% faster than one 4 KB ahead to L1 (in-process
-    // A/B, 130m and mamba2-130m).
+    // 64 values per step: 256 bytes of f32, 128 of f16 / bf16, prefetched to L2 then L1.
     for (int l = 0; l < Row::kElem; ++l) prefetch_two_levels(w + i * Row::kElem + 64 * l);
     a0 = _mm512_fmadd_ps(Row::load(w, i), _mm512_loadu_ps(x + i), a0);
     a1 = _mm512_fmadd_ps(Row::load(w, i + 16), _mm512_loadu_ps(x + i + 16), a1);
@@ -212,10 +210,8 @@ inline __m512i act_pair(const ActQ8* x, int64_t i, bool pair) {
 // so vpdpbusd takes them as they are, its lane sums starting from the group's -128 * sum(x) terms
 // (exact); the 8 weight scales come in two word permutes. Per pair of blocks that is an insert, a
 // flip, vpdpbusd, a conversion, a permute of the scales and a multiply-add, where the pairs of the
-// four-token product below also take |w|, the signs and a negation. One block per 256-bit
-// register took a third more cycles in L1 and L2 (a microbenchmark's alternating rounds; llvm-mca
-// agrees: 22 against 18 cycles per group of 8 on Sapphire Rapids), loads and port 5 the limits.
-// Tail blocks (nb % 8) go in pairs.
+// four-token product below also take |w|, the signs and a negation (fewer cycles than one block
+// per 256-bit register: docs/kernels.md). Tail blocks (nb % 8) go in pairs.
 float dot_q8_0(int64_t n, const uint8_t* w, const ActQ8* x) {
   const int64_t nb = n / kQK;
   constexpr int64_t kB = sizeof(BlockQ8_0);
@@ -542,9 +538,8 @@ void selective_scan(int64_t n, int64_t E, int64_t N, const float* x, const float
 // Mamba-2 head scan, prefill: AVX2's runs of decayed sums (kernels_avx2.cpp, head_scan4_runs:
 // the state kept as s / g over runs of up to 16 tokens, B pre-scaled by dt / g), 16 state values
 // per vector, and the four channels' C sums reduced together. Decode (one token): the plain
-// recurrence, 16 wide with the two-level prefetch (1.5-4.4% faster mamba2-130m decode than AVX2's
-// 8-wide loop, in-process A/B; without the prefetch 2-7% slower). State sizes that are not a
-// multiple of 16, and fewer than four channels, go to AVX2's head scan.
+// recurrence, 16 wide with the two-level prefetch. State sizes that are not a multiple of 16, and
+// fewer than four channels, go to AVX2's head scan.
 // (kRunTokens, kRunMaxState, kMinRunDecay and decay_run: decay_runs.h)
 
 // The sums of the 16 lanes of a0 .. a3, as four floats.
@@ -731,11 +726,8 @@ KernelTable make_table() {
   k.matvec_bf16 = matvec_rows<float, dot16<BF16Row>>;
   k.dot_q4_0 = dot_q4_0;
   k.dot_q6_k = dot_q6_k;
-  // An earlier 512-bit Q4_0 product (pairs of blocks) and a Q6_K one were slower than AVX2's
-  // (130m Q4_0 decode 7.9 against 6.8 ms/token, 5.2 against 4.9); dot_q4_0's quads with the
-  // scales by one word permute are faster, 10% in L1 and a median 2.5% on decode, and dot_q6_k's
-  // whole 64-value registers 25-30% in L1 and 3-7% on Q4_0 files' decode (their Q6_K head is a
-  // third of the bytes; in-process A/B, 130m, 370m and mamba2-130m).
+  // 512-bit Q4_0 (quads, scales by one word permute) and Q6_K (whole 64-value registers): both
+  // faster than AVX2's, where earlier 512-bit versions were not (docs/kernels.md).
   k.dot4_f32 = dot16x4<F32Row>;
   k.dot4_f16 = dot16x4<F16Row>;
   k.dot4_bf16 = dot16x4<BF16Row>;
@@ -746,7 +738,7 @@ KernelTable make_table() {
   k.tile4x2_f32 = tile16_4x2<F32Row>;
   k.tile4x2_f16 = tile16_4x2<F16Row>;
   k.tile4x2_bf16 = tile16_4x2<BF16Row>;
-  k.tile4x3_f32 = nullptr;  // the AVX2 table's 4 x 3 tiles are not used here: unmeasured
+  k.tile4x3_f32 = nullptr;  // the AVX2 table's 4 x 3 tiles are not used here
   k.tile4x3_f16 = nullptr;
   k.tile4x3_bf16 = nullptr;
   // Prefill GEMM: AVX2's panel packing (fp32) and weight conversions, 16-wide fp32 tiles and
