@@ -434,6 +434,37 @@ void pack_panels(const KernelTable& k, GgmlType type, const uint8_t* act, size_t
   }
 }
 
+int KernelTable::type_slot(GgmlType t) {
+  switch (t) {
+    case GgmlType::F32:
+      return 0;
+    case GgmlType::F16:
+      return 1;
+    case GgmlType::BF16:
+      return 2;
+    case GgmlType::Q8_0:
+      return 3;
+    case GgmlType::Q4_0:
+      return 4;
+    case GgmlType::Q6_K:
+      return 5;
+    default:
+      return -1;
+  }
+}
+
+const TypeKernels& KernelTable::of(GgmlType t) const {
+  static const TypeKernels none;
+  const int slot = type_slot(t);
+  return slot < 0 ? none : types[slot];
+}
+
+TypeKernels& KernelTable::of(GgmlType t) {
+  const int slot = type_slot(t);
+  if (slot < 0) throw InvalidArgument(std::string("no kernel slot for type ") + ggml_type_name(t));
+  return types[slot];
+}
+
 size_t matmul_scratch_floats(int64_t cols) {
   return static_cast<size_t>(cols * kGemmTokens + kGemmRows * kGemmDepth);
 }
@@ -497,53 +528,12 @@ void matmul(const KernelTable& k, const MatView& w, const uint8_t* act, size_t a
     gemm(k, w, act, act_stride, n, y, ldy, r0, r1, scratch, panels);
     return;
   }
-  using Dot = float (*)(int64_t, const uint8_t*, const void*);
-  using Dot4 = void (*)(int64_t, const uint8_t*, const uint8_t*, size_t, float*);
-  using Tile = KernelTable::Tile;
+  const TypeKernels& tk = k.of(w.type);  // all null for types without products of their own
   const int64_t cols = w.cols;
-  Dot dot = nullptr;
-  Dot4 dot4 = nullptr;
-  Tile tile = nullptr, tile3 = nullptr;
-  KernelTable::Matvec matvec = nullptr;  // decode's rows in one call, where the table has it
-  switch (w.type) {
-    case GgmlType::F32:
-      dot = reinterpret_cast<Dot>(k.dot_f32);
-      dot4 = k.dot4_f32;
-      tile = k.tile4x2_f32;
-      tile3 = k.tile4x3_f32;
-      matvec = k.matvec_f32;
-      break;
-    case GgmlType::F16:
-      dot = reinterpret_cast<Dot>(k.dot_f16);
-      dot4 = k.dot4_f16;
-      tile = k.tile4x2_f16;
-      tile3 = k.tile4x3_f16;
-      matvec = k.matvec_f16;
-      break;
-    case GgmlType::BF16:
-      dot = reinterpret_cast<Dot>(k.dot_bf16);
-      dot4 = k.dot4_bf16;
-      tile = k.tile4x2_bf16;
-      tile3 = k.tile4x3_bf16;
-      matvec = k.matvec_bf16;
-      break;
-    case GgmlType::Q8_0:
-      dot = reinterpret_cast<Dot>(k.dot_q8_0);
-      dot4 = k.dot4_q8_0;
-      matvec = k.matvec_q8_0;
-      break;
-    case GgmlType::Q4_0:
-      dot = reinterpret_cast<Dot>(k.dot_q4_0);
-      dot4 = k.dot4_q4_0;
-      matvec = k.matvec_q4_0;
-      break;
-    case GgmlType::Q6_K:  // no 4-token tile yet: single products
-      dot = reinterpret_cast<Dot>(k.dot_q6_k);
-      matvec = k.matvec_q6_k;
-      break;
-    default:
-      break;
-  }
+  const TypeKernels::Dot dot = tk.dot;
+  const TypeKernels::Dot4 dot4 = tk.dot4;
+  const TypeKernels::Tile tile = tk.tile4x2, tile3 = tk.tile4x3;
+  const TypeKernels::Matvec matvec = tk.matvec;  // decode's rows in one call
   if (n == 1 && matvec != nullptr) {
     matvec(cols, w.row(r0), w.row_bytes, r1 - r0, act, y + r0);
     return;
@@ -579,8 +569,9 @@ void matmul(const KernelTable& k, const MatView& w, const uint8_t* act, size_t a
       dequantize_row(w.type, row, cols, scratch);
       row = dequantized;
     }
-    const Dot d1 = dot != nullptr ? dot : reinterpret_cast<Dot>(k.dot_f32);
-    const Dot4 d4 = dot != nullptr ? dot4 : k.dot4_f32;  // null: single products only
+    const TypeKernels& f32 = k.of(GgmlType::F32);
+    const TypeKernels::Dot d1 = dot != nullptr ? dot : f32.dot;
+    const TypeKernels::Dot4 d4 = dot != nullptr ? dot4 : f32.dot4;  // null: single products only
     int64_t t = 0;
     float out[4];
     for (; d4 != nullptr && t + 4 <= n; t += 4) {

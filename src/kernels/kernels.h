@@ -30,38 +30,52 @@ struct MatView {
   const uint8_t* row(int64_t r) const { return data + static_cast<size_t>(r) * row_bytes; }
 };
 
-struct KernelTable {
-  // A tile of four weight rows (w + r * row_bytes) times T fp32 activation rows (x + t * stride,
-  // bytes): out[T * r + t] = dot(w_r, x_t).
+// The products of one weight type, as ggml's type_traits_cpu: what matmul looks up for a
+// matrix. x is an fp32 row, or ActQ8 blocks for the types that take int8 activations
+// (uses_q8_activations); strides are in bytes. A null entry means the table has no such kernel.
+struct TypeKernels {
+  // dot(n, w, x): one weight row (n values) . one activation row.
+  using Dot = float (*)(int64_t n, const uint8_t* w, const void* x);
+  // dot4(n, w, x, stride, out): out[i] = w . x_i for the activation rows x + i * stride, i < 4;
+  // each weight block is decoded once for all four (prefill).
+  using Dot4 = void (*)(int64_t n, const uint8_t* w, const uint8_t* x, size_t stride, float* out);
+  // tile(n, w, row_bytes, x, stride, out): four weight rows (w + r * row_bytes) times T activation
+  // rows: out[T * r + t] = dot(w_r, x_t).
   using Tile = void (*)(int64_t n, const uint8_t* w, size_t row_bytes, const uint8_t* x,
                         size_t stride, float* out);
+  // matvec(n, w, row_bytes, rows, x, y): decode's product of `rows` rows with one activation row
+  // in one call, y[r] = dot(w + r * row_bytes, x).
+  using Matvec = void (*)(int64_t n, const uint8_t* w, size_t row_bytes, int64_t rows,
+                          const void* x, float* y);
+
+  Dot dot = nullptr;
+  Dot4 dot4 = nullptr;
+  // T = 2, and T = 3 (twelve accumulators per weight load; without it matmul uses T = 2 alone):
+  // each activation vector is loaded once for the four rows.
+  Tile tile4x2 = nullptr, tile4x3 = nullptr;
+  Matvec matvec = nullptr;  // null: the row product row by row
+};
+
+// A kernel file's typed row product as a TypeKernels::Dot (inlined: each instantiation is that
+// file's own, compiled with its instruction-set flags).
+template <typename X, float (*F)(int64_t, const uint8_t*, const X*)>
+float dot_as(int64_t n, const uint8_t* w, const void* x) {
+  return F(n, w, static_cast<const X*>(x));
+}
+
+struct KernelTable {
+  using Tile = TypeKernels::Tile;
+  using Matvec = TypeKernels::Matvec;
 
   const char* name = nullptr;
 
-  // Dot product of one weight row (n values) with one activation row.
-  float (*dot_f32)(int64_t n, const uint8_t* w, const float* x) = nullptr;
-  float (*dot_f16)(int64_t n, const uint8_t* w, const float* x) = nullptr;
-  float (*dot_bf16)(int64_t n, const uint8_t* w, const float* x) = nullptr;
-  float (*dot_q8_0)(int64_t n, const uint8_t* w, const ActQ8* x) = nullptr;
-  float (*dot_q4_0)(int64_t n, const uint8_t* w, const ActQ8* x) = nullptr;
-  float (*dot_q6_k)(int64_t n, const uint8_t* w, const ActQ8* x) = nullptr;
-
-  // The same for four activation rows at once (rows x + i * stride, i < 4; stride in bytes):
-  // out[i] = dot(w, x_i). Each weight block is decoded once for all four (prefill).
-  void (*dot4_f32)(int64_t n, const uint8_t* w, const uint8_t* x, size_t stride,
-                   float* out) = nullptr;
-  void (*dot4_f16)(int64_t n, const uint8_t* w, const uint8_t* x, size_t stride,
-                   float* out) = nullptr;
-  void (*dot4_bf16)(int64_t n, const uint8_t* w, const uint8_t* x, size_t stride,
-                    float* out) = nullptr;
-  void (*dot4_q8_0)(int64_t n, const uint8_t* w, const uint8_t* x, size_t stride,
-                    float* out) = nullptr;
-  void (*dot4_q4_0)(int64_t n, const uint8_t* w, const uint8_t* x, size_t stride,
-                    float* out) = nullptr;
-
-  // Tiles with T = 2. Each activation vector is loaded once for the four rows, so prefill with
-  // 16/32-bit weights does not re-read its fp32 activations from L2 for every row.
-  Tile tile4x2_f32 = nullptr, tile4x2_f16 = nullptr, tile4x2_bf16 = nullptr;
+  // The weight types with products of their own: F32, F16, BF16, Q8_0, Q4_0, Q6_K. Other types
+  // are dequantized a row at a time and take the F32 products.
+  static constexpr int kTypeSlots = 6;
+  static int type_slot(GgmlType t);  // -1 for the other types
+  TypeKernels types[kTypeSlots];
+  const TypeKernels& of(GgmlType t) const;  // all null for the other types
+  TypeKernels& of(GgmlType t);              // t must have a slot
 
   // out (n / 32 blocks) = x (n) quantized: d = max|x| / 127, q = round-half-even(x / d).
   void (*quantize_act)(const float* x, int64_t n, ActQ8* out) = nullptr;
@@ -97,10 +111,6 @@ struct KernelTable {
 
   // The entries below are optional: null in tables without them (the initialisers default them).
   //
-  // Tiles with T = 3: twelve accumulators per weight load (without them matmul uses the T = 2
-  // tiles alone).
-  Tile tile4x3_f32 = nullptr, tile4x3_f16 = nullptr, tile4x3_bf16 = nullptr;
-
   // Prefill GEMM over fp32 values, which matmul uses for n >= kGemmMinTokens tokens when the
   // table has it (null otherwise) for F32, Q8_0 and the types without direct products
   // (uses_gemm). Q8_0 rows (when the table has no gemm_panel_q8_0) meet the same int8
@@ -197,19 +207,6 @@ struct KernelTable {
   void (*attend_f16)(int64_t g, int64_t nj, int64_t hd, const uint16_t* k, const uint16_t* v,
                      int64_t stride, const float* q, float scale, float* acc, float* ml,
                      float* scratch) = nullptr;
-
-  // Decode's product of `rows` rows (row_bytes apart) with one activation row, in one call:
-  // y[r] = dot_q8_0(n, w + r * row_bytes, x), and likewise for the other types (x: the prepared
-  // row, ActQ8 blocks for the integer types, floats for the others). Null: the row product row by
-  // row.
-  using Matvec = void (*)(int64_t n, const uint8_t* w, size_t row_bytes, int64_t rows,
-                          const void* x, float* y);
-  Matvec matvec_q8_0 = nullptr;
-  Matvec matvec_q4_0 = nullptr;
-  Matvec matvec_q6_k = nullptr;
-  Matvec matvec_f32 = nullptr;
-  Matvec matvec_f16 = nullptr;
-  Matvec matvec_bf16 = nullptr;
 };
 
 // A table's matvec from its row product: the rows one after another with the product inlined

@@ -16,7 +16,7 @@ namespace {
 float dot_row(const KernelTable& k, GgmlType type, const uint8_t* row, const float* q, int64_t hd) {
   float s = 0.0f;
   if (type == GgmlType::F32) {
-    s = k.dot_f32(hd, row, q);
+    s = k.of(GgmlType::F32).dot(hd, row, q);
   } else {
     const BlockQ8_0* b = reinterpret_cast<const BlockQ8_0*>(row);
     for (int64_t j = 0; j < hd / kQK; ++j) {

@@ -136,22 +136,22 @@ void test_dots(const KernelTable& k, const KernelTable& ref) {
         float single;
         switch (c.type) {
           case GgmlType::F32:
-            single = k.dot_f32(n, w.data(), reinterpret_cast<const float*>(a + t * stride));
+            single = k.of(GgmlType::F32).dot(n, w.data(), a + t * stride);
             break;
           case GgmlType::F16:
-            single = k.dot_f16(n, w.data(), reinterpret_cast<const float*>(a + t * stride));
+            single = k.of(GgmlType::F16).dot(n, w.data(), a + t * stride);
             break;
           case GgmlType::BF16:
-            single = k.dot_bf16(n, w.data(), reinterpret_cast<const float*>(a + t * stride));
+            single = k.of(GgmlType::BF16).dot(n, w.data(), a + t * stride);
             break;
           case GgmlType::Q8_0:
-            single = k.dot_q8_0(n, w.data(), reinterpret_cast<const ActQ8*>(a + t * stride));
+            single = k.of(GgmlType::Q8_0).dot(n, w.data(), a + t * stride);
             break;
           case GgmlType::Q4_0:
-            single = k.dot_q4_0(n, w.data(), reinterpret_cast<const ActQ8*>(a + t * stride));
+            single = k.of(GgmlType::Q4_0).dot(n, w.data(), a + t * stride);
             break;
           default:
-            single = k.dot_q6_k(n, w.data(), reinterpret_cast<const ActQ8*>(a + t * stride));
+            single = k.of(GgmlType::Q6_K).dot(n, w.data(), a + t * stride);
             break;
         }
         check(close(single, y_ref[t], mag),
@@ -180,8 +180,9 @@ bool close_blocks(const KernelTable& ref, GgmlType type, const uint8_t* w, const
   const size_t block = type == GgmlType::Q8_0 ? sizeof(BlockQ8_0) : sizeof(BlockQ4_0);
   float mag = 0.0f;
   for (int64_t i = 0; i < n / kQK; ++i) {
-    const float term = type == GgmlType::Q8_0 ? ref.dot_q8_0(kQK, w + i * block, xb + i)
-                                              : ref.dot_q4_0(kQK, w + i * block, xb + i);
+    const float term = type == GgmlType::Q8_0
+                           ? ref.of(GgmlType::Q8_0).dot(kQK, w + i * block, xb + i)
+                           : ref.of(GgmlType::Q4_0).dot(kQK, w + i * block, xb + i);
     mag += std::fabs(term);
     if (type == GgmlType::Q4_0) {  // and the nibbles' offset, -8 * d_w * s_x, taken out of the
       uint16_t dw;                 // block's sum: a kernel may subtract it from the whole row's

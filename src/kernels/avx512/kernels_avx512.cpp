@@ -714,33 +714,33 @@ KernelTable make_table() {
 #else
   k.name = "avx512";
 #endif
-  k.dot_f32 = dot16<F32Row>;
-  k.dot_f16 = dot16<F16Row>;
-  k.dot_bf16 = dot16<BF16Row>;
-  k.dot_q8_0 = dot_q8_0;
-  k.matvec_q8_0 = matvec_rows<ActQ8, dot_q8_0>;
-  k.matvec_q4_0 = matvec_rows<ActQ8, dot_q4_0>;
-  k.matvec_q6_k = matvec_rows<ActQ8, dot_q6_k>;
-  k.matvec_f32 = matvec_rows<float, dot16<F32Row>>;
-  k.matvec_f16 = matvec_rows<float, dot16<F16Row>>;
-  k.matvec_bf16 = matvec_rows<float, dot16<BF16Row>>;
-  k.dot_q4_0 = dot_q4_0;
-  k.dot_q6_k = dot_q6_k;
+  k.of(GgmlType::F32).dot = dot_as<float, dot16<F32Row>>;
+  k.of(GgmlType::F16).dot = dot_as<float, dot16<F16Row>>;
+  k.of(GgmlType::BF16).dot = dot_as<float, dot16<BF16Row>>;
+  k.of(GgmlType::Q8_0).dot = dot_as<ActQ8, dot_q8_0>;
+  k.of(GgmlType::Q8_0).matvec = matvec_rows<ActQ8, dot_q8_0>;
+  k.of(GgmlType::Q4_0).matvec = matvec_rows<ActQ8, dot_q4_0>;
+  k.of(GgmlType::Q6_K).matvec = matvec_rows<ActQ8, dot_q6_k>;
+  k.of(GgmlType::F32).matvec = matvec_rows<float, dot16<F32Row>>;
+  k.of(GgmlType::F16).matvec = matvec_rows<float, dot16<F16Row>>;
+  k.of(GgmlType::BF16).matvec = matvec_rows<float, dot16<BF16Row>>;
+  k.of(GgmlType::Q4_0).dot = dot_as<ActQ8, dot_q4_0>;
+  k.of(GgmlType::Q6_K).dot = dot_as<ActQ8, dot_q6_k>;
   // 512-bit Q4_0 (quads, scales by one word permute) and Q6_K (whole 64-value registers): both
   // faster than AVX2's, where earlier 512-bit versions were not (docs/kernels.md).
-  k.dot4_f32 = dot16x4<F32Row>;
-  k.dot4_f16 = dot16x4<F16Row>;
-  k.dot4_bf16 = dot16x4<BF16Row>;
+  k.of(GgmlType::F32).dot4 = dot16x4<F32Row>;
+  k.of(GgmlType::F16).dot4 = dot16x4<F16Row>;
+  k.of(GgmlType::BF16).dot4 = dot16x4<BF16Row>;
   k.selective_scan = selective_scan;
   k.head_scan = head_scan;
-  k.dot4_q8_0 = dot4_q8_0;
-  k.dot4_q4_0 = dot4_q4_0;
-  k.tile4x2_f32 = tile16_4x2<F32Row>;
-  k.tile4x2_f16 = tile16_4x2<F16Row>;
-  k.tile4x2_bf16 = tile16_4x2<BF16Row>;
-  k.tile4x3_f32 = nullptr;  // the AVX2 table's 4 x 3 tiles are not used here
-  k.tile4x3_f16 = nullptr;
-  k.tile4x3_bf16 = nullptr;
+  k.of(GgmlType::Q8_0).dot4 = dot4_q8_0;
+  k.of(GgmlType::Q4_0).dot4 = dot4_q4_0;
+  k.of(GgmlType::F32).tile4x2 = tile16_4x2<F32Row>;
+  k.of(GgmlType::F16).tile4x2 = tile16_4x2<F16Row>;
+  k.of(GgmlType::BF16).tile4x2 = tile16_4x2<BF16Row>;
+  k.of(GgmlType::F32).tile4x3 = nullptr;  // the AVX2 table's 4 x 3 tiles are not used here
+  k.of(GgmlType::F16).tile4x3 = nullptr;
+  k.of(GgmlType::BF16).tile4x3 = nullptr;
   // Prefill GEMM: AVX2's panel packing (fp32) and weight conversions, 16-wide fp32 tiles and
   // VNNI tiles for Q4_0 and Q8_0 (so not AVX2's int16 Q8_0 tiles), 32 tokens per call.
   k.gemm_panel = MAMBALITE_AVX512_NS::gemm_panel;
