@@ -59,14 +59,22 @@ def test_golden_greedy_continuation(shipped):
     ids = list(shipped.generate_tokens(g["prompt"], max_new_tokens=g["max_new_tokens"],
                                        temperature=0, token_healing=True))
     assert ids == g["ids"]
-    text = shipped.generate(g["prompt"], max_new_tokens=g["max_new_tokens"], temperature=0)
+    text = shipped.generate(g["prompt"], max_new_tokens=g["max_new_tokens"], temperature=0,
+                            token_healing=True)
     assert text == g["text"]
     tok = shipped.tokenizer
     prompt_ids = tok.encode(g["prompt"])
     assert g["prompt"] + text == tok.decode(prompt_ids[:-1] + ids)  # the first token was healed
-    r = run("generate", g["prompt"], "-n", str(g["max_new_tokens"]), "--temperature", "0")
+    r = run("generate", g["prompt"], "-n", str(g["max_new_tokens"]), "--temperature", "0",
+            "--token-healing")
     assert r.returncode == 0, r.stderr
     assert r.stdout == g["text"] + "\n"
+    # Without the flag: plain greedy, which for this prompt differs from the healed text.
+    plain = shipped.generate(g["prompt"], max_new_tokens=g["max_new_tokens"], temperature=0)
+    assert plain != g["text"]
+    r = run("generate", g["prompt"], "-n", str(g["max_new_tokens"]), "--temperature", "0")
+    assert r.returncode == 0, r.stderr
+    assert r.stdout == plain + "\n"
 
 
 def dequantized_checkpoint(model: mambalite.Model, directory: Path):

@@ -155,12 +155,30 @@ def test_state_continues_across_calls(ml_text):
     history = ml_text.tokenizer.encode("Hello") + gen1 + ml_text.tokenizer.encode(" again")
     assert second == ml_text.generate(history, max_new_tokens=8, temperature=0)
     assert first == ml_text.tokenizer.decode(gen1)
-    # With token healing (the default) the prompt's last token is replaced by the healed one.
+    # With token healing the prompt's last token is replaced by the healed one.
     state = ml_text.new_state()
-    ml_text.generate("Hello", max_new_tokens=8, temperature=0, state=state)
+    ml_text.generate("Hello", max_new_tokens=8, temperature=0, state=state, token_healing=True)
     healed = list(ml_text.generate_tokens("Hello", max_new_tokens=8, temperature=0,
                                           token_healing=True))
     assert state.n_tokens == n1 - 1 + len(healed)
+
+
+@pytest.mark.parametrize("prompt", ["Hello", "The capital of France is", "def f(x):"])
+def test_text_prompt_greedy_equals_transformers(text_model, ml_text, prompt):
+    """generate(text, temperature=0) is plain greedy: transformers' greedy `generate` on the
+    prompt's ids, decoded (token healing, which changes the first token, is opt-in); ours stops
+    at the end-of-sequence id, transformers (without eos_token_id) goes on. The model's 20
+    padding ids, which ours never samples, are suppressed in transformers too."""
+    hf = text_model[0]
+    tok = ml_text.tokenizer
+    ids = tok.encode(prompt)
+    padding = list(range(len(tok.token_texts()), hf.config.vocab_size))  # never sampled by us
+    want = hf_greedy(hf, ids, 24, suppress_tokens=padding)
+    got = list(ml_text.generate_tokens(prompt, max_new_tokens=24, temperature=0))
+    assert got == want[:len(got)] and (len(got) == 24 or got[-1] == tok.eos_id)
+    text = ml_text.generate(prompt, max_new_tokens=24, temperature=0)
+    first_eos = want.index(tok.eos_id) if tok.eos_id in want else len(want)
+    assert text == tok.decode(ids + want[:first_eos])[len(tok.decode(ids)):]
 
 
 def test_stream_stopped_early_advances_state(ml_text):

@@ -28,18 +28,19 @@ def test_healed_first_token_extends_the_prompt_text(shipped):
         gen = list(shipped.generate_tokens(prompt, max_new_tokens=8, temperature=0,
                                            token_healing=True))
         assert texts[gen[0]].startswith(texts[ids[-1]])
-        out = shipped.generate(prompt, max_new_tokens=8, temperature=0)
+        out = shipped.generate(prompt, max_new_tokens=8, temperature=0, token_healing=True)
         # The text continues the prompt exactly: prompt + output decodes the healed ids.
         assert prompt + out == tok.decode(ids[:-1] + gen)
         streamed = "".join(shipped.generate(prompt, max_new_tokens=8, temperature=0,
-                                            stream=True))
+                                            stream=True, token_healing=True))
         assert streamed == out
 
 
 def test_healing_changes_what_the_model_sees(shipped):
     prompt = "def fibonacci(n):"
-    healed = shipped.generate(prompt, max_new_tokens=6, temperature=0)
-    plain = shipped.generate(prompt, max_new_tokens=6, temperature=0, token_healing=False)
+    healed = shipped.generate(prompt, max_new_tokens=6, temperature=0, token_healing=True)
+    plain = shipped.generate(prompt, max_new_tokens=6, temperature=0)  # off by default
+    assert plain == shipped.generate(prompt, max_new_tokens=6, temperature=0, token_healing=False)
     assert healed.startswith("\n")  # "):\n" chosen: the body starts on the next line
     assert healed != plain
     ids = shipped.tokenizer.encode(prompt)
@@ -54,14 +55,15 @@ def test_no_extension_no_change(shipped):
     for prompt in ("x = [1, 2", "y = 10"):
         last = texts[tok.encode(prompt)[-1]]
         assert sum(1 for t in texts if t and t.startswith(last)) == 1  # digits are split
-        assert shipped.generate(prompt, max_new_tokens=8, temperature=0) == \
+        assert shipped.generate(prompt, max_new_tokens=8, temperature=0, token_healing=True) == \
             shipped.generate(prompt, max_new_tokens=8, temperature=0, token_healing=False)
 
 
 def test_state_holds_the_healed_text(shipped):
     prompt = "import o"
     state = shipped.new_state()
-    out = shipped.generate(prompt, max_new_tokens=5, temperature=0, state=state)
+    out = shipped.generate(prompt, max_new_tokens=5, temperature=0, state=state,
+                           token_healing=True)
     ids = shipped.tokenizer.encode(prompt + out)
     # The state consumed the same text (token count may differ by the healed boundary).
     fresh = shipped.new_state()

@@ -63,9 +63,11 @@ def _parser() -> argparse.ArgumentParser:
     g.add_argument("--seed", type=int, default=None, help="random seed for reproducible output")
     g.add_argument("--stop", action="append", default=[], metavar="TEXT",
                    help="stop when TEXT is generated (repeatable; TEXT is not printed)")
+    g.add_argument("--token-healing", dest="token_healing", action="store_true", default=False,
+                   help="re-generate the prompt's last token so that the model picks where it "
+                   "ends (off by default, so that --temperature 0 is plain greedy; see the README)")
     g.add_argument("--no-token-healing", dest="token_healing", action="store_false",
-                   help="keep the prompt's last token as it is (by default it is re-generated "
-                   "so that the model picks where that token ends; see the README)")
+                   help=argparse.SUPPRESS)  # the default now; accepted for older scripts
     g.add_argument("-t", "--threads", type=_positive_int, default=None,
                    help="compute threads (default: all cores)")
     _add_device(g)

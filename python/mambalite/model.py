@@ -352,7 +352,7 @@ class Model:
         stop: str | Sequence[str] | None = None,
         state: State | None = None,
         stream: bool = False,
-        token_healing: bool = True,
+        token_healing: bool = False,
     ) -> str | Iterator[str]:
         """Generates a continuation of `prompt` (text, or a list of token ids).
 
@@ -364,11 +364,13 @@ class Model:
         `state`, generation continues that state and leaves it advanced past every generated
         token (multi-turn use).
 
-        `token_healing` (text prompts): when tokens exist that extend the prompt's last token
-        (a prompt ending in "):" while "):\n" is one token), that token is re-generated under
-        the constraint that it starts with the same text, so the model chooses where the token
-        ends; the returned text never repeats the prompt. The state then holds the healed token
-        instead of the prompt's last one (the same text).
+        `temperature=0` gives exactly transformers' greedy `generate` on the prompt's ids.
+
+        `token_healing` (text prompts, opt-in): when tokens exist that extend the prompt's last
+        token (a prompt ending in "):" while "):\n" is one token), that token is generated again
+        under the constraint that it starts with the same text, so the model chooses where the
+        token ends; the returned text never repeats the prompt. The state then holds the healed
+        token instead of the prompt's last one (the same text).
         """
         tok = self.tokenizer
         stops = [stop] if isinstance(stop, str) else list(stop or [])
