@@ -121,6 +121,35 @@ class Model:
         return (f"Model({str(self.path)!r}, {c.architecture}, {c.n_layer} layers, "
                 f"d_model {c.d_model}, vocab {c.vocab_size}, {where})")
 
+    @property
+    def chat_template(self) -> str | None:
+        """The file's chat template (`tokenizer.chat_template`), or None when it has none."""
+        t = self.metadata.get("tokenizer.chat_template")
+        return t if isinstance(t, str) and t else None
+
+    def apply_chat_template(self, messages: Sequence[dict[str, Any]], *,
+                            add_generation_prompt: bool = True, chat_template: str | None = None,
+                            tools: Sequence[dict[str, Any]] | None = None,
+                            **variables: Any) -> str:
+        """The prompt text of `messages` under the model's chat template (or `chat_template`),
+        rendered as transformers' `apply_chat_template` renders it, with the file's bos_token
+        and eos_token."""
+        from .chat_template import render_chat_template
+
+        template = chat_template or self.chat_template
+        if template is None:
+            raise ValueError(f"{self.path.name} has no chat template (tokenizer.chat_template); "
+                             "pass one as chat_template=")
+        tokens = self.metadata.get("tokenizer.ggml.tokens") or []
+        tok = self.tokenizer
+
+        def text(i: int | None) -> str:
+            return str(tokens[i]) if i is not None and 0 <= i < len(tokens) else ""
+
+        special = {"bos_token": text(tok.bos_id), "eos_token": text(tok.eos_id)}
+        return render_chat_template(template, messages, add_generation_prompt=add_generation_prompt,
+                                    tools=tools, **{**special, **variables})
+
     # ----------------------------------------------------------------------------- evaluation
     def new_state(self) -> State:
         """A fresh (empty) state for this model."""
