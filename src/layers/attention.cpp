@@ -183,10 +183,9 @@ void AttentionBlock::forward(Compute& cx, State& state, const float* hn, float* 
     }
   });
   // Work items are (token, chunk of positions), all heads together: a tile of the cache holds
-  // every kv head's rows of its positions, so it is read from memory once and used whole (per
-  // kv head or per query head, the strided slices ran at a fraction of the memory's rate). With
-  // fewer tokens than about two per thread (decode), the positions split into chunks whose
-  // partial softmaxes merge afterwards, as flash-decoding does.
+  // every kv head's rows of its positions, so it is read from memory once and used whole
+  // (docs/kernels.md). With fewer tokens than about two per thread (decode), the positions split
+  // into chunks whose partial softmaxes merge afterwards, as flash-decoding does.
   const int64_t group = n_head_ / n_head_kv_;
   const int64_t n_split = split_count(n, pos0 + n, cx.n_threads());
   const int64_t per_thread = thread_floats();
