@@ -97,6 +97,20 @@ def test_spm_embedded(spm_file):
     assert tok.unsampleable_ids(610) == list(range(600, 610))
 
 
+def test_spm_special_tokens_written_as_text(spm_file, tmp_path):
+    """Chat prompts write "<s>"/"</s>" as text: with special=True they read as their ids and each
+    stretch between them is encoded on its own (llama.cpp's and transformers' legacy rule)."""
+    sp, path = spm_file
+    text = "<s>[INST] Hi there [/INST] Hello</s><s>[INST] 東京?"
+    want = [1, *sp.encode("[INST] Hi there [/INST] Hello"), 2, 1, *sp.encode("[INST] 東京?")]
+    rebuilt = rewrite(path, tmp_path / "no-spm.gguf",
+                      drop_kv=("mambalite.tokenizer.sentencepiece_model",))
+    for p in (path, rebuilt):
+        tok = mambalite.load(p).tokenizer
+        assert tok.encode(text, add_bos=False, special=True) == want
+        assert tok.encode(text, add_bos=False) == sp.encode(text)  # plain text otherwise
+
+
 def test_spm_rebuilt_from_ggml_keys(spm_file, tmp_path):
     sp, path = spm_file
     p = rewrite(path, tmp_path / "no-spm.gguf",

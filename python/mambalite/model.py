@@ -6,7 +6,7 @@ import os
 import sys
 from collections.abc import Iterator, Sequence
 from pathlib import Path
-from typing import Any, Union
+from typing import TYPE_CHECKING, Any, Union
 
 import numpy as np
 
@@ -14,6 +14,9 @@ from . import _core
 from ._streaming import IncrementalDecoder, StopStrings
 from ._values import Config, Layer, Perplexity, State, _as_ids
 from .tokenizer import Tokenizer
+
+if TYPE_CHECKING:
+    from .chat import ChatSession
 
 Prompt = Union[str, Sequence[int], np.ndarray]
 
@@ -129,26 +132,49 @@ class Model:
 
     def apply_chat_template(self, messages: Sequence[dict[str, Any]], *,
                             add_generation_prompt: bool = True, chat_template: str | None = None,
-                            tools: Sequence[dict[str, Any]] | None = None,
-                            **variables: Any) -> str:
+                            tools: Sequence[dict[str, Any]] | None = None, tokenize: bool = False,
+                            **variables: Any) -> str | list[int]:
         """The prompt text of `messages` under the model's chat template (or `chat_template`),
         rendered as transformers' `apply_chat_template` renders it, with the file's bos_token
-        and eos_token."""
+        and eos_token. `tokenize=True` gives its token ids instead, special tokens written in
+        the text read as their ids and no BOS added (the template writes it), as transformers
+        does."""
         from .chat_template import render_chat_template
 
         template = chat_template or self.chat_template
         if template is None:
             raise ValueError(f"{self.path.name} has no chat template (tokenizer.chat_template); "
                              "pass one as chat_template=")
-        tokens = self.metadata.get("tokenizer.ggml.tokens") or []
         tok = self.tokenizer
-
-        def text(i: int | None) -> str:
-            return str(tokens[i]) if i is not None and 0 <= i < len(tokens) else ""
-
-        special = {"bos_token": text(tok.bos_id), "eos_token": text(tok.eos_id)}
-        return render_chat_template(template, messages, add_generation_prompt=add_generation_prompt,
+        special = {"bos_token": tok.token_text(tok.bos_id) if tok.bos_id is not None else "",
+                   "eos_token": tok.token_text(tok.eos_id) if tok.eos_id is not None else ""}
+        text = render_chat_template(template, messages, add_generation_prompt=add_generation_prompt,
                                     tools=tools, **{**special, **variables})
+        if not tokenize:
+            return text
+        return tok.encode(text, add_bos=False, special=True)
+
+    def chat(self, messages: Sequence[dict[str, Any]], *, stream: bool = False,
+             chat_template: str | None = None, tools: Sequence[dict[str, Any]] | None = None,
+             **sampling: Any) -> str | Iterator[str]:
+        """The assistant's answer to `messages` (OpenAI-style dicts with "role" and "content"),
+        generated from the rendered conversation with `generate`'s sampling parameters
+        (`max_new_tokens`, `temperature`, `stop`, `seed`, ...). For a conversation that goes on,
+        `chat_session` keeps the state so that each turn costs only its new tokens."""
+        ids = self.apply_chat_template(messages, chat_template=chat_template, tools=tools,
+                                       tokenize=True)
+        return self.generate(ids, stream=stream, **sampling)
+
+    def chat_session(self, *, system: str | None = None,
+                     messages: Sequence[dict[str, Any]] | None = None,
+                     chat_template: str | None = None, **sampling: Any) -> ChatSession:
+        """A conversation that holds its State: each `send` prefills only the tokens that the
+        template adds for the new message (see `ChatSession`). `sampling`: defaults for every
+        turn's generation (`temperature`, `max_new_tokens`, ...)."""
+        from .chat import ChatSession
+
+        return ChatSession(self, system=system, messages=messages, chat_template=chat_template,
+                           **sampling)
 
     # ----------------------------------------------------------------------------- evaluation
     def new_state(self) -> State:
@@ -283,9 +309,10 @@ class Model:
 
     def _start(self, prompt: Prompt, max_new_tokens: int, temperature: float, top_k: int,
                top_p: float, min_p: float, repetition_penalty: float, seed: int | None,
-               state: State | None, stop_ids: Sequence[int] | None,
-               token_healing: bool) -> tuple[Iterator[int], np.ndarray, bool]:
-        """Validates, builds the samplers; returns (token iterator, prompt ids, healed?)."""
+               state: State | None, stop_ids: Sequence[int] | None, token_healing: bool,
+               history: Sequence[int] = ()) -> tuple[Iterator[int], np.ndarray, bool]:
+        """Validates, builds the samplers; returns (token iterator, prompt ids, healed?).
+        `history`: ids the state already holds, seen by the repetition penalty."""
         if isinstance(max_new_tokens, bool) or not isinstance(max_new_tokens, int) or \
                 max_new_tokens < 0:
             raise ValueError(f"max_new_tokens must be an integer >= 0, got {max_new_tokens!r}")
@@ -298,8 +325,8 @@ class Model:
         tok = self._tokenizer_or_none()
         banned = tok.unsampleable_ids(n_vocab) if tok is not None else []
         stops = set(int(i) for i in (stop_ids or ()))
-        if tok is not None and tok.eos_id is not None:
-            stops.add(tok.eos_id)
+        if tok is not None:
+            stops.update(tok.end_ids)
         params = (float(temperature), int(top_k), float(top_p), float(min_p),
                   float(repetition_penalty), seed, n_vocab)
         sampler = _core.Sampler(*params, banned)
@@ -315,6 +342,8 @@ class Model:
         core_state = self._state(st)
         self._core.check_state(core_state)
         fed = ids[:-1] if first is not None else ids
+        for i in history:
+            sampler.accept(int(i))
         return (self._generate(fed, max_new_tokens, sampler, core_state, stops, first), ids,
                 first is not None)
 
@@ -422,9 +451,10 @@ class Model:
         decoder = IncrementalDecoder(tok, [int(i) for i in prompt_ids])
         stopper = StopStrings(stops)
         skip = healed  # prompt text repeated by a healed first token: not output again
+        ends = set(tok.end_ids)
         try:
             for t in tokens:
-                if t == tok.eos_id:
+                if t in ends:
                     break
                 piece = decoder.push(t)
                 if skip:

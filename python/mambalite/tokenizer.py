@@ -8,6 +8,7 @@ SentencePiece model from tokens, scores and types (`llama`).
 
 from __future__ import annotations
 
+import re
 from collections.abc import Sequence
 from typing import Any
 
@@ -38,6 +39,7 @@ class Tokenizer:
         self._hf = None
         self._sp = None
         self._texts: list[str | None] | None = None
+        self._special_re: re.Pattern[str] | None = None
         if "tokenizer.huggingface.json" in md:
             from tokenizers import Tokenizer as HFTokenizer
 
@@ -67,6 +69,9 @@ class Tokenizer:
         self.eos_id = special("eos")
         self.pad_id = special("pad")
         self.unk_id = special("unknown")
+        # End-of-generation ids: the end-of-sequence token, and the end-of-turn and end-of-message
+        # tokens that llama.cpp's converter writes for chat models whose turns end differently.
+        self._turn_end_ids = [i for i in (special("eot"), special("eom")) if i is not None]
         default_bos = model == "llama" and self._hf is None
         self.add_bos = bool(md.get("tokenizer.ggml.add_bos_token", default_bos)) and \
             self.bos_id is not None
@@ -75,17 +80,59 @@ class Tokenizer:
         else:
             self.vocab_size = self._sp.get_piece_size()
 
-    def encode(self, text: str, *, add_bos: bool | None = None) -> list[int]:
-        """Token ids of `text`; prepends bos_id when `add_bos` (default: the model's setting)."""
+    @property
+    def end_ids(self) -> list[int]:
+        """Ids that end a generation: eos, and the end-of-turn/message ids when present."""
+        return sorted({i for i in (self.eos_id, *self._turn_end_ids) if i is not None})
+
+    def encode(self, text: str, *, add_bos: bool | None = None,
+               special: bool = False) -> list[int]:
+        """Token ids of `text`; prepends bos_id when `add_bos` (default: the model's setting).
+
+        `special=True` reads special tokens written as text ("<|im_start|>", "<s>") as their
+        ids, as chat prompts need. A huggingface tokenizer does so always, as transformers does;
+        a SentencePiece one only when asked: each stretch between two special tokens is then
+        encoded on its own, which is what llama.cpp and transformers' legacy Llama tokenizer do.
+        """
         if not isinstance(text, str):
             raise TypeError(f"encode() takes a str, got {type(text).__name__}")
         if self._hf is not None:
             ids = self._hf.encode(text, add_special_tokens=False).ids
+        elif special:
+            ids = self._encode_spm_special(text)
         else:
             ids = self._sp.encode(text)
         if (self.add_bos if add_bos is None else add_bos) and self.bos_id is not None:
             ids = [self.bos_id, *ids]
         return ids
+
+    def _encode_spm_special(self, text: str) -> list[int]:
+        if self._special_re is None:
+            sp = self._sp
+            pieces = sorted((sp.id_to_piece(i) for i in range(sp.get_piece_size())
+                             if sp.is_control(i) or self._is_user_defined(i)), key=len,
+                            reverse=True)
+            self._special_re = re.compile("|".join(re.escape(p) for p in pieces if p)) \
+                if pieces else re.compile(r"(?!x)x")
+        ids: list[int] = []
+        start = 0
+        for m in self._special_re.finditer(text):
+            if m.start() > start:
+                ids += self._sp.encode(text[start:m.start()])
+            ids.append(self._sp.piece_to_id(m.group()))
+            start = m.end()
+        if start < len(text):
+            ids += self._sp.encode(text[start:])
+        return ids
+
+    def _is_user_defined(self, i: int) -> bool:
+        return self._types is not None and i < len(self._types) and \
+            int(self._types[i]) == _USER_DEFINED
+
+    def token_text(self, i: int) -> str:
+        """The file's text of token `i` as written in tokenizer.ggml.tokens ("" when unknown):
+        the form in which special tokens appear in chat templates."""
+        return str(self._meta_tokens[i]) if 0 <= i < len(self._meta_tokens) else ""
 
     def decode(self, ids: Sequence[int], *, skip_special_tokens: bool = True) -> str:
         """Text of `ids` (invalid UTF-8 becomes U+FFFD)."""
