@@ -212,19 +212,42 @@ PYBIND11_MODULE(_core, mod) {
   py::class_<SamplerHandle>(mod, "Sampler")
       .def(py::init([](double temperature, int64_t top_k, double top_p, double min_p,
                        double repetition_penalty, uint64_t seed, int64_t n_vocab,
-                       const std::vector<int32_t>& banned) {
+                       const std::vector<int32_t>& banned, double presence_penalty,
+                       double frequency_penalty,
+                       const std::vector<std::pair<int32_t, float>>& logit_bias,
+                       int64_t n_logprobs) {
              SamplerParams p;
              p.temperature = temperature;
              p.top_k = top_k;
              p.top_p = top_p;
              p.min_p = min_p;
              p.repetition_penalty = repetition_penalty;
+             p.presence_penalty = presence_penalty;
+             p.frequency_penalty = frequency_penalty;
+             p.logit_bias = logit_bias;
+             p.n_logprobs = n_logprobs;
              p.seed = seed;
              return std::make_unique<SamplerHandle>(p, n_vocab, banned);
            }),
            py::arg("temperature"), py::arg("top_k"), py::arg("top_p"), py::arg("min_p"),
-           py::arg("repetition_penalty"), py::arg("seed"), py::arg("n_vocab"), py::arg("banned"))
-      .def("accept", [](SamplerHandle& h, int32_t id) { h.sampler.accept(id); })
+           py::arg("repetition_penalty"), py::arg("seed"), py::arg("n_vocab"), py::arg("banned"),
+           py::arg("presence_penalty") = 0.0, py::arg("frequency_penalty") = 0.0,
+           py::arg("logit_bias") = std::vector<std::pair<int32_t, float>>{},
+           py::arg("n_logprobs") = -1)
+      .def(
+          "accept",
+          [](SamplerHandle& h, int32_t id, bool generated) { h.sampler.accept(id, generated); },
+          py::arg("id"), py::arg("generated") = false)
+      .def("set_allowed",
+           [](SamplerHandle& h,
+              py::array_t<uint32_t, py::array::c_style | py::array::forcecast> bits) {
+             std::vector<uint32_t> v(bits.data(), bits.data() + bits.size());
+             h.sampler.set_allowed(v);
+           })
+      .def("last_logprobs",
+           [](const SamplerHandle& h) {
+             return py::make_tuple(h.sampler.last_logprob(), h.sampler.last_top());
+           })
       .def("sample", [](SamplerHandle& h,
                         py::array_t<float, py::array::c_style | py::array::forcecast> logits) {
         if (logits.ndim() != 1 || logits.shape(0) != static_cast<py::ssize_t>(h.logits.size())) {

@@ -22,6 +22,8 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from . import _generation
+from ._generation import Sampling
 from ._values import State
 
 if TYPE_CHECKING:
@@ -29,7 +31,8 @@ if TYPE_CHECKING:
 
 _MAGIC = b"MLCHAT01"
 _SAMPLING = ("max_new_tokens", "temperature", "top_k", "top_p", "min_p", "repetition_penalty",
-             "seed", "stop")
+             "presence_penalty", "frequency_penalty", "logit_bias", "seed", "stop",
+             "logits_processor", "json_schema", "grammar", "regex")
 
 
 def sampling_defaults() -> dict[str, Any]:
@@ -132,19 +135,15 @@ class ChatSession:
         base = self._sync(target)
         model = self.model
         tok = model.tokenizer
-        stop = params.pop("stop")
-        stops = [stop] if isinstance(stop, str) else list(stop or [])
-        if not all(isinstance(s, str) for s in stops):
-            raise TypeError("stop must be a string or a list of strings")
+        stops = _generation.stop_list(params.pop("stop"))
+        opts = Sampling(**params)
+        opts.check()
         # The last prompt token is fed with sampling; the snapshot before it lets a later turn
         # re-prefill the answer alone when the template renders it differently.
         self._advance(target[base:-1])
         self._snapshot()
-        tokens, _, _ = model._start(target[-1:], params["max_new_tokens"],
-                                    params["temperature"], params["top_k"], params["top_p"],
-                                    params["min_p"], params["repetition_penalty"],
-                                    params["seed"], self.state, None, False,
-                                    history=self.ids)
+        tokens = _generation.start(model, target[-1:], opts, self.state._core, None,
+                                   history=self.ids)
         self.ids.append(int(target[-1]))
         self.last_prefill = len(target) - base
         answer: list[str] = []
@@ -159,7 +158,7 @@ class ChatSession:
 
         def pieces() -> Iterator[str]:
             try:
-                for piece in model._pieces(recorded(), tok, target, stops):
+                for piece in _generation.pieces(recorded(), tok, target, stops):
                     answer.append(piece)
                     yield piece
             finally:

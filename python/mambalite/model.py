@@ -4,14 +4,14 @@ from __future__ import annotations
 
 import os
 import sys
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Union
 
 import numpy as np
 
-from . import _core
-from ._streaming import IncrementalDecoder, StopStrings
+from . import _core, _generation
+from ._generation import LogitsProcessor, Sampling, Token
 from ._values import Config, Layer, Perplexity, State, _as_ids
 from .tokenizer import Tokenizer
 
@@ -291,104 +291,48 @@ class Model:
         top_p: float = 0.95,
         min_p: float = 0.0,
         repetition_penalty: float = 1.0,
+        presence_penalty: float = 0.0,
+        frequency_penalty: float = 0.0,
+        logit_bias: Mapping[int, float] | None = None,
         seed: int | None = None,
         state: State | None = None,
         stop_ids: Sequence[int] | None = None,
         token_healing: bool = False,
-    ) -> Iterator[int]:
-        """Yields generated token ids (the token-level core of `generate`).
+        logprobs: int | None = None,
+        logits_processor: LogitsProcessor | None = None,
+        json_schema: dict[str, Any] | str | None = None,
+        grammar: str | None = None,
+        regex: str | None = None,
+    ) -> Iterator[int] | Iterator[Token]:
+        """Yields generated token ids (the token-level core of `generate`; the options are
+        `generate`'s).
 
         Stops after `max_new_tokens`, or after yielding the end-of-sequence id (or any of
         `stop_ids`). Every yielded token is fed into the state, so a `state` passed in ends up
         holding the prompt and all generated tokens (also when the iteration stops early).
-        `token_healing` (text prompts only; see `generate`): the prompt's last token is left
-        out and the first yielded token is one whose text starts with it.
+        With `logprobs=k` (0 to 20) it yields `Token`s instead: the id, its log-probability
+        and the k most likely alternatives.
         """
-        return self._start(prompt, max_new_tokens, temperature, top_k, top_p, min_p,
-                           repetition_penalty, seed, state, stop_ids, token_healing)[0]
+        opts = Sampling(max_new_tokens, temperature, top_k, top_p, min_p, repetition_penalty,
+                        presence_penalty, frequency_penalty, logit_bias, seed, logprobs,
+                        logits_processor, json_schema, grammar, regex)
+        return self._start(prompt, opts, state, stop_ids, token_healing)[0]
 
-    def _start(self, prompt: Prompt, max_new_tokens: int, temperature: float, top_k: int,
-               top_p: float, min_p: float, repetition_penalty: float, seed: int | None,
-               state: State | None, stop_ids: Sequence[int] | None, token_healing: bool,
-               history: Sequence[int] = ()) -> tuple[Iterator[int], np.ndarray, bool]:
-        """Validates, builds the samplers; returns (token iterator, prompt ids, healed?).
-        `history`: ids the state already holds, seen by the repetition penalty."""
-        if isinstance(max_new_tokens, bool) or not isinstance(max_new_tokens, int) or \
-                max_new_tokens < 0:
-            raise ValueError(f"max_new_tokens must be an integer >= 0, got {max_new_tokens!r}")
-        if seed is None:
-            seed = int.from_bytes(os.urandom(8), "little")
-        elif isinstance(seed, bool) or not isinstance(seed, int) or not 0 <= seed < 2**64:
-            raise ValueError(f"seed must be an integer from 0 to 2**64-1, got {seed!r}")
+    def _start(self, prompt: Prompt, opts: Sampling, state: State | None,
+               stop_ids: Sequence[int] | None,
+               token_healing: bool) -> tuple[Iterator[Any], np.ndarray, bool]:
+        """Validates and starts; returns (token iterator, prompt ids, healed?)."""
+        opts.check()
         ids = self._prompt_ids(prompt)
-        n_vocab = self.config.vocab_size
-        tok = self._tokenizer_or_none()
-        banned = tok.unsampleable_ids(n_vocab) if tok is not None else []
-        stops = set(int(i) for i in (stop_ids or ()))
-        if tok is not None:
-            stops.update(tok.end_ids)
-        params = (float(temperature), int(top_k), float(top_p), float(min_p),
-                  float(repetition_penalty), seed, n_vocab)
-        sampler = _core.Sampler(*params, banned)
-        first = None
-        allowed = None
-        if token_healing and isinstance(prompt, str) and max_new_tokens > 0:
-            allowed = self._healing_candidates(ids, set(banned))
-            if allowed is not None:
-                keep = np.zeros(n_vocab, dtype=bool)
-                keep[allowed] = True
-                first = _core.Sampler(*params, np.nonzero(~keep)[0].tolist())
+        healing = None
+        if token_healing and isinstance(prompt, str) and opts.max_new_tokens > 0:
+            healing = _generation.healing_candidates(self, ids)
         st = self.new_state() if state is None else state
         core_state = self._state(st)
         self._core.check_state(core_state)
-        fed = ids[:-1] if first is not None else ids
-        for i in history:
-            sampler.accept(int(i))
-        return (self._generate(fed, max_new_tokens, sampler, core_state, stops, first), ids,
-                first is not None)
-
-    def _healing_candidates(self, ids: np.ndarray, banned: set[int]) -> list[int] | None:
-        """Ids whose text extends the prompt's last token, or None when healing does not apply.
-
-        A prompt cut mid-token ("...):" where training text had "):\n" as one token) puts the
-        model in a state it rarely saw; dropping the last token and constraining the first
-        sample to tokens that start with its text lets the model pick the natural boundary.
-        """
-        tok = self._tokenizer_or_none()
-        if tok is None or len(ids) < 2:
-            return None
-        texts = tok.token_texts()
-        last = int(ids[-1])
-        text = texts[last] if last < len(texts) else None
-        if not text:
-            return None
-        allowed = [i for i, t in enumerate(texts[:self.config.vocab_size])
-                   if t is not None and t.startswith(text) and i not in banned]
-        return allowed if len(allowed) > 1 else None
-
-    def _generate(self, ids: np.ndarray, max_new_tokens: int, sampler: Any,
-                  core_state: _core.State, stops: set[int], first: Any = None) -> Iterator[int]:
-        if max_new_tokens == 0:
-            self._core.advance(core_state, ids)
-            return
-        for i in ids:
-            sampler.accept(int(i))
-            if first is not None:
-                first.accept(int(i))
-        token = self._core.prefill_and_sample(core_state, ids, first or sampler)
-        produced = 0
-        try:
-            while True:
-                produced += 1
-                sampler.accept(token)
-                yield token
-                if produced >= max_new_tokens or token in stops:
-                    break
-                token = self._core.step_and_sample(core_state, token, sampler)
-        finally:
-            # The last yielded token has not been fed yet: feed it, so the state holds
-            # everything that was generated.
-            self._core.advance(core_state, np.array([token], dtype=np.int32))
+        fed = ids[:-1] if healing is not None else ids
+        tokens = _generation.start(self, fed, opts, core_state, stop_ids, healing=healing)
+        return tokens, ids, healing is not None
 
     def _tokenizer_or_none(self) -> Tokenizer | None:
         try:
@@ -406,11 +350,18 @@ class Model:
         top_p: float = 0.95,
         min_p: float = 0.0,
         repetition_penalty: float = 1.0,
+        presence_penalty: float = 0.0,
+        frequency_penalty: float = 0.0,
+        logit_bias: Mapping[int, float] | None = None,
         seed: int | None = None,
         stop: str | Sequence[str] | None = None,
         state: State | None = None,
         stream: bool = False,
         token_healing: bool = False,
+        logits_processor: LogitsProcessor | None = None,
+        json_schema: dict[str, Any] | str | None = None,
+        grammar: str | None = None,
+        regex: str | None = None,
     ) -> str | Iterator[str]:
         """Generates a continuation of `prompt` (text, or a list of token ids).
 
@@ -424,6 +375,14 @@ class Model:
 
         `temperature=0` gives exactly transformers' greedy `generate` on the prompt's ids.
 
+        `presence_penalty`, `frequency_penalty` (-2 to 2) and `logit_bias` ({id: bias}, -100 to
+        100) are OpenAI's: the logit of a token generated c times drops by
+        frequency_penalty * c + presence_penalty, and the bias is added to its logit.
+        `logits_processor(ids, logits) -> logits` sees the ids so far and the next logits (a
+        numpy array it may change in place) before each pick. `json_schema`, `grammar` (Lark
+        or llama.cpp GBNF) or `regex` constrain the output (with llguidance: pip install
+        "mambalite[constrain]"); generation ends when the constraint is complete.
+
         `token_healing` (text prompts, opt-in): when tokens exist that extend the prompt's last
         token (a prompt ending in "):" while "):\n" is one token), that token is generated again
         under the constraint that it starts with the same text, so the model chooses where the
@@ -431,49 +390,18 @@ class Model:
         token instead of the prompt's last one (the same text).
         """
         tok = self.tokenizer
-        stops = [stop] if isinstance(stop, str) else list(stop or [])
-        if not all(isinstance(s, str) for s in stops):
-            raise TypeError("stop must be a string or a list of strings")
-        tokens, ids, is_healed = self._start(prompt, max_new_tokens, temperature, top_k, top_p,
-                                             min_p, repetition_penalty, seed, state, None,
-                                             token_healing)
+        stops = _generation.stop_list(stop)
+        opts = Sampling(max_new_tokens, temperature, top_k, top_p, min_p, repetition_penalty,
+                        presence_penalty, frequency_penalty, logit_bias, seed, None,
+                        logits_processor, json_schema, grammar, regex)
+        tokens, ids, is_healed = self._start(prompt, opts, state, None, token_healing)
         healed = ""
         if is_healed:
             tail = [int(i) for i in ids[-5:]]
             before = tok.decode(tail[:-1])
             healed = tok.decode(tail)[len(before):]  # the prompt text the first token repeats
-        pieces = self._pieces(tokens, tok, ids[:-1] if is_healed else ids, stops, healed)
+        pieces = _generation.pieces(tokens, tok, ids[:-1] if is_healed else ids, stops, healed)
         return pieces if stream else "".join(pieces)
-
-    @staticmethod
-    def _pieces(tokens: Iterator[int], tok: Tokenizer, prompt_ids: np.ndarray,
-                stops: list[str], healed: str = "") -> Iterator[str]:
-        decoder = IncrementalDecoder(tok, [int(i) for i in prompt_ids])
-        stopper = StopStrings(stops)
-        skip = healed  # prompt text repeated by a healed first token: not output again
-        ends = set(tok.end_ids)
-        try:
-            for t in tokens:
-                if t in ends:
-                    break
-                piece = decoder.push(t)
-                if skip:
-                    n = len(piece) if skip.startswith(piece) else len(skip)
-                    piece, skip = piece[n:], skip[n:]
-                text = stopper.push(piece)
-                if text:
-                    yield text
-                if stopper.stopped:
-                    return
-            text = stopper.push(decoder.flush())
-            if text:
-                yield text
-            if not stopper.stopped:
-                text = stopper.flush()
-                if text:
-                    yield text
-        finally:
-            tokens.close()
 
 
 def load(path: str | os.PathLike | None = None, *, threads: int | None = None,
