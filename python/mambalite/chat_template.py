@@ -32,6 +32,7 @@ def _strftime_now(fmt: str) -> str:
 def _compile(template: str):
     try:
         import jinja2
+        import jinja2.ext
         from jinja2.sandbox import ImmutableSandboxedEnvironment
     except ImportError:  # pragma: no cover - jinja2 is a dependency
         raise ImportError("chat templates need jinja2: pip install jinja2") from None

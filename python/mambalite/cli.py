@@ -1,4 +1,4 @@
-"""The `mambalite` command: generate, perplexity, export, quantize, bench, info.
+"""The `mambalite` command: generate, chat, serve, perplexity, export, quantize, bench, info.
 
 Exit codes: 0 success, 1 runtime error (bad file, bad model, I/O), 2 usage error, 130 on Ctrl-C.
 Errors are printed as one line on stderr.
@@ -48,19 +48,7 @@ def _parser() -> argparse.ArgumentParser:
     g.add_argument("prompt", nargs="?", default=None,
                    help="the prompt text; omit it or give '-' to read it from stdin")
     g.add_argument("-m", "--model", default=None, help=_MODEL_HELP)
-    g.add_argument("-n", "--max-new-tokens", type=int, default=128, metavar="N",
-                   help="maximum number of tokens to generate (default 128)")
-    g.add_argument("--temperature", type=float, default=0.8,
-                   help="sampling temperature; 0 is greedy (default 0.8)")
-    g.add_argument("--top-k", type=int, default=40, help="keep the K most likely tokens; 0 "
-                   "disables (default 40)")
-    g.add_argument("--top-p", type=float, default=0.95, help="nucleus sampling mass; 1 disables "
-                   "(default 0.95)")
-    g.add_argument("--min-p", type=float, default=0.0, help="drop tokens below MIN_P times the "
-                   "most likely one's probability (default 0: off)")
-    g.add_argument("--repetition-penalty", type=float, default=1.0,
-                   help="penalty for tokens already seen; 1 disables (default 1)")
-    g.add_argument("--seed", type=int, default=None, help="random seed for reproducible output")
+    _add_sampling(g, max_new_tokens=128)
     g.add_argument("--stop", action="append", default=[], metavar="TEXT",
                    help="stop when TEXT is generated (repeatable; TEXT is not printed)")
     g.add_argument("--token-healing", dest="token_healing", action="store_true", default=False,
@@ -71,6 +59,44 @@ def _parser() -> argparse.ArgumentParser:
     g.add_argument("-t", "--threads", type=_positive_int, default=None,
                    help="compute threads (default: all cores)")
     _add_device(g)
+
+    c = sub.add_parser("chat", help="chat with an instruct model in the terminal",
+                       description="An interactive chat with the model's own template. Each turn "
+                       "prefills only its new tokens. End a line with \\ to continue it; type "
+                       "/help for the commands (/system, /reset, /save, /load, /quit). Ctrl-C "
+                       "stops an answer, Ctrl-D ends the chat.")
+    c.add_argument("-m", "--model", default=None, help="GGUF model file with a chat template")
+    c.add_argument("--system", default=None, help="system prompt")
+    c.add_argument("--chat-template", default=None, metavar="FILE",
+                   help="a Jinja chat template file to use instead of the model's")
+    _add_sampling(c, max_new_tokens=1024)
+    c.add_argument("-t", "--threads", type=_positive_int, default=None,
+                   help="compute threads (default: all cores)")
+    _add_device(c)
+
+    s = sub.add_parser("serve", help="serve a model over an OpenAI-compatible HTTP API",
+                       description="An OpenAI-compatible server: /v1/chat/completions, "
+                       "/v1/completions, /v1/models, /health (needs: pip install "
+                       "\"mambalite[server]\").")
+    s.add_argument("-m", "--model", default=None, help=_MODEL_HELP)
+    s.add_argument("--host", default="127.0.0.1",
+                   help="address to bind (default 127.0.0.1: this machine only)")
+    s.add_argument("--port", type=int, default=8080, help="port (default 8080)")
+    s.add_argument("--api-key", default=None,
+                   help="require this key (Authorization: Bearer KEY) on every request")
+    s.add_argument("--model-name", default=None,
+                   help="the model id clients see (default: the file's name without .gguf)")
+    s.add_argument("--state-cache-mb", type=float, default=512.0, metavar="MB",
+                   help="memory for the state cache of conversation prefixes (default 512)")
+    s.add_argument("--state-dir", default=None, metavar="DIR",
+                   help="also keep the state cache in DIR (survives restarts)")
+    s.add_argument("--max-tokens", type=_positive_int, default=4096, metavar="N",
+                   help="the most tokens one request may generate (default 4096)")
+    s.add_argument("--chat-template", default=None, metavar="FILE",
+                   help="a Jinja chat template file to use instead of the model's")
+    s.add_argument("-t", "--threads", type=_positive_int, default=None,
+                   help="compute threads (default: all cores)")
+    _add_device(s)
 
     pp = sub.add_parser("perplexity", help="measure a model's perplexity on a text file",
                         description="Token-level cross-entropy and perplexity of a text file "
@@ -130,6 +156,22 @@ def _parser() -> argparse.ArgumentParser:
     return p
 
 
+def _add_sampling(p: argparse.ArgumentParser, max_new_tokens: int) -> None:
+    p.add_argument("-n", "--max-new-tokens", type=int, default=max_new_tokens, metavar="N",
+                   help=f"maximum number of tokens to generate (default {max_new_tokens})")
+    p.add_argument("--temperature", type=float, default=0.8,
+                   help="sampling temperature; 0 is greedy (default 0.8)")
+    p.add_argument("--top-k", type=int, default=40, help="keep the K most likely tokens; 0 "
+                   "disables (default 40)")
+    p.add_argument("--top-p", type=float, default=0.95, help="nucleus sampling mass; 1 disables "
+                   "(default 0.95)")
+    p.add_argument("--min-p", type=float, default=0.0, help="drop tokens below MIN_P times the "
+                   "most likely one's probability (default 0: off)")
+    p.add_argument("--repetition-penalty", type=float, default=1.0,
+                   help="penalty for tokens already seen; 1 disables (default 1)")
+    p.add_argument("--seed", type=int, default=None, help="random seed for reproducible output")
+
+
 def _add_device(p: argparse.ArgumentParser) -> None:
     p.add_argument("--device", default="cpu", metavar="DEVICE",
                    help="cpu (default), or cuda / cuda:N to run on an NVIDIA GPU")
@@ -160,6 +202,49 @@ def _generate(args: argparse.Namespace) -> int:
         out.write(piece)
         out.flush()
     out.write("\n")
+    return 0
+
+
+def _read_template(path: str | None) -> str | None:
+    from pathlib import Path
+
+    if path is None:
+        return None
+    p = Path(path)
+    if not p.is_file():
+        raise FileNotFoundError(f"chat template file {p} does not exist")
+    return p.read_text(encoding="utf-8")
+
+
+def _chat(args: argparse.Namespace) -> int:
+    from .chat_repl import run_repl
+    from .model import load
+
+    model = load(args.model, threads=args.threads, device=args.device,
+                 n_ctx=args.ctx_size, kv_type=args.kv_type)
+    sampling = dict(max_new_tokens=args.max_new_tokens, temperature=args.temperature,
+                    top_k=args.top_k, top_p=args.top_p, min_p=args.min_p,
+                    repetition_penalty=args.repetition_penalty, seed=args.seed)
+    session = model.chat_session(system=args.system,
+                                 chat_template=_read_template(args.chat_template), **sampling)
+    return run_repl(session, sys.stdin, sys.stdout)
+
+
+def _serve(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from .model import load
+    from .server import ServerOptions, serve
+
+    model = load(args.model, threads=args.threads, device=args.device,
+                 n_ctx=args.ctx_size, kv_type=args.kv_type)
+    name = args.model_name or Path(model.path).name.removesuffix(".gguf")
+    options = ServerOptions(model_name=name, api_key=args.api_key,
+                            state_cache_mb=args.state_cache_mb, state_dir=args.state_dir,
+                            max_tokens=args.max_tokens,
+                            chat_template=_read_template(args.chat_template))
+    print(f"mambalite: serving {name} on http://{args.host}:{args.port}/v1", file=sys.stderr)
+    serve(model, host=args.host, port=args.port, options=options)
     return 0
 
 
@@ -240,8 +325,9 @@ def _info(args: argparse.Namespace) -> int:
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the `mambalite` command; returns the exit code."""
     args = _parser().parse_args(argv)
-    handler = {"generate": _generate, "perplexity": _perplexity, "export": _export,
-               "quantize": _quantize, "bench": _bench, "info": _info}[args.command]
+    handler = {"generate": _generate, "chat": _chat, "serve": _serve, "perplexity": _perplexity,
+               "export": _export, "quantize": _quantize, "bench": _bench,
+               "info": _info}[args.command]
     try:
         return handler(args)
     except KeyboardInterrupt:
@@ -251,7 +337,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         # The reader went away (e.g. `| head`): not an error of ours.
         sys.stderr.close()
         return 0
-    except (OSError, ValueError, RuntimeError, TypeError) as e:
+    except (OSError, ValueError, RuntimeError, TypeError, ImportError) as e:
         lines = [ln.strip().lstrip("- ") for ln in str(e).splitlines() if ln.strip()]
         msg = "; ".join(lines) or type(e).__name__
         print(f"mambalite: error: {msg}", file=sys.stderr)

@@ -93,7 +93,10 @@ def grammar_text(json_schema: dict[str, Any] | str | None = None, grammar: str |
         if not isinstance(json_schema, dict):
             raise ValueError("json_schema must be a JSON object (a dict)")
         try:
-            return M.grammar_from_json_schema(json_schema)
+            # One layout, json.dumps's: a flexible whitespace rule lets a weak model pad forever.
+            # A schema's own "x-guidance" options still override it.
+            return M.grammar_from_json_schema(json_schema, defaults={
+                "whitespace_flexible": False, "item_separator": ", ", "key_separator": ": "})
         except ValueError as e:
             raise ValueError(f"json_schema is not usable: {e}") from None
     if regex is not None:
