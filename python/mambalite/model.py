@@ -50,6 +50,10 @@ class Model:
              device: str = "cpu", n_ctx: int | None = None, kv_type: str = "f16") -> Model:
         """Loads a GGUF model; without `path`, the default model shipped with mambalite.
 
+        `path` may name a Hugging Face repository, "hf://owner/repo" or
+        "hf://owner/repo:file.gguf": a GGUF file of it is downloaded (or taken from the cache),
+        or a checkpoint repository is exported once into mambalite's cache (see `mambalite.hub`).
+
         `threads`: compute threads (default: all cores). `device`: "cpu", or "cuda" / "cuda:N"
         to upload the weights to that NVIDIA GPU and evaluate there (RuntimeError when this
         build has no CUDA backend or the machine has no such GPU; pure Mamba models only).
@@ -58,6 +62,10 @@ class Model:
         per state; default: the model's context length, at most 8192) and `kv_type` is its
         storage ("f16", "f32" or "q8_0").
         """
+        if path is not None and isinstance(path, str) and path.startswith("hf://"):
+            from .hub import resolve
+
+            path = resolve(path)
         p = default_model_path() if path is None else Path(path)
         if threads is not None:
             if isinstance(threads, bool) or not isinstance(threads, int) or not 1 <= threads <= 256:
@@ -406,7 +414,8 @@ class Model:
 
 def load(path: str | os.PathLike | None = None, *, threads: int | None = None,
          device: str = "cpu", n_ctx: int | None = None, kv_type: str = "f16") -> Model:
-    """Loads a GGUF model file; without `path`, the default model shipped with mambalite.
+    """Loads a GGUF model file (or "hf://owner/repo[:file.gguf]" from the Hugging Face Hub);
+    without `path`, the default model shipped with mambalite.
 
     `threads`: compute threads (default: all cores). `device`: "cpu" (default), or "cuda" /
     "cuda:N" to run on an NVIDIA GPU. `n_ctx`, `kv_type`: the KV cache of models with
