@@ -5,6 +5,7 @@ template that re-renders history is detected and re-prefilled; sessions save and
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -179,3 +180,17 @@ def _hf_tokenizer(model):
     from tokenizers import Tokenizer
 
     return Tokenizer.from_str(model.metadata["tokenizer.huggingface.json"])
+
+
+REAL = sorted((Path(__file__).parent / "data" / "templates").glob("*.jinja"))
+
+
+@pytest.mark.parametrize("path", REAL, ids=[p.stem for p in REAL])
+def test_real_templates_turns_equal_from_scratch(chat_model, path):
+    template = path.read_text(encoding="utf-8")
+    session = chat_model.chat_session(system="You are terse.", chat_template=template, **GREEDY)
+    for k, question in enumerate(QUESTIONS[:3]):
+        messages = [*session.messages, {"role": "user", "content": question}]
+        want = _from_scratch(chat_model, messages, template)
+        assert session.send(question) == want, f"{path.stem}, turn {k + 1}"
+        assert session.state.n_tokens == len(session.ids)

@@ -4,6 +4,7 @@ for the same template and messages, byte for byte."""
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import pytest
 from transformers import PreTrainedTokenizerFast
@@ -82,3 +83,36 @@ def test_template_errors_are_clear(chat_model, tmp_path):
     assert plain.chat_template is None
     with pytest.raises(ValueError, match="has no chat template.*chat_template="):
         plain.apply_chat_template(MESSAGES[0])
+
+
+REAL = sorted((Path(__file__).parent / "data" / "templates").glob("*.jinja"))
+CONVERSATIONS = [
+    [{"role": "user", "content": "What is the capital of France?"}],
+    [{"role": "system", "content": "You are terse. /no_think"},
+     {"role": "user", "content": "Hi"},
+     {"role": "assistant", "content": "Hello! How can I help?"},
+     {"role": "user", "content": "Ünïcode ✓ and \"quotes\" <b>"}],
+    [{"role": "user", "content": "One"}, {"role": "assistant", "content": "Two"},
+     {"role": "user", "content": "Three"}, {"role": "assistant", "content": "Four"},
+     {"role": "user", "content": "Five"}],
+]
+TOOLS = [{"type": "function", "function": {
+    "name": "get_weather", "description": "The weather in a city",
+    "parameters": {"type": "object", "properties": {"city": {"type": "string"}},
+                   "required": ["city"]}}}]
+
+
+@pytest.mark.parametrize("generation_prompt", [True, False])
+@pytest.mark.parametrize("messages", range(len(CONVERSATIONS)))
+@pytest.mark.parametrize("path", REAL, ids=[p.stem for p in REAL])
+def test_real_templates_render_as_transformers(chat_model, path, messages, generation_prompt):
+    model, ref = chat_model
+    template = path.read_text(encoding="utf-8")
+    conversation = CONVERSATIONS[messages]
+    for tools in (None, TOOLS):
+        want = ref.apply_chat_template(conversation, chat_template=template, tokenize=False,
+                                       add_generation_prompt=generation_prompt, tools=tools)
+        got = model.apply_chat_template(conversation, chat_template=template, tools=tools,
+                                        add_generation_prompt=generation_prompt)
+        assert got == want, (path.name, tools is not None)
+    assert len(REAL) == 3

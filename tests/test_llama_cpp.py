@@ -23,6 +23,7 @@ its own rounding, so the int8 activations differ slightly; measured 8e-3).
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -375,6 +376,10 @@ def test_hybrid_files_from_llama_cpp_converter(hybrid_converter, tmp_path, name)
 
     hf = CONVERTED[name]()
     d = hub_style(save_checkpoint(hf, tmp_path / "ckpt", tokenizer=train_bpe_tokenizer()))
+    template = (Path(__file__).parent / "data" / "templates" /
+                "ibm-granite-granite-4.0.jinja").read_text(encoding="utf-8")
+    cfg = json.loads((d / "tokenizer_config.json").read_text())
+    (d / "tokenizer_config.json").write_text(json.dumps({**cfg, "chat_template": template}))
     ids = [3, 17, 250, 9, 301, 0, 42, 42, 7, 100, 200, 5, 60, 61, 62]
     ref = hf_logits(hf, ids)
     for outtype, bound in (("f32", 1e-4), ("q8_0", 5e-2)):
@@ -397,6 +402,11 @@ def test_hybrid_files_from_llama_cpp_converter(hybrid_converter, tmp_path, name)
         if outtype == "f32":  # (quantized against transformers: test_hybrid.py)
             assert rel(got, ref) <= bound
     ours = mambalite.load(export(d, "f32"))
+    # Both converters carry the checkpoint's chat template, and the chats tokenize alike.
+    assert model.chat_template == ours.chat_template == template
+    chat = [{"role": "system", "content": "Be terse."}, {"role": "user", "content": CORPUS[0]}]
+    assert model.apply_chat_template(chat, tokenize=True) == \
+        ours.apply_chat_template(chat, tokenize=True)
     for text in sorted(set(CORPUS))[:20]:
         assert model.tokenizer.encode(text, add_bos=False) == ours.tokenizer.encode(
             text, add_bos=False), text
