@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 
 import mambalite
+from mambalite.chat import turn_boundary
 
 from helpers import export, make_hf_granite, make_hf_mamba2, make_hf_model, save_checkpoint
 
@@ -100,9 +101,13 @@ def test_rerendered_history_is_detected_and_reprefilled(chat_model):
         want = _from_scratch(model, messages, MARK_LAST)
         n_prompt = len(model.apply_chat_template(messages, chat_template=MARK_LAST,
                                                  tokenize=True))
+        target = np.asarray(model.apply_chat_template(messages, chat_template=MARK_LAST,
+                                                      tokenize=True))
+        n_new = n_prompt - turn_boundary(model, messages, target, MARK_LAST)
         assert session.send(question) == want, f"turn {k + 1}"
-        if k > 0:  # the mark moved off an earlier message: the state had to be rebuilt
-            assert session.last_prefill > n_prompt // 2
+        if k > 0:  # the mark moved off the previous question: it is read again, and its answer
+            previous = len(model.tokenizer.encode(QUESTIONS[k - 1], add_bos=False))
+            assert n_new + previous < session.last_prefill <= n_prompt
 
 
 def test_snapshot_restores_when_the_answer_retokenizes_differently(chat_model):
@@ -194,3 +199,15 @@ def test_real_templates_turns_equal_from_scratch(chat_model, path):
         want = _from_scratch(chat_model, messages, template)
         assert session.send(question) == want, f"{path.stem}, turn {k + 1}"
         assert session.state.n_tokens == len(session.ids)
+
+
+def test_copy_branches_the_conversation(chat_model):
+    a = chat_model.chat_session(**GREEDY)
+    a.send(QUESTIONS[0])
+    b = a.copy()
+    assert b.send(QUESTIONS[1]) == a.copy().send(QUESTIONS[1])
+    a.send(QUESTIONS[2])
+    assert [m["content"] for m in b.messages][:2] == [m["content"] for m in a.messages][:2]
+    assert b.messages[2]["content"] == QUESTIONS[1] and a.messages[2]["content"] == QUESTIONS[2]
+    want = _from_scratch(chat_model, [*b.messages, {"role": "user", "content": QUESTIONS[3]}])
+    assert b.send(QUESTIONS[3]) == want

@@ -21,7 +21,7 @@ Steps (each writes into --out):
 
 The recipe was sized for the 2-core CPU budget of about two hours: training is compute bound at
 about 45 GFLOP/s, so the parameter count and the number of tokens trade against each other
-(6 x params x tokens FLOPs); see the README's "Default model" section for the choice.
+(6 x params x tokens FLOPs); see docs/default-model.md for the choice.
 """
 
 from __future__ import annotations

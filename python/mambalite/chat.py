@@ -51,6 +51,22 @@ def check_sampling(sampling: dict[str, Any]) -> dict[str, Any]:
     return dict(sampling)
 
 
+def turn_boundary(model: Model, messages: Sequence[dict[str, Any]], target: np.ndarray,
+                  chat_template: str | None = None, tools: Any = None) -> int:
+    """Where the last message starts in `target` (the rendered conversation's ids): the common
+    prefix with the render of the earlier messages alone; 0 when there is none to find (one
+    message, or a template that refuses a conversation ending there)."""
+    if len(messages) < 2:
+        return 0
+    try:
+        before = model.apply_chat_template(messages[:-1], add_generation_prompt=False,
+                                           chat_template=chat_template, tools=tools,
+                                           tokenize=True)
+    except (ValueError, TypeError):
+        return 0
+    return _common_prefix(before, target)
+
+
 def _common_prefix(a: Sequence[int], b: np.ndarray) -> int:
     n = min(len(a), len(b))
     if n == 0:
@@ -96,6 +112,17 @@ class ChatSession:
         self.ids: list[int] = []  # the ids `state` holds
         self._snapshots: list[tuple[int, State]] = []  # (len(ids) when taken, state copy)
 
+    def copy(self) -> ChatSession:
+        """An independent copy of the conversation and its state (to branch a conversation)."""
+        other = ChatSession.__new__(ChatSession)
+        other.model, other.chat_template = self.model, self.chat_template
+        other.sampling = dict(self.sampling)
+        other._max_snapshots, other.last_prefill = self._max_snapshots, self.last_prefill
+        other.messages = [dict(m) for m in self.messages]
+        other.state, other.ids = self.state.copy(), list(self.ids)
+        other._snapshots = list(self._snapshots)  # restoring copies a snapshot: safe to share
+        return other
+
     @property
     def system(self) -> str | None:
         """The system prompt (the first message, when its role is "system")."""
@@ -138,9 +165,14 @@ class ChatSession:
         stops = _generation.stop_list(params.pop("stop"))
         opts = Sampling(**params)
         opts.check()
-        # The last prompt token is fed with sampling; the snapshot before it lets a later turn
-        # re-prefill the answer alone when the template renders it differently.
-        self._advance(target[base:-1])
+        # Snapshots where the new message starts and before the last prompt token (which is fed
+        # with sampling): a later turn whose render or tokenization differs from here on
+        # re-prefills from one of them, not from the start.
+        b = turn_boundary(model, self.messages, target, self.chat_template)
+        if base < b < len(target) - 1:
+            self._advance(target[base:b])
+            self._snapshot()
+        self._advance(target[len(self.ids):-1])
         self._snapshot()
         tokens = _generation.start(model, target[-1:], opts, self.state._core, None,
                                    history=self.ids)

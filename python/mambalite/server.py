@@ -27,6 +27,7 @@ from ._server_requests import (
     parse_json,
 )
 from ._state_cache import StateCache
+from .chat import turn_boundary
 
 if TYPE_CHECKING:
     from .model import Model
@@ -117,11 +118,17 @@ class Engine:
         if state is None:
             state = model.new_state()
         result.cached_tokens = state.n_tokens
-        with self.lock:
-            rest = ids[state.n_tokens:-1]
-            if len(rest):
-                model._core.advance(state._core, rest)
-        self.cache.put(ids[:-1], state)
+        # Snapshots where the last message starts and before the last prompt token: the next
+        # request of the conversation finds one of them even when its render or tokenization
+        # differs from this one after that point.
+        b = turn_boundary(model, g.messages, ids, self.options.chat_template, g.tools) \
+            if g.messages else 0
+        for end in ((b,) if state.n_tokens < b < len(ids) - 1 else ()) + (len(ids) - 1,):
+            with self.lock:
+                rest = ids[state.n_tokens:end]
+                if len(rest):
+                    model._core.advance(state._core, rest)
+            self.cache.put(ids[:end], state)
         opts = g.sampling
         opts.logprobs = g.logprobs
         tokens = _generation.start(model, ids[-1:], opts, state._core, None,

@@ -181,7 +181,16 @@ class Tokenizer:
         return texts
 
     def unsampleable_ids(self, n_vocab: int) -> list[int]:
-        """Ids that must never be generated: vocabulary padding and the pad token."""
+        """Ids that must never be generated: vocabulary padding and the pad token (cached: a
+        scan of the vocabulary costs tens of milliseconds, on every generation otherwise)."""
+        key = (n_vocab, self.pad_id, self.eos_id, self.bos_id)
+        cached = self.__dict__.get("_banned")
+        if cached is None or cached[0] != key:
+            cached = (key, self._unsampleable_ids(n_vocab))
+            self._banned = cached
+        return list(cached[1])
+
+    def _unsampleable_ids(self, n_vocab: int) -> list[int]:
         banned: set[int] = set(range(self.vocab_size, n_vocab))
         if self._types is not None:
             banned.update(int(i) for i in np.nonzero(self._types == _UNUSED)[0])
