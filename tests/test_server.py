@@ -271,3 +271,39 @@ def test_models_health_and_api_key(model, tmp_path):
         assert s.health()["status"] == "ok"
     finally:
         s.stop()
+
+
+def test_command_line_serve(model):
+    """`mambalite serve` end to end: the process binds, answers the official client, and ends on
+    SIGINT."""
+    import signal
+    import subprocess
+    import sys
+
+    sock = socket.socket()
+    sock.bind(("127.0.0.1", 0))
+    port = sock.getsockname()[1]
+    sock.close()
+    p = subprocess.Popen([sys.executable, "-m", "mambalite", "serve", "-m", str(model.path),
+                          "--port", str(port), "--model-name", "cli-model", "-t", "1"],
+                         stderr=subprocess.PIPE, text=True)
+    try:
+        c = openai.OpenAI(base_url=f"http://127.0.0.1:{port}/v1", api_key="x", max_retries=0,
+                          timeout=30)
+        deadline = time.time() + 60
+        while True:
+            try:
+                names = [m.id for m in c.models.list().data]
+                break
+            except openai.APIConnectionError:
+                assert p.poll() is None and time.time() < deadline, "the server did not start"
+                time.sleep(0.2)
+        assert names == ["cli-model"]
+        r = c.chat.completions.create(model="cli-model", messages=MESSAGES, temperature=0,
+                                      max_tokens=6)
+        assert r.choices[0].message.content == model.chat(MESSAGES, temperature=0,
+                                                          max_new_tokens=6)
+    finally:
+        p.send_signal(signal.SIGINT)
+        _, err = p.communicate(timeout=30)
+    assert f"serving cli-model on http://127.0.0.1:{port}/v1" in err

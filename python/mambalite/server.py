@@ -118,17 +118,19 @@ class Engine:
         if state is None:
             state = model.new_state()
         result.cached_tokens = state.n_tokens
-        # Snapshots where the last message starts and before the last prompt token: the next
-        # request of the conversation finds one of them even when its render or tokenization
-        # differs from this one after that point.
+        # A snapshot where the last message starts (else before the last prompt token), and
+        # one after the answer: the next request of the conversation finds one of them even
+        # when its render or tokenization differs from this one after the message's start.
         b = turn_boundary(model, g.messages, ids, self.options.chat_template, g.tools) \
             if g.messages else 0
-        for end in ((b,) if state.n_tokens < b < len(ids) - 1 else ()) + (len(ids) - 1,):
+        snap_at = b if state.n_tokens < b < len(ids) - 1 else len(ids) - 1
+        for end in sorted({snap_at, len(ids) - 1}):
             with self.lock:
                 rest = ids[state.n_tokens:end]
                 if len(rest):
                     model._core.advance(state._core, rest)
-            self.cache.put(ids[:end], state)
+            if end == snap_at:
+                self.cache.put(ids[:end], state)
         opts = g.sampling
         opts.logprobs = g.logprobs
         tokens = _generation.start(model, ids[-1:], opts, state._core, None,
