@@ -159,3 +159,19 @@ def test_bad_sampling_options(ml_text):
         ml_text.generate(PROMPT, json_schema="{not json")
     with pytest.raises(ValueError, match="constraint is not valid"):
         ml_text.generate(PROMPT, grammar="start: (")
+
+
+def test_constraints_on_a_sentencepiece_vocabulary():
+    """The shipped model's SentencePiece vocabulary (byte pieces, "▁" spaces, dummy prefix)
+    through llguidance: the output parses and validates."""
+    jsonschema = pytest.importorskip("jsonschema")
+    import mambalite
+
+    model = mambalite.load()
+    assert model.tokenizer.kind == "sentencepiece"
+    for seed in range(3):
+        text = model.generate("Name and age as JSON:", json_schema=SCHEMA, temperature=0.8,
+                              seed=seed, max_new_tokens=80)
+        jsonschema.validate(json.loads(text), SCHEMA)
+        text = model.generate("x = ", regex=r"[0-9]{2,4}( \+ [0-9])?", seed=seed)
+        assert re.fullmatch(r"[0-9]{2,4}( \+ [0-9])?", text), text

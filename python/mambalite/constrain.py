@@ -30,9 +30,15 @@ def _llguidance():
 
 
 class _SpmVocabulary:
-    """A SentencePiece vocabulary as llguidance's TokenizerWrapper reads one."""
+    """A SentencePiece vocabulary as llguidance's TokenizerWrapper reads one: each id's bytes
+    (special ones marked with a 0xff prefix, as llguidance's llama.cpp adaptor does), and a
+    tokenize function whose tokens spell exactly the given text, which llguidance requires: the
+    model is loaded a second time without the dummy-prefix space SentencePiece adds in front."""
 
     def __init__(self, tok: Tokenizer, n_vocab: int) -> None:
+        from sentencepiece import SentencePieceProcessor
+        from sentencepiece import sentencepiece_model_pb2 as pb
+
         sp = tok._sp
         self.eos_token_id = tok.eos_id
         self.bos_token_id = tok.bos_id
@@ -41,21 +47,25 @@ class _SpmVocabulary:
         for i in range(n_vocab):
             if i >= sp.get_piece_size():
                 self.tokens.append(b"")
-                self.special_token_ids.append(i)
                 continue
             piece = sp.id_to_piece(i)
             if sp.is_byte(i):
                 self.tokens.append(bytes([int(piece[3:5], 16)]))
             elif sp.is_control(i) or sp.is_unknown(i) or sp.is_unused(i):
-                self.tokens.append(piece.encode("utf-8"))
+                self.tokens.append(b"\xff" + piece.encode("utf-8"))
                 self.special_token_ids.append(i)
             else:
                 self.tokens.append(piece.replace("\u2581", " ").encode("utf-8"))
-        self._tok = tok
+        proto = pb.ModelProto()
+        proto.ParseFromString(sp.serialized_model_proto())
+        proto.normalizer_spec.add_dummy_prefix = False
+        proto.normalizer_spec.remove_extra_whitespaces = False
+        self._exact = SentencePieceProcessor()
+        self._exact.LoadFromSerializedProto(proto.SerializeToString())
 
     def __call__(self, s: str | bytes) -> list[int]:
         text = s.decode("utf-8", errors="replace") if isinstance(s, bytes) else s
-        return self._tok.encode(text, add_bos=False)
+        return self._exact.encode(text)
 
 
 def _ll_tokenizer(model: Model) -> Any:
