@@ -135,6 +135,17 @@ def make_hf_nemotron_h(seed: int = 0, **config) -> torch.nn.Module:
     return _hybrid("NemotronHForCausalLM", "NemotronHConfig", seed, defaults, config)
 
 
+def make_hf_jamba(seed: int = 0, **config) -> torch.nn.Module:
+    """A random JambaForCausalLM: Mamba-1 mixers with weighted dt/B/C norms, attention at layers
+    1 and 4 (period 3, offset 1), routed experts at layers 1, 3 and 5 (period 2, offset 1; 4
+    experts, top 2), dense SwiGLU elsewhere; not the released periods (8/4, 2/1)."""
+    defaults = dict(HYBRID_COMMON, num_hidden_layers=6, attn_layer_period=3, attn_layer_offset=1,
+                    expert_layer_period=2, expert_layer_offset=1, num_experts=4,
+                    num_experts_per_tok=2, intermediate_size=96, mamba_d_state=16,
+                    mamba_d_conv=4, mamba_expand=2, mamba_dt_rank=8, rms_norm_eps=1e-6)
+    return _hybrid("JambaForCausalLM", "JambaConfig", seed, defaults, config)
+
+
 def train_bpe_tokenizer():
     """A small GPT-NeoX-style byte-level BPE tokenizer (NFC + byte-level), ~300 ids."""
     from tokenizers import Tokenizer, decoders, models, normalizers, pre_tokenizers, trainers

@@ -1,8 +1,9 @@
 """Hybrid models against transformers (random-initialised from configs, no downloads):
 Granite-4.0-H dense (attention at 2 of 6 layers, odd head size 15, tied head), Granite-4.0-H MoE
 (8 experts, top 2, shared expert), Bamba (partial RoPE), Nemotron-H (Mamba-2, attention and
-squared-ReLU MLP layers); every one with n_head_kv < n_head and µP multipliers away from 1 where
-the class has them.
+squared-ReLU MLP layers), Jamba (Mamba-1 with weighted dt/B/C norms, attention and routed
+experts at their own periods and offsets); every one with n_head_kv < n_head and µP
+multipliers away from 1 where the class has them.
 
 Bounds (max |difference| / max |logit|):
 - F32 weights, F32 KV cache: 1e-4. Both compute in fp32; measured 1e-7 to 7e-7 (the attention and
@@ -34,6 +35,7 @@ from helpers import (
     hf_logits,
     make_hf_bamba,
     make_hf_granite,
+    make_hf_jamba,
     make_hf_model,
     make_hf_nemotron_h,
     save_checkpoint,
@@ -47,9 +49,10 @@ HYBRIDS = {
     "granite-moe": lambda: make_hf_granite(seed=32, num_local_experts=8, num_experts_per_tok=2),
     "bamba": lambda: make_hf_bamba(seed=33),
     "nemotron-h": lambda: make_hf_nemotron_h(seed=34),
+    "jamba": lambda: make_hf_jamba(seed=35),
 }
 ARCH = {"granite-dense-tied-hd15": "granitehybrid", "granite-moe": "granitehybrid",
-        "bamba": "granitehybrid", "nemotron-h": "nemotron_h"}
+        "bamba": "granitehybrid", "nemotron-h": "nemotron_h", "jamba": "jamba"}
 
 
 def rel_err(got: np.ndarray, ref: np.ndarray) -> float:
@@ -83,6 +86,9 @@ def test_file_describes_the_layers(hybrid, name):
                for a in attn)
     if name == "nemotron-h":
         assert kinds == ["mamba2", "attention", "ffn_relu2", "mamba2", "ffn_relu2", "attention"]
+    elif name == "jamba":  # attention at 1 and 4, experts at 1, 3 and 5
+        assert kinds == ["mamba1", "ffn", "attention", "moe", "mamba1", "ffn", "mamba1", "moe",
+                         "attention", "ffn", "mamba1", "moe"]
     else:
         mixers = kinds[0::2]
         types = [M if i not in getattr(c, "attn_layer_indices", []) else A
@@ -207,7 +213,16 @@ QUANTIZED = {
                                                        num_experts_per_tok=8),
     "bamba": HYBRIDS["bamba"],
     "nemotron-h": HYBRIDS["nemotron-h"],
+    "jamba-all-experts": lambda: make_hf_jamba(seed=36, num_experts_per_tok=4),
 }
+
+
+# Random Jamba models amplify the int8 activations far more: their Mamba-1 layers normalise dt
+# (8 values), B and C (16) with random-weighted RMSNorms. Over seeds 36-38, Q8_0 and Q4_0: first
+# position 1.4e-2 to 0.115, median 0.07 to 0.13, top-1 agreement 0.575 to 0.9; llama.cpp on the
+# same Q8_0 file is as far from transformers (0.096 at the first position where ours is 0.14,
+# 0.55 over all positions against our 0.73), and F16 weights stay within 1e-4.
+QUANTIZED_BOUNDS = {"jamba-all-experts": (0.2, 0.2, 0.5)}
 
 
 @pytest.mark.parametrize("wtype", ["f16", "q8_0", "q4_0"])
@@ -226,10 +241,11 @@ def test_quantized_weights(name, wtype, tmp_path):
     if wtype == "f16":
         assert rel_err(got, ref) <= 1e-4
     else:
+        first, median, top1 = QUANTIZED_BOUNDS.get(name, (3e-2, 0.08, 0.8))
         per_position = np.abs(got - ref).max(1) / np.abs(ref).max()
-        assert per_position[0] <= 3e-2
-        assert np.median(per_position) <= 0.08
-        assert np.mean(got.argmax(1) == ref.argmax(1)) >= 0.8
+        assert per_position[0] <= first
+        assert np.median(per_position) <= median
+        assert np.mean(got.argmax(1) == ref.argmax(1)) >= top1
 
 
 def test_full_kv_cache_is_a_clear_error_and_leaves_the_state(hybrid):
@@ -363,3 +379,44 @@ def test_export_quantize_info_and_chat_template(tmp_path):
     assert "MoE: 8 experts of 48, top 2 + a shared expert of 80" in info
     # One attention layer: K and V, 2 heads of 16, 2 bytes each: 128 bytes per token.
     assert "KV 128.0 KB per 1k tokens" in info
+
+
+def test_jamba_export_quantize_info_and_chat_template(tmp_path):
+    """A sharded Jamba checkpoint with a tokenizer and a chat template: the experts are stacked
+    into llama.cpp's 3-D tensors only on the expert layers, the Mamba-1 norms kept F32, the
+    template carried; quantizing the f32 export equals a direct Q8_0 export; `info` describes
+    the layout."""
+    import json
+
+    from helpers import train_bpe_tokenizer
+
+    hf = make_hf_jamba(seed=40, vocab_size=300)
+    d = save_checkpoint(hf, tmp_path / "ckpt", tokenizer=train_bpe_tokenizer(),
+                        max_shard_size="200KB")
+    assert (d / "model.safetensors.index.json").is_file()
+    template = "{% for m in messages %}<|{{ m['role'] }}|>{{ m['content'] }}{% endfor %}"
+    cfg = json.loads((d / "tokenizer_config.json").read_text())
+    (d / "tokenizer_config.json").write_text(json.dumps({**cfg, "chat_template": template}))
+    f32 = export(d, "f32")
+    direct = export(d, "q8_0")
+    quantized = mambalite.quantize(f32, tmp_path / "q.gguf", "q8_0", progress=False)
+    a, b = gguf.GGUFReader(direct), gguf.GGUFReader(quantized)
+    tb = {t.name: t for t in b.tensors}
+    for t in a.tensors:
+        assert t.tensor_type == tb[t.name].tensor_type, t.name
+        assert np.array_equal(np.asarray(t.data), np.asarray(tb[t.name].data)), t.name
+    types = {t.name: t.tensor_type.name for t in a.tensors}
+    assert types["blk.1.ffn_up_exps.weight"] == "Q8_0" and "blk.0.ffn_up_exps.weight" not in types
+    assert types["blk.0.ffn_up.weight"] == "Q8_0"
+    assert types["blk.0.ssm_dt_norm.weight"] == types["blk.0.ssm_a"] == "F32"
+    assert types["blk.1.ffn_gate_inp.weight"] == "F32"
+    model = mambalite.load(quantized)
+    assert model.chat_template == template
+    ids = np.random.default_rng(3).integers(0, 300, size=20)
+    assert rel_err(mambalite.load(f32, kv_type="f32").forward(ids), hf_logits(hf, ids)) <= 1e-4
+    from mambalite.info import describe
+
+    info = describe(quantized)
+    assert "layer pattern: M A M M A M" in info
+    assert "dt/B/C RMSNorm (weighted" in info
+    assert "MoE: 4 experts of 96, top 2 (layers 1, 3, 5); SwiGLU MLP of 96 elsewhere" in info

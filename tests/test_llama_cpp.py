@@ -41,6 +41,7 @@ from helpers import (
     make_hf_bamba,
     make_hf_falcon_mamba,
     make_hf_granite,
+    make_hf_jamba,
     make_hf_mamba2,
     make_hf_model,
     make_hf_nemotron_h,
@@ -247,6 +248,7 @@ HYBRIDS = {
     # transformers' Nemotron-H clamps dt at time_step_min, which llama.cpp does not do (nor can
     # its files say): with a time_step_min no step reaches, both compute the same model.
     "nemotron-h": lambda: make_hf_nemotron_h(seed=94, time_step_min=1e-12),
+    "jamba": lambda: make_hf_jamba(seed=95),
 }
 
 
@@ -262,6 +264,9 @@ def test_hybrid_files_in_llama_cpp(tmp_path, name, wtype, bound):
     docs/design.md §6)."""
     if (name == "granite-moe") != (wtype == "f32") and name.startswith("granite-moe"):
         pytest.skip("top-2 routing is compared in f32, all-experts routing in the rounded types")
+    if name == "jamba" and wtype == "q8_0":
+        pytest.skip("random Jamba models amplify int8 activation rounding past any useful bound "
+                    "in both engines (test_hybrid.py's quantized-weights docstring)")
     hf = HYBRIDS[name]()
     path = export(save_checkpoint(hf, tmp_path / "ckpt"), wtype)
     ids = [3, 17, 250, 9, 301, 0, 42, 42, 7, 100, 200, 5]

@@ -15,6 +15,7 @@ from helpers import (
     make_hf_bamba,
     make_hf_falcon_mamba,
     make_hf_granite,
+    make_hf_jamba,
     make_hf_mamba2,
     make_hf_model,
     make_hf_nemotron_h,
@@ -44,6 +45,7 @@ ARCHS = {
                                            num_experts_per_tok=2),
     "bamba": lambda: make_hf_bamba(seed=7, vocab_size=300),
     "nemotron_h": lambda: make_hf_nemotron_h(seed=7, vocab_size=300),
+    "jamba": lambda: make_hf_jamba(seed=7, vocab_size=300),
 }
 
 
@@ -60,7 +62,7 @@ def ids_of(n: int, seed: int = 0) -> np.ndarray:
 
 
 TOLERANCE = {"granite_moe": HYBRID_ATOL_REL, "bamba": HYBRID_ATOL_REL,
-             "nemotron_h": HYBRID_ATOL_REL}
+             "nemotron_h": HYBRID_ATOL_REL, "jamba": HYBRID_ATOL_REL}
 _tolerance = [ATOL_REL]
 
 

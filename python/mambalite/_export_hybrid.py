@@ -22,7 +22,7 @@ import numpy as np
 
 from ._checkpoint import Checkpoint
 
-HYBRID_MODEL_TYPES = ("granitemoehybrid", "bamba", "nemotron_h")
+HYBRID_MODEL_TYPES = ("granitemoehybrid", "bamba", "nemotron_h", "jamba")
 _MAMBA = ("mamba", "linear_attention", "M")
 _ATTENTION = ("attention", "full_attention", "*")
 _MLP = ("mlp", "-")
@@ -37,7 +37,7 @@ def is_hybrid(cfg: dict) -> bool:
 class HybridHParams:
     """What the hybrid exporter needs to know about a checkpoint."""
 
-    arch: str  # "granitehybrid" or "nemotron_h"
+    arch: str  # "granitehybrid", "nemotron_h" or "jamba"
     model_type: str
     d_model: int
     n_layer: int
@@ -71,6 +71,8 @@ class HybridHParams:
     logit_scale: float = 1.0
     tie_embeddings: bool = False
     dt_min: float = 0.0  # Nemotron-H: dt clamped below at time_step_min
+    dt_rank: int = 0  # Jamba's Mamba-1 mixers
+    moe_layers: tuple[int, ...] = ()  # Jamba: the layers with routed experts
 
 
 
@@ -127,9 +129,13 @@ def _check_time_step_limit(ckpt: Checkpoint, cfg: dict) -> None:
 
 
 def read_hybrid_hparams(ckpt: Checkpoint) -> HybridHParams:
-    """Reads a Granite-4.0-H, Bamba or Nemotron-H config; ValueError for anything else."""
+    """Reads a Granite-4.0-H, Bamba, Nemotron-H or Jamba config; ValueError for anything else."""
     cfg = ckpt.config
     mt = cfg.get("model_type")
+    if mt == "jamba":
+        from ._export_jamba import read_jamba_hparams
+
+        return read_jamba_hparams(ckpt)
     D = _pos_int(cfg, "hidden_size")
     if mt != "nemotron_h":  # Nemotron-H clamps at time_step_min instead (below)
         _check_time_step_limit(ckpt, cfg)
@@ -352,7 +358,7 @@ def plan_hybrid(ckpt: Checkpoint, hp: HybridHParams) -> tuple[list[_Planned], in
         raise ValueError(f"{ckpt.dir}: missing the embedding {embd!r}")
     V = ckpt.shape(embd)[0]
     pl.add(embd, "token_embd.weight", (V, D))
-    for i, kind in enumerate(hp.kinds):
+    for i, kind in enumerate(hp.kinds if hp.arch != "jamba" else []):
         p, b = f"{root}layers.{i}.", f"blk.{i}."
         if nemo:
             pl.add(p + "norm.weight", b + "attn_norm.weight", (D,))
@@ -376,8 +382,12 @@ def plan_hybrid(ckpt: Checkpoint, hp: HybridHParams) -> tuple[list[_Planned], in
         ffn_norm = "pre_ff_layernorm" if hp.model_type == "bamba" else "post_attention_layernorm"
         pl.add(p + ffn_norm + ".weight", b + "ffn_norm.weight", (D,))
         _plan_granite_ffn(pl, hp, p, b)
-    pl.add(root + ("norm_f.weight" if nemo else
-                   "final_layernorm.weight" if hp.model_type == "bamba" else "norm.weight"),
+    if hp.arch == "jamba":
+        from ._export_jamba import plan_jamba
+
+        plan_jamba(pl, hp)
+    pl.add(root + ("norm_f.weight" if nemo else "final_layernorm.weight"
+                   if hp.model_type in ("bamba", "jamba") else "norm.weight"),
            "output_norm.weight", (D,))
     head = "lm_head.weight"
     if head in ckpt:
@@ -401,7 +411,12 @@ def plan_hybrid(ckpt: Checkpoint, hp: HybridHParams) -> tuple[list[_Planned], in
 
 
 def add_hybrid_metadata(writer: gguf.GGUFWriter, hp: HybridHParams) -> None:
-    """llama.cpp's keys for `granitehybrid` / `nemotron_h`."""
+    """llama.cpp's keys for `granitehybrid` / `nemotron_h` / `jamba`."""
+    if hp.arch == "jamba":
+        from ._export_jamba import add_jamba_metadata
+
+        add_jamba_metadata(writer, hp)
+        return
     L = hp.n_layer
     writer.add_context_length(hp.n_ctx if hp.n_rot or hp.arch == "nemotron_h" else 2**20)
     writer.add_embedding_length(hp.d_model)

@@ -38,7 +38,7 @@ EXPORT_TYPES = {
 
 HEAD_TYPES = ("q6_k", "q8_0")
 # The GGUF architectures mambalite writes and runs (llama.cpp's names).
-ARCHITECTURES = ("mamba", "mamba2", "granitehybrid", "nemotron_h")
+ARCHITECTURES = ("mamba", "mamba2", "granitehybrid", "nemotron_h", "jamba")
 
 
 def tensor_type(name: str, shape: tuple[int, ...], wtype: gguf.GGMLQuantizationType,

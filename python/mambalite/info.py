@@ -73,9 +73,10 @@ def describe(path: str | os.PathLike, *, list_tensors: bool = False) -> str:
             if c.n_head:
                 variant = f"   heads: {c.n_head} x {c.d_inner // c.n_head}   groups: {c.n_group}"
             else:
+                weighted = any(t["name"].endswith("ssm_dt_norm.weight") for t in model.tensors)
                 variant = f"   dt_rank: {c.dt_rank}" + (
-                    f"   dt/B/C RMSNorm (FalconMamba, eps {c.mixer_eps:g})"
-                    if c.dt_b_c_rms else "")
+                    f"   dt/B/C RMSNorm ({'weighted' if weighted else 'FalconMamba'}, eps "
+                    f"{c.mixer_eps:g})" if c.dt_b_c_rms else "")
             lines.append(f"d_model:       {c.d_model}   d_inner: {c.d_inner}   d_state: "
                          f"{c.d_state}   d_conv: {c.d_conv}{variant}")
         else:
@@ -90,14 +91,18 @@ def describe(path: str | os.PathLike, *, list_tensors: bool = False) -> str:
         ffn = [layer for layer in model.layers if layer.kind.startswith("ffn")
                or layer.kind == "moe"]
         if ffn:
-            if ffn[0].kind == "moe":
+            parts = []
+            moe = [layer for layer in ffn if layer.kind == "moe"]
+            dense = [layer for layer in ffn if layer.kind != "moe"]
+            if moe:
                 shared = f" + a shared expert of {c.n_ff_shexp}" if c.n_ff_shexp else ""
-                what = (f"MoE: {c.n_expert} experts of {ffn[0].n_ff}, top {c.n_expert_used}"
-                        f"{shared}")
-            else:
-                act = "squared ReLU" if ffn[0].kind == "ffn_relu2" else "SwiGLU"
-                what = f"{act} MLP of {ffn[0].n_ff}"
-            lines.append(f"feed-forward:  {what}")
+                where = f" (layers {', '.join(str(m.layer) for m in moe)})" if dense else ""
+                parts.append(f"MoE: {c.n_expert} experts of {moe[0].n_ff}, top "
+                             f"{c.n_expert_used}{shared}{where}")
+            if dense:
+                act = "squared ReLU" if dense[0].kind == "ffn_relu2" else "SwiGLU"
+                parts.append(f"{act} MLP of {dense[0].n_ff}" + (" elsewhere" if moe else ""))
+            lines.append(f"feed-forward:  {'; '.join(parts)}")
         if (c.embedding_scale, c.residual_scale, c.logit_scale) != (1.0, 1.0, 1.0):
             lines.append(f"multipliers:   embedding {c.embedding_scale:g}   residual "
                          f"{c.residual_scale:g}   logits 1/{c.logit_scale:g}")

@@ -16,7 +16,16 @@ Mamba1Block::Mamba1Block(const ModelConfig& c, Binder& b, const std::string& p, 
   w_.A = b.floats(p + "ssm_a", {N, E});
   w_.D = b.floats(p + "ssm_d", {E});
   w_.out_proj = b.matrix(p + "ssm_out.weight", D, E);
-  if (c.dt_b_c_rms) ones_.assign(static_cast<size_t>(std::max(R, N)), 1.0f);
+  if (c.dt_b_c_rms) {  // weights when the file has them (Jamba), else ones (FalconMamba)
+    auto norm = [&](const char* name, int64_t n) {
+      std::vector<float> w = b.optional_floats(p + name, {n});
+      if (w.empty()) w.assign(static_cast<size_t>(n), 1.0f);
+      return w;
+    };
+    w_.dt_norm = norm("ssm_dt_norm.weight", R);
+    w_.b_norm = norm("ssm_b_norm.weight", N);
+    w_.c_norm = norm("ssm_c_norm.weight", N);
+  }
 }
 
 size_t Mamba1Block::workspace_floats(int) const {
@@ -47,12 +56,12 @@ void Mamba1Block::forward(Compute& cx, State& state, const float* hn, float* out
     k.conv_silu(n, K, E, window, xz, 2 * E, w_.conv_w.data(), w_.conv_b.data(), xc, c0, c1);
   });
   cx.matmul(w_.x_proj, xc, E, n, dbc, ldbc);
-  if (c_.dt_b_c_rms) {  // FalconMamba: weightless RMSNorm of dt, B and C, each on its own
+  if (c_.dt_b_c_rms) {  // RMSNorm of dt, B and C, each on its own
     for (int64_t t = 0; t < n; ++t) {
       float* row = dbc + t * ldbc;
-      k.rms_norm(row, ones_.data(), R, c_.mixer_eps, row);
-      k.rms_norm(row + R, ones_.data(), N, c_.mixer_eps, row + R);
-      k.rms_norm(row + R + N, ones_.data(), N, c_.mixer_eps, row + R + N);
+      k.rms_norm(row, w_.dt_norm.data(), R, c_.mixer_eps, row);
+      k.rms_norm(row + R, w_.b_norm.data(), N, c_.mixer_eps, row + R);
+      k.rms_norm(row + R + N, w_.c_norm.data(), N, c_.mixer_eps, row + R + N);
     }
   }
   act = cx.prepare(w_.dt_proj, dbc, ldbc, n);

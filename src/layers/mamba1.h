@@ -1,4 +1,5 @@
-// The Mamba-1 mixer, and FalconMamba's with weightless RMSNorms on dt, B and C (docs/design.md).
+// The Mamba-1 mixer, with FalconMamba's weightless or Jamba's weighted RMSNorms on dt, B and C
+// (docs/design.md).
 #pragma once
 
 #include "layers/block.h"
@@ -15,6 +16,8 @@ struct Mamba1Weights {
   std::vector<float> A;       // (E, N) = -exp(A_log)
   std::vector<float> D;       // (E)
   MatView out_proj;           // (D, E)
+  // RMSNorm weights of dt (R), B and C (N) when dt_b_c_rms: Jamba's, or ones (FalconMamba).
+  std::vector<float> dt_norm, b_norm, c_norm;
 };
 
 class Mamba1Block : public Block {
@@ -32,7 +35,6 @@ class Mamba1Block : public Block {
   const ModelConfig& c_;
   Mamba1Weights w_;
   int64_t slot_;
-  std::vector<float> ones_;  // (max(R, N)) weight of FalconMamba's weightless norms
 };
 
 }  // namespace mambalite

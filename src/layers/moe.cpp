@@ -15,7 +15,8 @@ MoeBlock::MoeBlock(const ModelConfig& c, const BlockSpec& spec, Binder& b, const
       n_ff_(spec.n_ff),
       n_ff_sh_(c.n_ff_shexp),
       n_expert_(c.n_expert),
-      n_used_(c.n_expert_used) {
+      n_used_(c.n_expert_used),
+      norm_topk_(c.moe_norm_topk) {
   const int64_t D = c.d_model, F = spec.n_ff, X = c.n_expert;
   w_.router = b.matrix(p + "ffn_gate_inp.weight", X, D);
   w_.gate = b.matrices(p + "ffn_gate_exps.weight", X, F, D);
@@ -55,7 +56,8 @@ void MoeBlock::forward(Compute& cx, State&, const float* hn, float* out, int64_t
         [&](int64_t a, int64_t b) { return lt[a] > lt[b] || (lt[a] == lt[b] && a < b); });
     const float top = lt[order[0]];
     float sum = 0.0f;
-    for (int64_t k = 0; k < n_used_; ++k) sum += std::exp(lt[order[k]] - top);
+    const int64_t n_sum = norm_topk_ ? n_used_ : X;
+    for (int64_t k = 0; k < n_sum; ++k) sum += std::exp(lt[order[k]] - top);
     for (int64_t k = 0; k < n_used_; ++k) {
       weight[t * X + order[k]] = std::exp(lt[order[k]] - top) / sum;
     }

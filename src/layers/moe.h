@@ -28,6 +28,7 @@ class MoeBlock : public Block {
  private:
   MoeWeights w_;
   int64_t d_model_, n_ff_, n_ff_sh_, n_expert_, n_used_;
+  bool norm_topk_;  // ModelConfig::moe_norm_topk
 };
 
 }  // namespace mambalite

@@ -13,5 +13,6 @@ void read_mamba(const GgufFile& f, ModelConfig& c);           // mamba.cpp: Mamb
 void read_mamba2(const GgufFile& f, ModelConfig& c);          // mamba2.cpp
 void read_granite_hybrid(const GgufFile& f, ModelConfig& c);  // granite_hybrid.cpp: also Bamba
 void read_nemotron_h(const GgufFile& f, ModelConfig& c);      // nemotron_h.cpp
+void read_jamba(const GgufFile& f, ModelConfig& c);           // jamba.cpp
 
 }  // namespace mambalite

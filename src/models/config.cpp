@@ -18,6 +18,7 @@ const Architecture kArchitectures[] = {
     {"mamba2", read_mamba2},
     {"granitehybrid", read_granite_hybrid},
     {"nemotron_h", read_nemotron_h},
+    {"jamba", read_jamba},
 };
 
 std::string supported_names() {

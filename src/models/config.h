@@ -50,7 +50,8 @@ struct ModelConfig {
   int64_t dt_rank = 0;  // R (Mamba-1)
   int64_t n_head = 0;   // H (Mamba-2; head_dim P = E / H)
   int64_t n_group = 1;  // G (Mamba-2): B and C are shared by H / G heads
-  // FalconMamba: weightless RMSNorms on dt (before dt_proj), B and C, with eps mixer_eps.
+  // RMSNorms on dt (before dt_proj), B and C, with eps mixer_eps: weightless in FalconMamba,
+  // with weights (ssm_dt_norm, ssm_b_norm, ssm_c_norm) in Jamba.
   bool dt_b_c_rms = false;
   float mixer_eps = 1e-6f;
   // Mamba-2: dt = max(softplus(dt_raw + dt_bias), dt_min) (transformers' Nemotron-H clamps at
@@ -67,6 +68,9 @@ struct ModelConfig {
   int64_t n_expert = 0;
   int64_t n_expert_used = 0;
   int64_t n_ff_shexp = 0;  // shared expert width (0: none)
+  // The chosen experts' weights: a softmax over their logits (Granite), or their probabilities
+  // in the softmax over all experts (Jamba).
+  bool moe_norm_topk = true;
 
   // Granite's µP scalars (1 = off): embeddings times embedding_scale, every block's output times
   // residual_scale, logits divided by logit_scale.
