@@ -4,7 +4,6 @@ constrained output, log-probabilities, token healing, and text pieces with stop 
 
 from __future__ import annotations
 
-import contextlib
 import os
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -91,12 +90,11 @@ class Sampling:
 
 def start(model: Model, ids: np.ndarray, opts: Sampling, core_state: _core.State,
           stop_ids: Sequence[int] | None, history: Sequence[int] = (),
-          healing: list[int] | None = None, lock: Any = None) -> Iterator[Any]:
+          healing: list[int] | None = None) -> Iterator[Any]:
     """The token iterator of one generation from `ids` (fed into `core_state`). `history`: ids
     the state already holds (seen by the repetition penalty and a logits processor).
     `healing`: the ids the first token is limited to (token healing; ids then lacks the
-    prompt's last token). `lock`: held around each evaluation (a server's requests share the
-    model and take turns token by token)."""
+    prompt's last token)."""
     opts.check()
     seed = opts.seed if opts.seed is not None else int.from_bytes(os.urandom(8), "little")
     n_vocab = model.config.vocab_size
@@ -125,17 +123,15 @@ def start(model: Model, ids: np.ndarray, opts: Sampling, core_state: _core.State
     for i in history:
         sampler.accept(int(i))
     return _loop(model, ids, opts, sampler, core_state, stops, first, constraint,
-                 list(history) if opts.logits_processor is not None else None,
-                 lock if lock is not None else contextlib.nullcontext())
+                 list(history) if opts.logits_processor is not None else None)
 
 
 def _loop(model: Model, ids: np.ndarray, opts: Sampling, sampler: Any, core_state: _core.State,
-          stops: set[int], first: Any, constraint: Constraint | None, seq: list[int] | None,
-          lock: Any) -> Iterator[Any]:
+          stops: set[int], first: Any, constraint: Constraint | None,
+          seq: list[int] | None) -> Iterator[Any]:
     core = model._core
     if opts.max_new_tokens == 0:
-        with lock:
-            core.advance(core_state, ids)
+        core.advance(core_state, ids)
         return
     for i in ids:
         sampler.accept(int(i))
@@ -148,11 +144,9 @@ def _loop(model: Model, ids: np.ndarray, opts: Sampling, sampler: Any, core_stat
         if constraint is not None:
             s.set_allowed(constraint.mask())
         if processor is None:
-            with lock:
-                return core.prefill_and_sample(core_state, feed, s)
+            return core.prefill_and_sample(core_state, feed, s)
         seq.extend(int(i) for i in feed)
-        with lock:
-            logits = core.prefill(core_state, feed)
+        logits = core.prefill(core_state, feed)
         out = processor(np.asarray(seq, dtype=np.int32), logits)
         out = logits if out is None else np.asarray(out, dtype=np.float32)
         if out.shape != (n_vocab,):
@@ -182,8 +176,7 @@ def _loop(model: Model, ids: np.ndarray, opts: Sampling, sampler: Any, core_stat
     finally:
         # The last yielded token has not been fed yet: feed it, so the state holds
         # everything that was generated.
-        with lock:
-            core.advance(core_state, np.array([token], dtype=np.int32))
+        core.advance(core_state, np.array([token], dtype=np.int32))
 
 
 def healing_candidates(model: Model, ids: np.ndarray) -> list[int] | None:

@@ -2,9 +2,10 @@
 /v1/completions (streamed as server-sent events, or whole), /v1/models and /health, on Starlette
 and uvicorn.
 
-Each request has its own State. Requests share the model and take turns token by token, so
-concurrent streams all progress. A state cache (see `_state_cache`) keeps snapshots at turn
-boundaries, so that the next request of a conversation prefills only its new tokens.
+Each request has its own State. Requests share the model, whose engine evaluates one call at a
+time (each a token, once the prompt is read), so concurrent streams all progress. A state cache
+(see `_state_cache`) keeps snapshots at turn boundaries, so that the next request of a
+conversation prefills only its new tokens.
 """
 
 from __future__ import annotations
@@ -70,7 +71,6 @@ class Engine:
     def __init__(self, model: Model, options: ServerOptions) -> None:
         self.model = model
         self.options = options
-        self.lock = threading.Lock()  # one evaluation at a time on the shared model
         self.cache = StateCache(model, int(options.state_cache_mb * (1 << 20)), options.state_dir)
         self.active = 0
         self.tokens_generated = 0
@@ -125,16 +125,15 @@ class Engine:
             if g.messages else 0
         snap_at = b if state.n_tokens < b < len(ids) - 1 else len(ids) - 1
         for end in sorted({snap_at, len(ids) - 1}):
-            with self.lock:
-                rest = ids[state.n_tokens:end]
-                if len(rest):
-                    model._core.advance(state._core, rest)
+            rest = ids[state.n_tokens:end]
+            if len(rest):
+                model._core.advance(state._core, rest)
             if end == snap_at:
                 self.cache.put(ids[:end], state)
         opts = g.sampling
         opts.logprobs = g.logprobs
         tokens = _generation.start(model, ids[-1:], opts, state._core, None,
-                                   history=ids[:-1], lock=self.lock)
+                                   history=ids[:-1])
         generated: list[int] = []
 
         def recorded() -> Iterator[Any]:
@@ -147,7 +146,6 @@ class Engine:
             finally:
                 tokens.close()
 
-        stopped_by_text = False
         pieces = _generation.pieces(recorded(), model.tokenizer, ids, g.stop)
         try:
             for piece in pieces:
@@ -155,15 +153,12 @@ class Engine:
                 yield piece
         finally:
             pieces.close()
+        # "length" when the token budget ran out; an end token, a stop string or a complete
+        # constraint is a "stop".
         ends = set(model.tokenizer.end_ids)
         hit_end = bool(generated) and generated[-1] in ends
-        stopped_by_text = bool(g.stop) and not hit_end and len(generated) < opts.max_new_tokens
-        constrained_done = opts.json_schema is not None and not hit_end and \
-            len(generated) < opts.max_new_tokens
-        if hit_end or stopped_by_text or constrained_done:
-            result.finish_reason = "stop"
-        else:
-            result.finish_reason = "length"
+        ran_out = len(generated) >= opts.max_new_tokens and not hit_end
+        result.finish_reason = "length" if ran_out else "stop"
         if state.n_tokens == len(ids) + len(generated):
             self.cache.put(np.concatenate([ids, np.asarray(generated, dtype=np.int32)]), state)
 
