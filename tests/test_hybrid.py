@@ -342,21 +342,22 @@ def test_bad_hybrid_files(hybrid, tmp_path):
         mambalite.load(rewrite(nemo, tmp_path / "noup.gguf", drop=("blk.2.ffn_up.weight",)))
 
 
-def test_export_quantize_info_and_chat_template(tmp_path):
-    """A sharded Granite MoE checkpoint with a tokenizer and a chat template: export, quantize
-    and `info` handle it; the template is carried into tokenizer.chat_template; quantizing the
-    f32 export gives the tensors of a direct Q8_0 export (3-D experts included)."""
+CHAT_TEMPLATE = "{% for m in messages %}<|{{ m['role'] }}|>{{ m['content'] }}{% endfor %}"
+
+
+def _export_both_ways(hf, tmp_path):
+    """Saves `hf` sharded with a tokenizer and CHAT_TEMPLATE, exports f32 and Q8_0, quantizes the
+    f32 file to Q8_0, checks both Q8_0 files hold the same tensors; returns (f32 file, quantized
+    file, the Q8_0 export's tensor types)."""
     import json
 
     from helpers import train_bpe_tokenizer
 
-    hf = make_hf_granite(seed=39, num_local_experts=8, num_experts_per_tok=2, vocab_size=300)
     d = save_checkpoint(hf, tmp_path / "ckpt", tokenizer=train_bpe_tokenizer(),
                         max_shard_size="200KB")
     assert (d / "model.safetensors.index.json").is_file()
-    template = "{% for m in messages %}<|{{ m['role'] }}|>{{ m['content'] }}{% endfor %}"
     cfg = json.loads((d / "tokenizer_config.json").read_text())
-    (d / "tokenizer_config.json").write_text(json.dumps({**cfg, "chat_template": template}))
+    (d / "tokenizer_config.json").write_text(json.dumps({**cfg, "chat_template": CHAT_TEMPLATE}))
     f32 = export(d, "f32")
     direct = export(d, "q8_0")
     quantized = mambalite.quantize(f32, tmp_path / "q.gguf", "q8_0", progress=False)
@@ -365,11 +366,19 @@ def test_export_quantize_info_and_chat_template(tmp_path):
     for t in a.tensors:
         assert t.tensor_type == tb[t.name].tensor_type, t.name
         assert np.array_equal(np.asarray(t.data), np.asarray(tb[t.name].data)), t.name
-    types = {t.name: t.tensor_type.name for t in a.tensors}
+    return f32, quantized, {t.name: t.tensor_type.name for t in a.tensors}
+
+
+def test_export_quantize_info_and_chat_template(tmp_path):
+    """A sharded Granite MoE checkpoint with a tokenizer and a chat template: export, quantize
+    and `info` handle it; the template is carried into tokenizer.chat_template; quantizing the
+    f32 export gives the tensors of a direct Q8_0 export (3-D experts included)."""
+    hf = make_hf_granite(seed=39, num_local_experts=8, num_experts_per_tok=2, vocab_size=300)
+    f32, quantized, types = _export_both_ways(hf, tmp_path)
     assert types["blk.0.ffn_up_exps.weight"] == "Q8_0"
     assert types["blk.0.ffn_gate_inp.weight"] == "F32"  # the router, as llama.cpp keeps it
     model = mambalite.load(quantized)
-    assert model.metadata["tokenizer.chat_template"] == template
+    assert model.metadata["tokenizer.chat_template"] == CHAT_TEMPLATE
     text = "The capital of France is Paris."
     assert model.tokenizer.encode(text)[-3:] == mambalite.load(f32).tokenizer.encode(text)[-3:]
     from mambalite.info import describe
@@ -386,32 +395,14 @@ def test_jamba_export_quantize_info_and_chat_template(tmp_path):
     into llama.cpp's 3-D tensors only on the expert layers, the Mamba-1 norms kept F32, the
     template carried; quantizing the f32 export equals a direct Q8_0 export; `info` describes
     the layout."""
-    import json
-
-    from helpers import train_bpe_tokenizer
-
     hf = make_hf_jamba(seed=40, vocab_size=300)
-    d = save_checkpoint(hf, tmp_path / "ckpt", tokenizer=train_bpe_tokenizer(),
-                        max_shard_size="200KB")
-    assert (d / "model.safetensors.index.json").is_file()
-    template = "{% for m in messages %}<|{{ m['role'] }}|>{{ m['content'] }}{% endfor %}"
-    cfg = json.loads((d / "tokenizer_config.json").read_text())
-    (d / "tokenizer_config.json").write_text(json.dumps({**cfg, "chat_template": template}))
-    f32 = export(d, "f32")
-    direct = export(d, "q8_0")
-    quantized = mambalite.quantize(f32, tmp_path / "q.gguf", "q8_0", progress=False)
-    a, b = gguf.GGUFReader(direct), gguf.GGUFReader(quantized)
-    tb = {t.name: t for t in b.tensors}
-    for t in a.tensors:
-        assert t.tensor_type == tb[t.name].tensor_type, t.name
-        assert np.array_equal(np.asarray(t.data), np.asarray(tb[t.name].data)), t.name
-    types = {t.name: t.tensor_type.name for t in a.tensors}
+    f32, quantized, types = _export_both_ways(hf, tmp_path)
     assert types["blk.1.ffn_up_exps.weight"] == "Q8_0" and "blk.0.ffn_up_exps.weight" not in types
     assert types["blk.0.ffn_up.weight"] == "Q8_0"
     assert types["blk.0.ssm_dt_norm.weight"] == types["blk.0.ssm_a"] == "F32"
     assert types["blk.1.ffn_gate_inp.weight"] == "F32"
     model = mambalite.load(quantized)
-    assert model.chat_template == template
+    assert model.chat_template == CHAT_TEMPLATE
     ids = np.random.default_rng(3).integers(0, 300, size=20)
     assert rel_err(mambalite.load(f32, kv_type="f32").forward(ids), hf_logits(hf, ids)) <= 1e-4
     from mambalite.info import describe
