@@ -211,3 +211,14 @@ def test_copy_branches_the_conversation(chat_model):
     assert b.messages[2]["content"] == QUESTIONS[1] and a.messages[2]["content"] == QUESTIONS[2]
     want = _from_scratch(chat_model, [*b.messages, {"role": "user", "content": QUESTIONS[3]}])
     assert b.send(QUESTIONS[3]) == want
+
+
+def test_repetition_penalty_sees_the_whole_history(chat_model):
+    """The state holds the history, but the penalty must see it too: each turn equals a
+    from-scratch run, which penalises every prompt id."""
+    sampling = dict(GREEDY, repetition_penalty=1.5)
+    session = chat_model.chat_session(**sampling)
+    for question in QUESTIONS[:3]:
+        want = _from_scratch(chat_model, [*session.messages,
+                                          {"role": "user", "content": question}], **sampling)
+        assert session.send(question) == want

@@ -120,8 +120,9 @@ def start(model: Model, ids: np.ndarray, opts: Sampling, core_state: _core.State
 
         constraint = Constraint(model, json_schema=opts.json_schema, grammar=opts.grammar,
                                 regex=opts.regex)
-    for i in history:
-        sampler.accept(int(i))
+    if opts.repetition_penalty != 1.0:  # only the repetition penalty reads what was seen
+        for i in history:
+            sampler.accept(int(i))
     return _loop(model, ids, opts, sampler, core_state, stops, first, constraint,
                  list(history) if opts.logits_processor is not None else None)
 

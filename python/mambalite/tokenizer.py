@@ -40,6 +40,7 @@ class Tokenizer:
         self._sp = None
         self._texts: list[str | None] | None = None
         self._special_re: re.Pattern[str] | None = None
+        self._banned: tuple[tuple[Any, ...], list[int]] | None = None  # unsampleable_ids cache
         if "tokenizer.huggingface.json" in md:
             from tokenizers import Tokenizer as HFTokenizer
 
@@ -184,7 +185,7 @@ class Tokenizer:
         """Ids that must never be generated: vocabulary padding and the pad token (cached: a
         scan of the vocabulary costs tens of milliseconds, on every generation otherwise)."""
         key = (n_vocab, self.pad_id, self.eos_id, self.bos_id)
-        cached = self.__dict__.get("_banned")
+        cached = self._banned
         if cached is None or cached[0] != key:
             cached = (key, self._unsampleable_ids(n_vocab))
             self._banned = cached
