@@ -136,6 +136,7 @@ py::dict config_dict(const ModelConfig& c) {
   d["head_dim"] = c.head_dim;
   d["n_rot"] = c.n_rot;
   d["rope_base"] = c.rope_base;
+  d["rope_neox"] = c.rope_neox;
   d["attn_scale"] = c.attn_scale;
   d["n_expert"] = c.n_expert;
   d["n_expert_used"] = c.n_expert_used;
@@ -277,11 +278,12 @@ PYBIND11_MODULE(_core, mod) {
       .def("config", [](const Model& m) { return config_dict(m.config()); })
       .def("layers",
            [](const Model& m) {
-             // The plan of blocks: (layer, kind, n_head, n_head_kv, n_ff) in evaluation order.
+             // The plan of blocks: (layer, kind, n_head, n_head_kv, n_ff, parallel) in
+             // evaluation order.
              py::list out;
              for (const BlockSpec& b : m.config().blocks) {
-               out.append(
-                   py::make_tuple(b.layer, block_kind_name(b.kind), b.n_head, b.n_head_kv, b.n_ff));
+               out.append(py::make_tuple(b.layer, block_kind_name(b.kind), b.n_head, b.n_head_kv,
+                                         b.n_ff, b.parallel));
              }
              return out;
            })

@@ -167,6 +167,11 @@ CudaEngine::CudaEngine(const Model& model, int ordinal)
         d.dt_b = upload_floats(w.dt_b);
         d.A = upload_floats(w.A);
         d.D = upload_floats(w.D);
+        if (w.ssm_norm.empty()) {
+          throw std::runtime_error(
+              "the CUDA backend runs Mamba-2 blocks with their gated norm (ssm_norm) only; "
+              "this model has none. Use device='cpu'.");
+        }
         d.ssm_norm = upload_floats(w.ssm_norm);
       } else {
         throw std::runtime_error("the CUDA backend runs Mamba blocks only; use device='cpu'");

@@ -81,6 +81,9 @@ Model::Model(const std::string& path, const LoadOptions& o)
   resid_.resize(T * D);
   hn_.resize(T * D);
   out_.resize(T * D);
+  for (const BlockSpec& spec : config_.blocks) {
+    if (spec.parallel) par_.resize(T * D);
+  }
   ws_.resize(ws);
   const int ordinal = parse_device(o.device);
   if (ordinal >= 0) {
@@ -108,8 +111,10 @@ void Model::bind_blocks() {
     int64_t slot = -1;
     if (spec.kind == BlockKind::kMamba1 || spec.kind == BlockKind::kMamba2) slot = ssm_slot++;
     if (spec.kind == BlockKind::kAttention) slot = kv_slot++;
+    // llama.cpp's falcon-h1 files name their FFN norm without the ".weight" suffix.
+    const std::string norm = "blk." + std::to_string(spec.layer) + "." + spec.norm;
     norms_.push_back(
-        b.floats("blk." + std::to_string(spec.layer) + "." + spec.norm + ".weight", {D}));
+        b.floats(b.has(norm + ".weight") || !b.has(norm) ? norm + ".weight" : norm, {D}));
     blocks_.push_back(make_block(spec, c, b, slot));
   }
   b.throw_if_errors();
@@ -159,6 +164,11 @@ void Model::run_block(State& state, const int32_t* ids, int64_t n) {
     }
   };
   for (size_t b = 0; b < blocks_.size(); ++b) {
+    if (c.blocks[b].parallel) {  // same input as the block before it; outputs summed
+      blocks_[b]->forward(cx_, state, hn_.data(), par_.data(), n, ws_.data());
+      for (int64_t i = 0; i < n * D; ++i) out_[i] += par_[i];
+      continue;
+    }
     const float* norm = norms_[b].data();
     cx_.for_tokens(n, [&](int64_t t0, int64_t t1) {
       if (b > 0) add_residual(t0 * D, t1 * D);

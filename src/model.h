@@ -88,6 +88,7 @@ class Model {
   std::vector<float> resid_;  // (T, D) residual stream, fp32
   std::vector<float> hn_;     // (T, D) normalised input
   std::vector<float> out_;    // (T, D) a block's output
+  std::vector<float> par_;    // (T, D) a parallel block's output (BlockSpec::parallel)
   std::vector<float> ws_;     // the largest block workspace
 
   std::unique_ptr<DeviceEngine> gpu_;  // set when the model runs on a GPU

@@ -66,6 +66,7 @@ class Config:
     head_dim: int = 0  # attention layers' head size (0 without attention)
     n_rot: int = 0  # leading dims of each head that RoPE rotates (0: no positional encoding)
     rope_base: float = 10000.0
+    rope_neox: bool = False  # RoPE pairs (i, i + n_rot/2), rotate-half; else adjacent pairs
     attn_scale: float = 0.0  # q.k multiplier; 0 means 1 / sqrt(head_dim)
     n_expert: int = 0  # MoE: routed experts, used per token, shared expert width
     n_expert_used: int = 0
@@ -97,6 +98,7 @@ class Layer:
     n_head: int = 0  # attention
     n_head_kv: int = 0
     n_ff: int = 0  # feed-forward width (MoE: each expert's)
+    parallel: bool = False  # runs beside the block before it, on its input (Falcon-H1)
 
 
 class State:

@@ -22,13 +22,21 @@ _LETTER = {"mamba1": "M", "mamba2": "M", "attention": "A", "ffn": "F", "ffn_relu
 
 
 def layer_pattern(layers) -> str | None:
-    """The layers' mixers as letters (M Mamba, A attention, F MLP-only), or None for a model
-    that is all Mamba. Layers whose FFN follows the mixer show only the mixer."""
+    """The layers' mixers as letters (M Mamba, A attention, F MLP-only; A+M for attention and
+    Mamba in parallel), or None for a model that is all Mamba. Layers whose FFN follows the mixer
+    show only the mixer."""
     by_layer: dict[int, str] = {}
     for layer in layers:
-        by_layer.setdefault(layer.layer, _LETTER[layer.kind])
+        if layer.parallel:
+            by_layer[layer.layer] += "+" + _LETTER[layer.kind]
+        else:
+            by_layer.setdefault(layer.layer, _LETTER[layer.kind])
     letters = [by_layer[i] for i in sorted(by_layer)]
-    return None if set(letters) == {"M"} else " ".join(letters)
+    if set(letters) == {"M"}:
+        return None
+    if len(set(letters)) == 1 and len(letters) > 1:
+        return f"{letters[0]} in all {len(letters)} layers"
+    return " ".join(letters)
 
 
 def describe(path: str | os.PathLike, *, list_tensors: bool = False) -> str:
@@ -83,8 +91,9 @@ def describe(path: str | os.PathLike, *, list_tensors: bool = False) -> str:
             lines.append(f"d_model:       {c.d_model}")
         attn = [layer for layer in model.layers if layer.kind == "attention"]
         if attn:
-            pos = (f"RoPE on {c.n_rot} of {c.head_dim} dims (base {c.rope_base:g})" if c.n_rot
-                   else "no positional encoding")
+            style = ", rotate-half" if c.rope_neox else ""
+            pos = (f"RoPE on {c.n_rot} of {c.head_dim} dims (base {c.rope_base:g}{style})"
+                   if c.n_rot else "no positional encoding")
             scale = f"   scale: {c.attn_scale:g}" if c.attn_scale else ""
             lines.append(f"attention:     {attn[0].n_head} heads x {c.head_dim}, "
                          f"{attn[0].n_head_kv} KV heads, {pos}{scale}")

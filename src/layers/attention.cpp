@@ -113,7 +113,8 @@ AttentionBlock::AttentionBlock(const ModelConfig& c, const BlockSpec& spec, Bind
       n_head_(spec.n_head),
       n_head_kv_(spec.n_head_kv),
       hd_(c.head_dim),
-      slot_(slot) {
+      slot_(slot),
+      neox_(c.rope_neox) {
   const int64_t D = c.d_model, HQ = n_head_ * hd_, HKV = n_head_kv_ * hd_;
   w_.wq = b.matrix(p + "attn_q.weight", HQ, D);
   w_.wk = b.matrix(p + "attn_k.weight", HKV, D);
@@ -143,11 +144,14 @@ void AttentionBlock::rope(float* x, int64_t n_heads, int64_t pos) const {
   for (size_t i = 0; i < half; ++i) {
     const float theta = static_cast<float>(pos) * inv_freq_[i];
     const float cs = std::cos(theta), sn = std::sin(theta);
+    // The pair (i, i + n_rot / 2) in the NEOX convention, (2i, 2i + 1) otherwise.
+    const int64_t a = neox_ ? static_cast<int64_t>(i) : 2 * static_cast<int64_t>(i);
+    const int64_t b = neox_ ? a + static_cast<int64_t>(half) : a + 1;
     for (int64_t h = 0; h < n_heads; ++h) {
-      float* v = x + h * hd_ + 2 * static_cast<int64_t>(i);
-      const float x0 = v[0], x1 = v[1];
-      v[0] = x0 * cs - x1 * sn;
-      v[1] = x0 * sn + x1 * cs;
+      float* v = x + h * hd_;
+      const float x0 = v[a], x1 = v[b];
+      v[a] = x0 * cs - x1 * sn;
+      v[b] = x0 * sn + x1 * cs;
     }
   }
 }

@@ -1,6 +1,7 @@
 // Grouped-query causal attention with a KV cache of n_ctx positions in the State: Q/K/V/O on the
-// quantized products, optional biases, RoPE in llama.cpp's convention (adjacent pairs of the
-// first n_rot dims of each head, on Q/K weights the converter permuted) or none, and an online
+// quantized products, optional biases, RoPE over the first n_rot dims of each head in either of
+// llama.cpp's conventions (adjacent pairs on Q/K weights the converter permuted, or NEOX's
+// rotate-half pairs on unpermuted ones) or none, and an online
 // softmax in fp32 that streams the cache once per query (docs/design.md).
 #pragma once
 
@@ -41,6 +42,7 @@ class AttentionBlock : public Block {
   int64_t n_head_, n_head_kv_, hd_;
   int64_t slot_;
   float scale_;
+  bool neox_;                    // RoPE pairs (i, i + n_rot / 2) rather than (2i, 2i + 1)
   std::vector<float> inv_freq_;  // (n_rot / 2) base^(-2i / n_rot)
 };
 

@@ -17,7 +17,9 @@ Mamba2Block::Mamba2Block(const ModelConfig& c, Binder& b, const std::string& p, 
   w_.dt_b = b.floats(p + "ssm_dt.bias", {H});
   w_.A = b.floats(p + "ssm_a", {1, H});
   w_.D = b.floats(p + "ssm_d", {1, H});
-  w_.ssm_norm = b.floats(p + "ssm_norm.weight", {E / G, G});
+  if (!c.ssm_norm_optional || b.has(p + "ssm_norm.weight")) {
+    w_.ssm_norm = b.floats(p + "ssm_norm.weight", {E / G, G});
+  }
   w_.out_proj = b.matrix(p + "ssm_out.weight", D, E);
 }
 
@@ -76,14 +78,15 @@ void Mamba2Block::forward(Compute& cx, State& state, const float* hn, float* out
                   w_.D[h], xz + h * P, NR, s + h * P * N, y + h * P, E);  // y = y * silu(z)
     }
   });
-  cx.for_tokens(n, [&](int64_t t0, int64_t t1) {
-    for (int64_t t = t0; t < t1; ++t) {  // gated RMSNorm, each group of E / G channels on its own
-      for (int64_t g = 0; g < G; ++g) {
-        float* v = y + t * E + g * group_size;
-        k.rms_norm(v, w_.ssm_norm.data() + g * group_size, group_size, c.norm_eps, v);
+  if (!w_.ssm_norm.empty())
+    cx.for_tokens(n, [&](int64_t t0, int64_t t1) {
+      for (int64_t t = t0; t < t1; ++t) {  // gated RMSNorm, each group of E / G channels on its own
+        for (int64_t g = 0; g < G; ++g) {
+          float* v = y + t * E + g * group_size;
+          k.rms_norm(v, w_.ssm_norm.data() + g * group_size, group_size, c.norm_eps, v);
+        }
       }
-    }
-  });
+    });
   cx.matmul(w_.out_proj, y, E, n, out, D);
 }
 

@@ -14,7 +14,7 @@ struct Mamba2Weights {
   std::vector<float> dt_b;      // (H)
   std::vector<float> A;         // (H) = -exp(A_log)
   std::vector<float> D;         // (H)
-  std::vector<float> ssm_norm;  // (E): gated RMSNorm weight, normalised per group of E / G
+  std::vector<float> ssm_norm;  // (E): gated RMSNorm weight per group of E / G; empty: none
   MatView out_proj;             // (D, E)
 };
 

@@ -14,5 +14,6 @@ void read_mamba2(const GgufFile& f, ModelConfig& c);          // mamba2.cpp
 void read_granite_hybrid(const GgufFile& f, ModelConfig& c);  // granite_hybrid.cpp: also Bamba
 void read_nemotron_h(const GgufFile& f, ModelConfig& c);      // nemotron_h.cpp
 void read_jamba(const GgufFile& f, ModelConfig& c);           // jamba.cpp
+void read_falcon_h1(const GgufFile& f, ModelConfig& c);       // falcon_h1.cpp
 
 }  // namespace mambalite

@@ -1,6 +1,7 @@
 #include "models/config.h"
 
 #include <cmath>
+#include <stdexcept>
 
 #include "errors.h"
 #include "models/architectures.h"
@@ -19,6 +20,7 @@ const Architecture kArchitectures[] = {
     {"granitehybrid", read_granite_hybrid},
     {"nemotron_h", read_nemotron_h},
     {"jamba", read_jamba},
+    {"falcon-h1", read_falcon_h1},
 };
 
 std::string supported_names() {
@@ -178,7 +180,11 @@ ModelConfig ModelConfig::from_gguf(const GgufFile& f) {
     throw FormatError("'" + f.path() + "': rope.dimension_count = " + std::to_string(c.n_rot) +
                       " must be even and at most the head size " + std::to_string(c.head_dim));
   }
-  for (const BlockSpec& b : c.blocks) {
+  for (size_t i = 0; i < c.blocks.size(); ++i) {
+    const BlockSpec& b = c.blocks[i];
+    if (b.parallel && (i == 0 || c.blocks[i - 1].parallel || c.blocks[i - 1].norm != b.norm)) {
+      throw std::logic_error("a parallel block must follow a sequential one with its norm");
+    }
     const std::string where = "'" + f.path() + "': layer " + std::to_string(b.layer) + " (" +
                               block_kind_name(b.kind) + ")";
     if (b.kind == BlockKind::kAttention &&

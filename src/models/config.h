@@ -32,6 +32,9 @@ struct BlockSpec {
   int64_t n_head = 0;     // attention
   int64_t n_head_kv = 0;  // attention
   int64_t n_ff = 0;       // FFN width (MoE: each expert's)
+  // Runs beside the block before it (Falcon-H1): it reads that block's normalised input, and the
+  // two outputs are summed before the residual add.
+  bool parallel = false;
 };
 
 struct ModelConfig {
@@ -57,10 +60,16 @@ struct ModelConfig {
   // Mamba-2: dt = max(softplus(dt_raw + dt_bias), dt_min) (transformers' Nemotron-H clamps at
   // its time_step_min; llama.cpp's files cannot say so: our key mambalite.ssm.time_step_min).
   float dt_min = 0.0f;
+  // Mamba-2's gated RMSNorm (ssm_norm) may be absent, gating y with silu(z) alone (Falcon-H1
+  // without mamba_rms_norm); elsewhere a missing one is a malformed file.
+  bool ssm_norm_optional = false;
 
   // Attention.
   int64_t head_dim = 0;  // per head, for Q, K and V
   int64_t n_rot = 0;     // leading dims of each head that RoPE rotates (0: no positions)
+  // RoPE's pairs: (i, i + n_rot / 2), as transformers' rotate_half and llama.cpp's NEOX type
+  // rotate them (Falcon-H1), or adjacent (2i, 2i + 1), llama.cpp's NORM type on permuted Q/K.
+  bool rope_neox = false;
   float rope_base = 10000.0f;
   float attn_scale = 0.0f;  // q.k multiplier; 0: 1 / sqrt(head_dim)
 
