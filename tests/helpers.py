@@ -146,6 +146,27 @@ def make_hf_jamba(seed: int = 0, **config) -> torch.nn.Module:
     return _hybrid("JambaForCausalLM", "JambaConfig", seed, defaults, config)
 
 
+FALCON_H1_MULTIPLIERS = dict(
+    embedding_multiplier=3.1, lm_head_multiplier=0.27, key_multiplier=0.6,
+    attention_in_multiplier=1.3, attention_out_multiplier=0.7, ssm_in_multiplier=0.8,
+    ssm_out_multiplier=1.6, mlp_multipliers=[1.4, 0.55], ssm_multipliers=[0.9, 1.2, 0.5, 1.7, 0.6])
+
+
+def make_hf_falcon_h1(seed: int = 0, **config) -> torch.nn.Module:
+    """A random FalconH1ForCausalLM: attention (RoPE, base 5000) beside a Mamba-2 mixer in every
+    layer, then a SwiGLU MLP; every µP multiplier away from 1 and from each other (a model with
+    multipliers of 1 cannot tell whether they are applied), the Mamba inner size (mamba_d_ssm 96)
+    not 2 x hidden_size, its gated RMSNorm on (mamba_rms_norm, gating first as the released
+    models do)."""
+    defaults = dict(HYBRID_COMMON, num_hidden_layers=3, head_dim=16, intermediate_size=96,
+                    mamba_d_ssm=96, mamba_n_heads=6, mamba_d_head=16, mamba_n_groups=2,
+                    mamba_d_state=16, mamba_chunk_size=16, mamba_rms_norm=True,
+                    mamba_norm_before_gate=False, rms_norm_eps=1e-5,
+                    rope_parameters={"rope_theta": 5000.0, "rope_type": "default"},
+                    **FALCON_H1_MULTIPLIERS)
+    return _hybrid("FalconH1ForCausalLM", "FalconH1Config", seed, defaults, config)
+
+
 def train_bpe_tokenizer():
     """A small GPT-NeoX-style byte-level BPE tokenizer (NFC + byte-level), ~300 ids."""
     from tokenizers import Tokenizer, decoders, models, normalizers, pre_tokenizers, trainers

@@ -23,6 +23,8 @@ Bounds (max |difference| / max |logit|):
 
 from __future__ import annotations
 
+import json
+
 import gguf
 import numpy as np
 import pytest
@@ -31,9 +33,11 @@ import torch
 import mambalite
 
 from helpers import (
+    FALCON_H1_MULTIPLIERS,
     export,
     hf_logits,
     make_hf_bamba,
+    make_hf_falcon_h1,
     make_hf_granite,
     make_hf_jamba,
     make_hf_model,
@@ -50,9 +54,16 @@ HYBRIDS = {
     "bamba": lambda: make_hf_bamba(seed=33),
     "nemotron-h": lambda: make_hf_nemotron_h(seed=34),
     "jamba": lambda: make_hf_jamba(seed=35),
+    "falcon-h1": lambda: make_hf_falcon_h1(seed=37),
+    # No Mamba norm (the transformers default), no conv bias, a tied head (whose multiplier
+    # differs from the embedding's), 4 query heads on one KV head.
+    "falcon-h1-plain-tied": lambda: make_hf_falcon_h1(
+        seed=39, mamba_rms_norm=False, mamba_conv_bias=False, tie_word_embeddings=True,
+        num_key_value_heads=1, mamba_n_groups=1),
 }
 ARCH = {"granite-dense-tied-hd15": "granitehybrid", "granite-moe": "granitehybrid",
-        "bamba": "granitehybrid", "nemotron-h": "nemotron_h", "jamba": "jamba"}
+        "bamba": "granitehybrid", "nemotron-h": "nemotron_h", "jamba": "jamba",
+        "falcon-h1": "falcon-h1", "falcon-h1-plain-tied": "falcon-h1"}
 
 
 def rel_err(got: np.ndarray, ref: np.ndarray) -> float:
@@ -89,6 +100,15 @@ def test_file_describes_the_layers(hybrid, name):
     elif name == "jamba":  # attention at 1 and 4, experts at 1, 3 and 5
         assert kinds == ["mamba1", "ffn", "attention", "moe", "mamba1", "ffn", "mamba1", "moe",
                          "attention", "ffn", "mamba1", "moe"]
+    elif name.startswith("falcon-h1"):  # attention beside Mamba-2, then the MLP, every layer
+        assert kinds == ["attention", "mamba2", "ffn"] * c.num_hidden_layers
+        assert [layer.parallel for layer in model.layers] == [False, True, False] * 3
+        assert model.config.n_rot == c.head_dim and model.config.rope_neox
+        assert model.config.d_inner == c.mamba_d_ssm != 2 * c.hidden_size
+        names = {t["name"] for t in model.tensors}
+        assert ("blk.0.ssm_norm.weight" in names) == c.mamba_rms_norm
+        assert model.config.tied_embeddings is False  # the head's multiplier differs
+        return
     else:
         mixers = kinds[0::2]
         types = [M if i not in getattr(c, "attn_layer_indices", []) else A
@@ -214,6 +234,13 @@ QUANTIZED = {
     "bamba": HYBRIDS["bamba"],
     "nemotron-h": HYBRIDS["nemotron-h"],
     "jamba-all-experts": lambda: make_hf_jamba(seed=36, num_experts_per_tok=4),
+    # Multipliers that are powers of two, so that quantizing the folded weights (what the file
+    # holds) rounds exactly as folding the fake-quantized checkpoint does.
+    "falcon-h1-pow2": lambda: make_hf_falcon_h1(
+        seed=41, embedding_multiplier=2.0, lm_head_multiplier=0.25, key_multiplier=0.5,
+        attention_in_multiplier=2.0, attention_out_multiplier=0.5, ssm_in_multiplier=0.5,
+        ssm_out_multiplier=2.0, mlp_multipliers=[2.0, 0.5],
+        ssm_multipliers=[0.5, 2.0, 0.25, 4.0, 0.5]),
 }
 
 
@@ -349,7 +376,6 @@ def _export_both_ways(hf, tmp_path):
     """Saves `hf` sharded with a tokenizer and CHAT_TEMPLATE, exports f32 and Q8_0, quantizes the
     f32 file to Q8_0, checks both Q8_0 files hold the same tensors; returns (f32 file, quantized
     file, the Q8_0 export's tensor types)."""
-    import json
 
     from helpers import train_bpe_tokenizer
 
@@ -411,3 +437,57 @@ def test_jamba_export_quantize_info_and_chat_template(tmp_path):
     assert "layer pattern: M A M M A M" in info
     assert "dt/B/C RMSNorm (weighted" in info
     assert "MoE: 4 experts of 96, top 2 (layers 1, 3, 5); SwiGLU MLP of 96 elsewhere" in info
+
+
+def test_falcon_h1_export_quantize_info_and_chat_template(tmp_path):
+    """A sharded Falcon-H1 checkpoint with a tokenizer and a chat template: the multipliers are
+    folded into the tensors (checked against the checkpoint's), the FFN norm takes llama.cpp's
+    suffix-less name, quantizing the f32 export equals a direct Q8_0 export, the template is
+    carried, and `info` describes attention beside Mamba-2 in every layer."""
+    hf = make_hf_falcon_h1(seed=42, vocab_size=300)
+    f32, quantized, types = _export_both_ways(hf, tmp_path)
+    assert types["blk.0.ssm_in.weight"] == types["blk.0.attn_k.weight"] == "Q8_0"
+    assert types["blk.0.ffn_norm"] == types["blk.0.ssm_norm.weight"] == "F32"
+    tensors = {t.name: np.asarray(t.data) for t in gguf.GGUFReader(f32).tensors}
+    sd = {k: v.detach().float().numpy() for k, v in hf.state_dict().items()}
+    m, c = FALCON_H1_MULTIPLIERS, hf.config
+    p = "model.layers.1."
+    np.testing.assert_allclose(tensors["blk.1.attn_k.weight"], sd[p + "self_attn.k_proj.weight"]
+                               * m["attention_in_multiplier"] * m["key_multiplier"], rtol=1e-6)
+    np.testing.assert_allclose(tensors["blk.1.ffn_down.weight"],
+                               sd[p + "feed_forward.down_proj.weight"] * m["mlp_multipliers"][1],
+                               rtol=1e-6)
+    E, GN = c.mamba_d_ssm, c.mamba_n_groups * c.mamba_d_state
+    dt = tensors["blk.1.ssm_in.weight"][2 * E + 2 * GN:]  # the dt rows: the fifth segment
+    np.testing.assert_allclose(dt, sd[p + "mamba.in_proj.weight"][2 * E + 2 * GN:] *
+                               m["ssm_in_multiplier"] * m["ssm_multipliers"][4], rtol=1e-6)
+    np.testing.assert_allclose(tensors["output.weight"],
+                               sd["lm_head.weight"] * m["lm_head_multiplier"], rtol=1e-6)
+    model = mambalite.load(quantized)
+    assert model.chat_template == CHAT_TEMPLATE
+    ids = np.random.default_rng(3).integers(0, 300, size=20)
+    assert rel_err(mambalite.load(f32, kv_type="f32").forward(ids), hf_logits(hf, ids)) <= 1e-4
+    from mambalite.info import describe
+
+    info = describe(quantized)
+    assert "architecture:  falcon-h1" in info
+    assert "layer pattern: A+M in all 3 layers" in info
+    assert "RoPE on 16 of 16 dims (base 5000, rotate-half)" in info
+    assert "SwiGLU MLP of 96" in info
+
+
+@pytest.mark.parametrize("change,match", [
+    ({"mamba_norm_before_gate": True}, "normalised before its gate"),
+    ({"projectors_bias": True}, "projectors_bias is true"),
+    ({"time_step_limit": [0.001, 100.0]}, "time_step_limit"),
+    ({"rope_parameters": {"rope_type": "linear", "factor": 2.0, "rope_theta": 1e4}},
+     "RoPE scaling 'linear'"),
+    ({"ssm_multipliers": [1.0, 2.0]}, "should hold 2 and 5 numbers"),
+])
+def test_falcon_h1_configs_the_format_cannot_hold_are_refused(tmp_path, change, match):
+    """What llama.cpp's falcon-h1 files cannot express gets a clear error, not a wrong file."""
+    d = save_checkpoint(make_hf_falcon_h1(seed=43), tmp_path / "ckpt")
+    cfg = json.loads((d / "config.json").read_text())
+    (d / "config.json").write_text(json.dumps({**cfg, **change}))
+    with pytest.raises(ValueError, match=match):
+        export(d, "f32")

@@ -39,6 +39,7 @@ from helpers import (
     export,
     hf_logits,
     make_hf_bamba,
+    make_hf_falcon_h1,
     make_hf_falcon_mamba,
     make_hf_granite,
     make_hf_jamba,
@@ -249,6 +250,9 @@ HYBRIDS = {
     # its files say): with a time_step_min no step reaches, both compute the same model.
     "nemotron-h": lambda: make_hf_nemotron_h(seed=94, time_step_min=1e-12),
     "jamba": lambda: make_hf_jamba(seed=95),
+    "falcon-h1": lambda: make_hf_falcon_h1(seed=96),
+    "falcon-h1-plain-tied": lambda: make_hf_falcon_h1(
+        seed=97, mamba_rms_norm=False, mamba_conv_bias=False, tie_word_embeddings=True),
 }
 
 
@@ -366,6 +370,7 @@ CONVERTED = {
                                            num_experts_per_tok=2),
     "bamba": lambda: make_hf_bamba(seed=97, vocab_size=304),
     "nemotron-h": lambda: make_hf_nemotron_h(seed=98, vocab_size=304, time_step_min=1e-12),
+    "falcon-h1": lambda: make_hf_falcon_h1(seed=99, vocab_size=304),
 }
 
 

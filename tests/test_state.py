@@ -13,6 +13,7 @@ import mambalite
 from helpers import (
     export,
     make_hf_bamba,
+    make_hf_falcon_h1,
     make_hf_falcon_mamba,
     make_hf_granite,
     make_hf_jamba,
@@ -46,6 +47,7 @@ ARCHS = {
     "bamba": lambda: make_hf_bamba(seed=7, vocab_size=300),
     "nemotron_h": lambda: make_hf_nemotron_h(seed=7, vocab_size=300),
     "jamba": lambda: make_hf_jamba(seed=7, vocab_size=300),
+    "falcon_h1": lambda: make_hf_falcon_h1(seed=7, vocab_size=300),
 }
 
 
@@ -62,7 +64,8 @@ def ids_of(n: int, seed: int = 0) -> np.ndarray:
 
 
 TOLERANCE = {"granite_moe": HYBRID_ATOL_REL, "bamba": HYBRID_ATOL_REL,
-             "nemotron_h": HYBRID_ATOL_REL, "jamba": HYBRID_ATOL_REL}
+             "nemotron_h": HYBRID_ATOL_REL, "jamba": HYBRID_ATOL_REL,
+             "falcon_h1": HYBRID_ATOL_REL}
 _tolerance = [ATOL_REL]
 
 

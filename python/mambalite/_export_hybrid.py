@@ -1,7 +1,8 @@
 """Export of the Mamba-2 hybrids: IBM Granite-4.0-H (`GraniteMoeHybridForCausalLM`, dense and
 MoE) and Bamba (`BambaForCausalLM`) to llama.cpp's `granitehybrid`, NVIDIA Nemotron-H
 (`NemotronHForCausalLM`) to `nemotron_h`, with llama.cpp's tensor names and keys
-(docs/design.md, "Hybrids").
+(docs/design.md, "Hybrids"). Jamba (_export_jamba.py) and Falcon-H1 (_export_falcon_h1.py) plan
+their layers in their own modules over the planner here.
 
 Where llama.cpp's own converter is wrong, this one is not: it reads transformers 5's layer-type
 names ("linear_attention" / "full_attention" / "mlp") as well as the hub's ("mamba" /
@@ -14,7 +15,7 @@ from __future__ import annotations
 import math
 import re
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import gguf
@@ -22,7 +23,7 @@ import numpy as np
 
 from ._checkpoint import Checkpoint
 
-HYBRID_MODEL_TYPES = ("granitemoehybrid", "bamba", "nemotron_h", "jamba")
+HYBRID_MODEL_TYPES = ("granitemoehybrid", "bamba", "nemotron_h", "jamba", "falcon_h1")
 _MAMBA = ("mamba", "linear_attention", "M")
 _ATTENTION = ("attention", "full_attention", "*")
 _MLP = ("mlp", "-")
@@ -73,6 +74,12 @@ class HybridHParams:
     dt_min: float = 0.0  # Nemotron-H: dt clamped below at time_step_min
     dt_rank: int = 0  # Jamba's Mamba-1 mixers
     moe_layers: tuple[int, ...] = ()  # Jamba: the layers with routed experts
+    # Multipliers folded into the embedding and the head (Falcon-H1's µP); a tied head whose
+    # fold differs from the embedding's is written as its own tensor.
+    embd_fold: float = 1.0
+    head_fold: float = 1.0
+    ssm_norm: bool = True  # the Mamba-2 mixers have their gated RMSNorm (Falcon-H1: optional)
+    mup: dict = field(default_factory=dict)  # Falcon-H1's other multipliers, by config key
 
 
 
@@ -136,6 +143,10 @@ def read_hybrid_hparams(ckpt: Checkpoint) -> HybridHParams:
         from ._export_jamba import read_jamba_hparams
 
         return read_jamba_hparams(ckpt)
+    if mt == "falcon_h1":
+        from ._export_falcon_h1 import read_falcon_h1_hparams
+
+        return read_falcon_h1_hparams(ckpt)
     D = _pos_int(cfg, "hidden_size")
     if mt != "nemotron_h":  # Nemotron-H clamps at time_step_min instead (below)
         _check_time_step_limit(ckpt, cfg)
@@ -357,8 +368,9 @@ def plan_hybrid(ckpt: Checkpoint, hp: HybridHParams) -> tuple[list[_Planned], in
     if embd not in ckpt:
         raise ValueError(f"{ckpt.dir}: missing the embedding {embd!r}")
     V = ckpt.shape(embd)[0]
-    pl.add(embd, "token_embd.weight", (V, D))
-    for i, kind in enumerate(hp.kinds if hp.arch != "jamba" else []):
+    fold_embd = None if hp.embd_fold == 1.0 else (lambda a: a * np.float32(hp.embd_fold))
+    pl.add(embd, "token_embd.weight", (V, D), transform=fold_embd)
+    for i, kind in enumerate(hp.kinds if hp.arch not in ("jamba", "falcon-h1") else []):
         p, b = f"{root}layers.{i}.", f"blk.{i}."
         if nemo:
             pl.add(p + "norm.weight", b + "attn_norm.weight", (D,))
@@ -386,19 +398,27 @@ def plan_hybrid(ckpt: Checkpoint, hp: HybridHParams) -> tuple[list[_Planned], in
         from ._export_jamba import plan_jamba
 
         plan_jamba(pl, hp)
+    elif hp.arch == "falcon-h1":
+        from ._export_falcon_h1 import plan_falcon_h1
+
+        plan_falcon_h1(pl, hp)
     pl.add(root + ("norm_f.weight" if nemo else "final_layernorm.weight"
-                   if hp.model_type in ("bamba", "jamba") else "norm.weight"),
+                   if hp.model_type in ("bamba", "jamba", "falcon_h1") else "norm.weight"),
            "output_norm.weight", (D,))
     head = "lm_head.weight"
+    fold_head = None if hp.head_fold == 1.0 else (lambda a: a * np.float32(hp.head_fold))
+    own_head = hp.head_fold != hp.embd_fold  # a tied head still needs its own tensor
     if head in ckpt:
         pl.used.add(head)
         if ckpt.shape(head) != (V, D):
             pl.errors.append(f"tensor {head!r} has shape {list(ckpt.shape(head))}, expected "
                              f"{[V, D]}")
-        elif not np.array_equal(ckpt.load(head), ckpt.load(embd)):
-            pl.add(head, "output.weight", (V, D))
+        elif own_head or not np.array_equal(ckpt.load(head), ckpt.load(embd)):
+            pl.add(head, "output.weight", (V, D), transform=fold_head)
     elif not hp.tie_embeddings:
         pl.errors.append(f"config says the head is not tied, but {head!r} is missing")
+    elif own_head:
+        pl.add(embd, "output.weight", (V, D), transform=fold_head)
     unknown = sorted(n for n in ckpt.names() if n not in pl.used)
     if unknown:
         more = f" and {len(unknown) - 8} more" if len(unknown) > 8 else ""
@@ -416,6 +436,11 @@ def add_hybrid_metadata(writer: gguf.GGUFWriter, hp: HybridHParams) -> None:
         from ._export_jamba import add_jamba_metadata
 
         add_jamba_metadata(writer, hp)
+        return
+    if hp.arch == "falcon-h1":
+        from ._export_falcon_h1 import add_falcon_h1_metadata
+
+        add_falcon_h1_metadata(writer, hp)
         return
     L = hp.n_layer
     writer.add_context_length(hp.n_ctx if hp.n_rot or hp.arch == "nemotron_h" else 2**20)

@@ -115,8 +115,8 @@ def _parser() -> argparse.ArgumentParser:
     e = sub.add_parser("export", help="convert a PyTorch checkpoint to GGUF",
                        description="Convert a Mamba-1, FalconMamba or Mamba-2 checkpoint "
                        "directory (transformers, mamba_ssm or mistral format), or a hybrid "
-                       "(Granite-4.0-H, Bamba, Nemotron-H; transformers format), to a GGUF file "
-                       "that mambalite and llama.cpp load.")
+                       "(Granite-4.0-H, Bamba, Nemotron-H, Jamba, Falcon-H1; transformers "
+                       "format), to a GGUF file that mambalite and llama.cpp load.")
     e.add_argument("checkpoint", help="directory with config.json (or mistral's params.json) "
                    "and the weights")
     e.add_argument("-o", "--output", required=True, help="GGUF file to write")

@@ -38,7 +38,7 @@ EXPORT_TYPES = {
 
 HEAD_TYPES = ("q6_k", "q8_0")
 # The GGUF architectures mambalite writes and runs (llama.cpp's names).
-ARCHITECTURES = ("mamba", "mamba2", "granitehybrid", "nemotron_h", "jamba")
+ARCHITECTURES = ("mamba", "mamba2", "granitehybrid", "nemotron_h", "jamba", "falcon-h1")
 
 
 def tensor_type(name: str, shape: tuple[int, ...], wtype: gguf.GGMLQuantizationType,
@@ -248,8 +248,8 @@ def export(src: str | os.PathLike, dst: str | os.PathLike, type: str = "f16", *,
             checkpoints with an index json work too), in transformers format (Mamba, FalconMamba,
             Mamba2), mamba_ssm format (Mamba1 or Mamba2 layers) or mistral's Codestral
             Mamba layout (params.json + consolidated.safetensors + tokenizer.model.v3); or a
-            transformers hybrid: Granite-4.0-H (GraniteMoeHybrid, dense or MoE), Bamba or
-            Nemotron-H.
+            transformers hybrid: Granite-4.0-H (GraniteMoeHybrid, dense or MoE), Bamba,
+            Nemotron-H, Jamba or Falcon-H1.
         dst: path of the GGUF file to write (written to a temporary name, then renamed).
         type: weight type of the matrices: "f32", "f16", "bf16", "q8_0" or "q4_0". Norms, A,
             D, biases and the conv kernel stay F32, as in llama.cpp (see `tensor_type`).
