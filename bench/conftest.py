@@ -1,5 +1,5 @@
-"""Benchmark fixtures: Mamba-1, Mamba-2 and Granite-4.0-H models of released shapes with random
-weights (speed does not depend on the values), exported once and cached in
+"""Benchmark fixtures: Mamba-1, Mamba-2, Granite-4.0-H, Falcon-H1 and Jamba models of released
+shapes with random weights (speed does not depend on the values), exported once and cached in
 $MAMBALITE_BENCH_CACHE (default ~/.cache/mambalite-bench)."""
 
 from __future__ import annotations
@@ -30,6 +30,34 @@ SHAPES = {
                          mamba_d_head=64, mamba_d_state=128, mamba_n_groups=1,
                          shared_intermediate_size=4096, attention_layers=[10, 13, 17, 27]),
 }
+# The hybrids of the second hybrid issue, at the released sizes, written tensor by tensor
+# (random_checkpoint.py): (transformers class, config class, config).
+LARGE = {
+    # tiiuae/Falcon-H1-0.5B's shape (from its config.json as we know it; the Hub is not
+    # reachable from these machines): attention (8 heads of 64, 2 KV heads, RoPE) beside
+    # Mamba-2 (24 heads of 64, d_state 128, one group, mamba_d_ssm 1536) in all 36 layers,
+    # SwiGLU MLP of 2048, untied head, vocab 32784: 0.52B parameters. The multipliers are away
+    # from 1 but not the released values: the export folds them, so speed does not see them.
+    "falcon-h1-0.5b": ("FalconH1ForCausalLM", "FalconH1Config", dict(
+        hidden_size=1024, num_hidden_layers=36, num_attention_heads=8, num_key_value_heads=2,
+        head_dim=64, intermediate_size=2048, mamba_d_ssm=1536, mamba_n_heads=24,
+        mamba_d_head=64, mamba_d_state=128, mamba_n_groups=1, mamba_d_conv=4,
+        mamba_rms_norm=False, vocab_size=32784, tie_word_embeddings=False,
+        embedding_multiplier=5.65, lm_head_multiplier=0.039, key_multiplier=0.39,
+        attention_in_multiplier=1.0, attention_out_multiplier=0.94, ssm_in_multiplier=1.25,
+        ssm_out_multiplier=0.24, mlp_multipliers=[0.82, 0.51],
+        ssm_multipliers=[0.35, 0.25, 0.35, 0.35, 0.57],
+        rope_parameters={"rope_theta": 1e11, "rope_type": "default"})),
+    # ai21labs/AI21-Jamba-Reasoning-3B as AI21 describes it: 28 layers, attention (20 query
+    # heads on one KV head) at 2 of them, Mamba-1 (d_state 16, expand 2, dt_rank 160) at the
+    # rest, a dense SwiGLU MLP of 8192 in every layer, tied head, vocab 65536: 3.0B parameters.
+    "jamba-reasoning-3b": ("JambaForCausalLM", "JambaConfig", dict(
+        hidden_size=2560, num_hidden_layers=28, attn_layer_period=14, attn_layer_offset=7,
+        num_attention_heads=20, num_key_value_heads=1, num_experts=1, num_experts_per_tok=1,
+        expert_layer_period=1, expert_layer_offset=0, intermediate_size=8192,
+        mamba_d_state=16, mamba_d_conv=4, mamba_expand=2, mamba_dt_rank=160,
+        vocab_size=65536, tie_word_embeddings=True)),
+}
 CACHE = Path(os.environ.get("MAMBALITE_BENCH_CACHE", Path.home() / ".cache" / "mambalite-bench"))
 
 
@@ -38,7 +66,11 @@ def checkpoint(shape: str) -> Path:
     from helpers import make_hf_mamba2, make_hf_model, save_checkpoint
 
     d = CACHE / shape
-    if not (d / "config.json").is_file():
+    if shape in LARGE and not (d / "config.json").is_file():
+        from random_checkpoint import write_random_checkpoint
+
+        write_random_checkpoint(*LARGE[shape], d)
+    elif not (d / "config.json").is_file():
         cfg = dict(SHAPES[shape])
         if shape.startswith("granite"):
             from helpers import make_hf_granite

@@ -80,10 +80,12 @@ def test_vs_llama_cpp(model_file, shape, wtype, threads, record_property):
 
 
 @needs_llama
-@pytest.mark.parametrize("shape", ["granite-h-350m", "granite-h-1b"])
+@pytest.mark.parametrize("shape", ["granite-h-350m", "granite-h-1b", "falcon-h1-0.5b",
+                                   "jamba-reasoning-3b"])
 @pytest.mark.parametrize("wtype", ["q8_0", "q4_0"])
 def test_hybrid_vs_llama_cpp(model_file, shape, wtype, record_property):
-    """Granite-4.0-H-shaped models at 2 threads: the same comparison as test_vs_llama_cpp."""
+    """Granite-4.0-H-, Falcon-H1-0.5B- and Jamba-Reasoning-3B-shaped models at 2 threads: the
+    same comparison as test_vs_llama_cpp."""
     test_vs_llama_cpp(model_file, shape, wtype, 2, record_property)
 
 
