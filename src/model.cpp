@@ -144,7 +144,7 @@ void Model::check_ids(const int32_t* ids, int64_t n) const {
   }
 }
 
-void Model::run_block(State& state, const int32_t* ids, int64_t n) {
+void Model::run_block(const Seqs& seqs, const int32_t* ids, int64_t n) {
   const ModelConfig& c = config_;
   const int64_t D = c.d_model;
   for (int64_t t = 0; t < n; ++t) {
@@ -165,7 +165,7 @@ void Model::run_block(State& state, const int32_t* ids, int64_t n) {
   };
   for (size_t b = 0; b < blocks_.size(); ++b) {
     if (c.blocks[b].parallel) {  // same input as the block before it; outputs summed
-      blocks_[b]->forward(cx_, state, hn_.data(), par_.data(), n, ws_.data());
+      blocks_[b]->forward(cx_, seqs, hn_.data(), par_.data(), n, ws_.data());
       for (int64_t i = 0; i < n * D; ++i) out_[i] += par_[i];
       continue;
     }
@@ -176,7 +176,7 @@ void Model::run_block(State& state, const int32_t* ids, int64_t n) {
         cx_.k().rms_norm(resid_.data() + t * D, norm, D, c.norm_eps, hn_.data() + t * D);
       }
     });
-    blocks_[b]->forward(cx_, state, hn_.data(), out_.data(), n, ws_.data());
+    blocks_[b]->forward(cx_, seqs, hn_.data(), out_.data(), n, ws_.data());
   }
   add_residual(0, n * D);  // the last block's
 }
@@ -192,10 +192,7 @@ void Model::compute_logits(const float* resid, int64_t n, float* logits) {
   }
 }
 
-void Model::eval(State& state, const int32_t* ids, int64_t n, LogitsMode mode, float* logits) {
-  if (n <= 0) throw InvalidArgument("no tokens to evaluate: give at least one token id");
-  check_state(state);
-  check_ids(ids, n);
+void Model::check_capacity(const State& state, int64_t n) const {
   if (n_ctx_ > 0 && state.n_tokens() + n > n_ctx_) {
     throw InvalidArgument("the KV cache is full: the state holds " +
                           std::to_string(state.n_tokens()) + " tokens and " + std::to_string(n) +
@@ -203,6 +200,13 @@ void Model::eval(State& state, const int32_t* ids, int64_t n, LogitsMode mode, f
                           " positions. Load the model with a larger n_ctx (mambalite.load(path, "
                           "n_ctx=...), --ctx-size) or start a new state.");
   }
+}
+
+void Model::eval(State& state, const int32_t* ids, int64_t n, LogitsMode mode, float* logits) {
+  if (n <= 0) throw InvalidArgument("no tokens to evaluate: give at least one token id");
+  check_state(state);
+  check_ids(ids, n);
+  check_capacity(state, n);
   std::lock_guard<std::mutex> lock(mutex_);
   if (gpu_) {
     gpu_->eval(state, ids, n, mode, logits);
@@ -213,13 +217,80 @@ void Model::eval(State& state, const int32_t* ids, int64_t n, LogitsMode mode, f
   const int64_t D = config_.d_model, V = config_.n_vocab, T = Compute::kBlock;
   for (int64_t b = 0; b < n; b += T) {
     const int64_t m = std::min(T, n - b);
-    run_block(state, ids + b, m);
+    run_block({{&state, 0, m}}, ids + b, m);
     state.add_tokens(m);  // the next block's attention starts after these positions
     if (mode == LogitsMode::kAll) {
       compute_logits(resid_.data(), m, logits + b * V);
     } else if (mode == LogitsMode::kLast && b + m == n) {
       compute_logits(resid_.data() + (m - 1) * D, 1, logits);
     }
+  }
+}
+
+void Model::eval_batch(const std::vector<State*>& states,
+                       const std::vector<std::vector<int32_t>>& ids, float* logits) {
+  const size_t N = states.size();
+  if (N == 0) throw InvalidArgument("an empty batch: give at least one state and its token ids");
+  if (ids.size() != N) {
+    throw InvalidArgument("a batch of " + std::to_string(N) + " states needs " + std::to_string(N) +
+                          " lists of token ids, got " + std::to_string(ids.size()));
+  }
+  for (size_t i = 0; i < N; ++i) {
+    const std::string which = "sequence " + std::to_string(i) + " of the batch";
+    if (states[i] == nullptr) throw InvalidArgument(which + " has no state");
+    if (ids[i].empty()) {
+      throw InvalidArgument(which + " has no tokens: give each state at least one token id");
+    }
+    for (size_t j = 0; j < i; ++j) {
+      if (states[j] == states[i]) {
+        throw InvalidArgument(which + " has the state of sequence " + std::to_string(j) +
+                              ": each sequence needs its own State (copy it with copy())");
+      }
+    }
+    check_state(*states[i]);
+    check_ids(ids[i].data(), static_cast<int64_t>(ids[i].size()));
+    check_capacity(*states[i], static_cast<int64_t>(ids[i].size()));
+  }
+  std::lock_guard<std::mutex> lock(mutex_);
+  const int64_t V = config_.n_vocab, D = config_.d_model, T = Compute::kBlock;
+  if (gpu_) {  // the device engine steps one sequence at a time
+    for (size_t i = 0; i < N; ++i) {
+      const int64_t n = static_cast<int64_t>(ids[i].size());
+      gpu_->eval(*states[i], ids[i].data(), n, LogitsMode::kLast, logits + i * V);
+      states[i]->add_tokens(n);
+    }
+    return;
+  }
+  for (State* s : states) s->use_host();
+  // Passes of up to T rows: the sequences in order, a long one continued in the next pass. The
+  // sequences that end in a pass are consecutive, so their logits rows are too.
+  std::vector<int64_t> done(N, 0);
+  int32_t pass_ids[Compute::kBlock];
+  for (size_t first = 0; first < N;) {
+    Seqs seqs;
+    int64_t rows = 0;
+    for (size_t j = first; j < N && rows < T; ++j) {
+      const int64_t take = std::min(T - rows, static_cast<int64_t>(ids[j].size()) - done[j]);
+      std::copy(ids[j].begin() + done[j], ids[j].begin() + done[j] + take, pass_ids + rows);
+      seqs.push_back({states[j], rows, take});
+      rows += take;
+    }
+    run_block(seqs, pass_ids, rows);
+    size_t ended = 0, first_ended = N;
+    for (size_t q = 0; q < seqs.size(); ++q) {
+      const size_t j = first + q;
+      seqs[q].state->add_tokens(seqs[q].n);
+      done[j] += seqs[q].n;
+      if (done[j] == static_cast<int64_t>(ids[j].size())) {
+        if (first_ended == N) first_ended = j;
+        const float* last = resid_.data() + (seqs[q].row0 + seqs[q].n - 1) * D;
+        std::copy(last, last + D, out_.data() + ended * D);  // out_ is free after the pass
+        ++ended;
+      }
+    }
+    if (ended > 0)
+      compute_logits(out_.data(), static_cast<int64_t>(ended), logits + first_ended * V);
+    first += ended;
   }
 }
 

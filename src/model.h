@@ -62,6 +62,14 @@ class Model {
   // for kNone. Validates ids, state and KV capacity first: on error the state is unchanged.
   void eval(State& state, const int32_t* ids, int64_t n, LogitsMode mode, float* logits);
 
+  // A ragged batch: advances each states[i] by its ids[i] (lengths and positions may differ) in
+  // passes whose matrix products run over the rows of all its sequences at once, so that N
+  // sequences cost about one read of the weights per pass; the recurrences and attention run
+  // per sequence, and no padding enters any state. logits: (N, n_vocab), each sequence's last
+  // position. Validates every input first: on error no state has changed.
+  void eval_batch(const std::vector<State*>& states, const std::vector<std::vector<int32_t>>& ids,
+                  float* logits);
+
   // This machine's streaming read rate, bytes per second: the median of `repeats` passes of the
   // model's threads over a fresh buffer of n_bytes, with the widest loads of the CPU (the best
   // table's stream_sum, whatever MAMBALITE_ISA selects) and the decode kernels' prefetch: the
@@ -70,7 +78,9 @@ class Model {
 
  private:
   void bind_blocks();
-  void run_block(State& state, const int32_t* ids, int64_t n);
+  void run_block(const Seqs& seqs, const int32_t* ids, int64_t n);
+  // Throws InvalidArgument when n more tokens would overflow the state's KV cache.
+  void check_capacity(const State& state, int64_t n) const;
   void compute_logits(const float* resid, int64_t n, float* logits);
 
   GgufFile file_;

@@ -156,10 +156,10 @@ void AttentionBlock::rope(float* x, int64_t n_heads, int64_t pos) const {
   }
 }
 
-void AttentionBlock::forward(Compute& cx, State& state, const float* hn, float* out, int64_t n,
+void AttentionBlock::forward(Compute& cx, const Seqs& seqs, const float* hn, float* out, int64_t n,
                              float* ws) {
   const int64_t D = c_.d_model, HQ = n_head_ * hd_, HKV = n_head_kv_ * hd_;
-  const int64_t T = Compute::kBlock, pos0 = state.n_tokens();
+  const int64_t T = Compute::kBlock;
   float* q = ws;                  // (T, H * hd)
   float* kk = q + T * HQ;         // (T, Hkv * hd)
   float* vv = kk + T * HKV;       // (T, Hkv * hd)
@@ -171,19 +171,34 @@ void AttentionBlock::forward(Compute& cx, State& state, const float* hn, float* 
   add_bias(w_.bq, q, n, HQ);
   add_bias(w_.bk, kk, n, HKV);
   add_bias(w_.bv, vv, n, HKV);
-  const GgmlType type = state.shape().kv_type;
-  const size_t row = state.shape().kv_row_bytes(static_cast<size_t>(slot_));
+  // Every state of a model has the same cache layout; each row t has its sequence's cache and
+  // its position in it.
+  const StateShape& shape = seqs.front().state->shape();
+  const GgmlType type = shape.kv_type;
+  const size_t row = shape.kv_row_bytes(static_cast<size_t>(slot_));
   const size_t head_bytes = row / static_cast<size_t>(n_head_kv_);
-  uint8_t* keys = state.keys(static_cast<size_t>(slot_));
-  uint8_t* values = state.values(static_cast<size_t>(slot_));
+  int64_t pos[Compute::kBlock];  // (n) each row's position
+  int64_t seq[Compute::kBlock];  // (n) each row's index in seqs
+  int64_t max_len = 0;
+  for (size_t i = 0; i < seqs.size(); ++i) {
+    for (int64_t t = 0; t < seqs[i].n; ++t) {
+      pos[seqs[i].row0 + t] = seqs[i].state->n_tokens() + t;
+      seq[seqs[i].row0 + t] = static_cast<int64_t>(i);
+    }
+    max_len = std::max(max_len, seqs[i].state->n_tokens() + seqs[i].n);
+  }
+  auto keys_of = [&](int64_t t) { return seqs[seq[t]].state->keys(static_cast<size_t>(slot_)); };
+  auto values_of = [&](int64_t t) {
+    return seqs[seq[t]].state->values(static_cast<size_t>(slot_));
+  };
   cx.for_tokens(n, [&](int64_t t0, int64_t t1) {
     for (int64_t t = t0; t < t1; ++t) {
       if (!inv_freq_.empty()) {
-        rope(q + t * HQ, n_head_, pos0 + t);
-        rope(kk + t * HKV, n_head_kv_, pos0 + t);
+        rope(q + t * HQ, n_head_, pos[t]);
+        rope(kk + t * HKV, n_head_kv_, pos[t]);
       }
-      store_row(type, kk + t * HKV, HKV, keys + static_cast<size_t>(pos0 + t) * row);
-      store_row(type, vv + t * HKV, HKV, values + static_cast<size_t>(pos0 + t) * row);
+      store_row(type, kk + t * HKV, HKV, keys_of(t) + static_cast<size_t>(pos[t]) * row);
+      store_row(type, vv + t * HKV, HKV, values_of(t) + static_cast<size_t>(pos[t]) * row);
     }
   });
   // Work items are (token, chunk of positions), all heads together: a tile of the cache holds
@@ -191,7 +206,7 @@ void AttentionBlock::forward(Compute& cx, State& state, const float* hn, float* 
   // (docs/kernels.md). With fewer tokens than about two per thread (decode), the positions split
   // into chunks whose partial softmaxes merge afterwards, as flash-decoding does.
   const int64_t group = n_head_ / n_head_kv_;
-  const int64_t n_split = split_count(n, pos0 + n, cx.n_threads());
+  const int64_t n_split = split_count(n, max_len, cx.n_threads());
   const int64_t per_thread = thread_floats();
   const KernelTable& k = cx.k();
   float* part = scratch + cx.n_threads() * per_thread;  // (n, n_split, H, hd + 2)
@@ -201,7 +216,9 @@ void AttentionBlock::forward(Compute& cx, State& state, const float* hn, float* 
     float* tile = ml + 2 * n_head_;              // attend_f16's scratch, or one head's scores
     for (int64_t i = i0; i < i1; ++i) {
       const int64_t t = i / n_split, c = i % n_split;
-      const int64_t len = pos0 + t + 1;  // causal: positions [0, pos0 + t]
+      const int64_t len = pos[t] + 1;  // causal: positions [0, pos[t]] of its own sequence
+      const uint8_t* keys = keys_of(t);
+      const uint8_t* values = values_of(t);
       const int64_t chunk = (len + n_split * kTile - 1) / (n_split * kTile) * kTile;
       const int64_t b = std::min(len, c * chunk), e = std::min(len, b + chunk);
       const float* qt = q + t * HQ;

@@ -21,7 +21,7 @@ class AttentionBlock : public Block {
  public:
   AttentionBlock(const ModelConfig& c, const BlockSpec& spec, Binder& b, const std::string& prefix,
                  int64_t slot);
-  void forward(Compute& cx, State& state, const float* hn, float* out, int64_t n,
+  void forward(Compute& cx, const Seqs& seqs, const float* hn, float* out, int64_t n,
                float* ws) override;
   size_t workspace_floats(int n_threads) const override;
   int64_t max_cols() const override { return std::max(c_.d_model, n_head_ * hd_); }

@@ -16,15 +16,25 @@
 
 namespace mambalite {
 
+// One sequence's share of a pass: rows [row0, row0 + n) of the blocks' input are its tokens,
+// which follow the state's n_tokens() (a pass holds one sequence in prefill, several in a batch).
+struct SeqRows {
+  State* state;
+  int64_t row0;
+  int64_t n;
+};
+using Seqs = std::vector<SeqRows>;  // in row order, covering the pass's rows
+
 class Block {
  public:
   virtual ~Block() = default;
   BlockKind kind() const { return kind_; }
 
   // out (n, D) = the block applied to hn (n, D), the normalised residual, for the n <=
-  // Compute::kBlock tokens that follow the state's n_tokens(); advances the block's cache in
-  // `state`. ws: workspace_floats() floats.
-  virtual void forward(Compute& cx, State& state, const float* hn, float* out, int64_t n,
+  // Compute::kBlock rows of `seqs`; advances each sequence's cache of the block in its state
+  // (matrix products run over all n rows at once, the recurrences and attention per sequence).
+  // ws: workspace_floats() floats.
+  virtual void forward(Compute& cx, const Seqs& seqs, const float* hn, float* out, int64_t n,
                        float* ws) = 0;
   // Floats of workspace for a block of Compute::kBlock tokens on n_threads threads.
   virtual size_t workspace_floats(int n_threads) const = 0;

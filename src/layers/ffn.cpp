@@ -24,7 +24,8 @@ FfnBlock::FfnBlock(const ModelConfig& c, const BlockSpec& spec, Binder& b, const
   w_.b_down = b.optional_floats(p + "ffn_down.bias", {D});
 }
 
-void FfnBlock::forward(Compute& cx, State&, const float* hn, float* out, int64_t n, float* ws) {
+void FfnBlock::forward(Compute& cx, const Seqs&, const float* hn, float* out, int64_t n,
+                       float* ws) {
   const int64_t D = d_model_, F = n_ff_;
   float* u = ws;                       // (T, F)
   float* g = u + Compute::kBlock * F;  // (T, F)

@@ -17,7 +17,7 @@ struct FfnWeights {
 class FfnBlock : public Block {
  public:
   FfnBlock(const ModelConfig& c, const BlockSpec& spec, Binder& b, const std::string& prefix);
-  void forward(Compute& cx, State& state, const float* hn, float* out, int64_t n,
+  void forward(Compute& cx, const Seqs& seqs, const float* hn, float* out, int64_t n,
                float* ws) override;
   size_t workspace_floats(int) const override {
     return static_cast<size_t>(2 * Compute::kBlock * n_ff_);

@@ -35,7 +35,7 @@ size_t Mamba1Block::workspace_floats(int) const {
 
 int64_t Mamba1Block::max_cols() const { return std::max({c_.d_model, c_.d_inner, c_.dt_rank}); }
 
-void Mamba1Block::forward(Compute& cx, State& state, const float* hn, float* out, int64_t n,
+void Mamba1Block::forward(Compute& cx, const Seqs& seqs, const float* hn, float* out, int64_t n,
                           float* ws) {
   const int64_t D = c_.d_model, E = c_.d_inner, N = c_.d_state, K = c_.d_conv, R = c_.dt_rank;
   const int64_t T = Compute::kBlock, ldbc = R + 2 * N;
@@ -48,12 +48,14 @@ void Mamba1Block::forward(Compute& cx, State& state, const float* hn, float* out
   // Four barriers per layer: a channel's conv needs only its own in_proj rows, and its scan only
   // its own dt_proj row, so those pairs run in one parallel job over the same channel ranges.
   Compute::Acts act = cx.prepare(w_.in_proj, hn, D, n);
-  float* window = state.conv(slot_);  // (K-1, E)
   cx.pool().parallel_for(E, 16, [&](int i, int64_t c0, int64_t c1) {
     // x rows [c0, c1) and z rows [E + c0, E + c1) of in_proj.
     cx.matmul_rows(w_.in_proj, act, n, xz, 2 * E, c0, c1, i);
     cx.matmul_rows(w_.in_proj, act, n, xz, 2 * E, E + c0, E + c1, i);
-    k.conv_silu(n, K, E, window, xz, 2 * E, w_.conv_w.data(), w_.conv_b.data(), xc, c0, c1);
+    for (const SeqRows& q : seqs) {  // each sequence's conv window: (K-1, E)
+      k.conv_silu(q.n, K, E, q.state->conv(slot_), xz + q.row0 * 2 * E, 2 * E, w_.conv_w.data(),
+                  w_.conv_b.data(), xc + q.row0 * E, c0, c1);
+    }
   });
   cx.matmul(w_.x_proj, xc, E, n, dbc, ldbc);
   if (c_.dt_b_c_rms) {  // RMSNorm of dt, B and C, each on its own
@@ -65,15 +67,18 @@ void Mamba1Block::forward(Compute& cx, State& state, const float* hn, float* out
     }
   }
   act = cx.prepare(w_.dt_proj, dbc, ldbc, n);
-  float* s = state.ssm(slot_);  // (E, N)
   cx.pool().parallel_for(E, 16, [&](int i, int64_t c0, int64_t c1) {
     cx.matmul_rows(w_.dt_proj, act, n, dt, E, c0, c1, i);
     for (int64_t t = 0; t < n; ++t) {
       float* row = dt + t * E;
       k.softplus_bias(c1 - c0, row + c0, w_.dt_b.data() + c0, row + c0);
     }
-    k.selective_scan(n, E, N, xc, dt, w_.A.data(), dbc + R, dbc + R + N, ldbc, w_.D.data(), xz + E,
-                     2 * E, s, y, c0, c1);
+    for (const SeqRows& q : seqs) {  // each sequence's state: (E, N)
+      const float* bc = dbc + q.row0 * ldbc;
+      k.selective_scan(q.n, E, N, xc + q.row0 * E, dt + q.row0 * E, w_.A.data(), bc + R, bc + R + N,
+                       ldbc, w_.D.data(), xz + q.row0 * 2 * E + E, 2 * E, q.state->ssm(slot_),
+                       y + q.row0 * E, c0, c1);
+    }
   });
   cx.matmul(w_.out_proj, y, E, n, out, D);
 }

@@ -23,7 +23,7 @@ struct Mamba1Weights {
 class Mamba1Block : public Block {
  public:
   Mamba1Block(const ModelConfig& c, Binder& b, const std::string& prefix, int64_t slot);
-  void forward(Compute& cx, State& state, const float* hn, float* out, int64_t n,
+  void forward(Compute& cx, const Seqs& seqs, const float* hn, float* out, int64_t n,
                float* ws) override;
   size_t workspace_floats(int n_threads) const override;
   int64_t max_cols() const override;

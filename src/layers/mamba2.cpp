@@ -31,7 +31,7 @@ size_t Mamba2Block::workspace_floats(int) const {
 // Mamba-2 prefill runs the recurrence token by token inside the block, with each head's state
 // rows held in cache: on a CPU the chunked SSD form costs more arithmetic than the recurrence, and
 // its advantage, tensor-core matmuls, does not apply (docs/design.md §1).
-void Mamba2Block::forward(Compute& cx, State& state, const float* hn, float* out, int64_t n,
+void Mamba2Block::forward(Compute& cx, const Seqs& seqs, const float* hn, float* out, int64_t n,
                           float* ws) {
   const ModelConfig& c = c_;
   const int64_t D = c.d_model, E = c.d_inner, N = c.d_state, K = c.d_conv;
@@ -46,19 +46,20 @@ void Mamba2Block::forward(Compute& cx, State& state, const float* hn, float* out
   // in_proj and the conv in one job, over the rows in the order xBC, z, dt: a chunk of xBC rows
   // is convolved by the thread that computed it (a channel's conv needs only its own row).
   const Compute::Acts act = cx.prepare(w_.in_proj, hn, D, n);
-  float* window = state.conv(slot_);  // (K-1, CD)
   cx.pool().parallel_for(CD + E + H, 16, [&](int i, int64_t b, int64_t e) {
     const int64_t c0 = std::min(b, CD), c1 = std::min(e, CD);  // xBC channels
     if (c0 < c1) {
       cx.matmul_rows(w_.in_proj, act, n, xz, NR, E + c0, E + c1, i);
-      k.conv_silu(n, K, CD, window, xz + E, NR, w_.conv_w.data(), w_.conv_b.data(), xc, c0, c1);
+      for (const SeqRows& q : seqs) {  // each sequence's conv window: (K-1, CD)
+        k.conv_silu(q.n, K, CD, q.state->conv(slot_), xz + q.row0 * NR + E, NR, w_.conv_w.data(),
+                    w_.conv_b.data(), xc + q.row0 * CD, c0, c1);
+      }
     }
     const int64_t z0 = std::clamp(b - CD, int64_t{0}, E), z1 = std::clamp(e - CD, int64_t{0}, E);
     cx.matmul_rows(w_.in_proj, act, n, xz, NR, z0, z1, i);
     const int64_t d0 = std::max(b, CD + E), d1 = std::max(e, CD + E);  // dt rows, in place
     cx.matmul_rows(w_.in_proj, act, n, xz, NR, d0, d1, i);
   });
-  float* s = state.ssm(slot_);  // (H, P, N)
   cx.pool().parallel_for(H, 1, [&](int, int64_t h0, int64_t h1) {
     for (int64_t t = 0; t < n; ++t) {
       float* dt = dts + t * H;
@@ -74,8 +75,12 @@ void Mamba2Block::forward(Compute& cx, State& state, const float* hn, float* out
         dA[t] = std::exp(dt[t] * w_.A[h]);
       }
       const int64_t g = h / heads_per_group;
-      k.head_scan(n, P, N, xc + h * P, CD, dt, dA, xc + E + g * N, xc + E + (G + g) * N, CD,
-                  w_.D[h], xz + h * P, NR, s + h * P * N, y + h * P, E);  // y = y * silu(z)
+      for (const SeqRows& q : seqs) {  // each sequence's state: (H, P, N); y = y * silu(z)
+        const float* xq = xc + q.row0 * CD;
+        k.head_scan(q.n, P, N, xq + h * P, CD, dt + q.row0, dA + q.row0, xq + E + g * N,
+                    xq + E + (G + g) * N, CD, w_.D[h], xz + q.row0 * NR + h * P, NR,
+                    q.state->ssm(slot_) + h * P * N, y + q.row0 * E + h * P, E);
+      }
     }
   });
   if (!w_.ssm_norm.empty())

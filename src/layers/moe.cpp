@@ -36,7 +36,8 @@ size_t MoeBlock::workspace_floats(int) const {
                              T * d_model_);
 }
 
-void MoeBlock::forward(Compute& cx, State&, const float* hn, float* out, int64_t n, float* ws) {
+void MoeBlock::forward(Compute& cx, const Seqs&, const float* hn, float* out, int64_t n,
+                       float* ws) {
   const int64_t D = d_model_, X = n_expert_, T = Compute::kBlock, F = std::max(n_ff_, n_ff_sh_);
   float* logits = ws;              // (T, X) router logits
   float* weight = logits + T * X;  // (T, X) each token's weight per expert, 0 when not chosen

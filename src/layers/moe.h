@@ -20,7 +20,7 @@ struct MoeWeights {
 class MoeBlock : public Block {
  public:
   MoeBlock(const ModelConfig& c, const BlockSpec& spec, Binder& b, const std::string& prefix);
-  void forward(Compute& cx, State& state, const float* hn, float* out, int64_t n,
+  void forward(Compute& cx, const Seqs& seqs, const float* hn, float* out, int64_t n,
                float* ws) override;
   size_t workspace_floats(int n_threads) const override;
   int64_t max_cols() const override { return std::max({d_model_, n_ff_, n_ff_sh_}); }
