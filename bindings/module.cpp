@@ -340,6 +340,20 @@ PYBIND11_MODULE(_core, mod) {
              }
              return out;
            })
+      .def("prefill_batch",
+           [](Model& m, const std::vector<State*>& states, const std::vector<IdArray>& ids) {
+             // Logits (N, n_vocab) after each sequence's last id; a ragged batch in one pass.
+             std::vector<std::vector<int32_t>> lists;
+             for (const IdArray& a : ids) lists.emplace_back(a.data(), a.data() + a.size());
+             const auto N = static_cast<py::ssize_t>(states.size());
+             py::array_t<float> out({N, static_cast<py::ssize_t>(m.config().n_vocab)});
+             float* dst = out.mutable_data();
+             {
+               py::gil_scoped_release nogil;
+               m.eval_batch(states, lists, dst);
+             }
+             return out;
+           })
       .def("advance",
            [](Model& m, State& s, const IdArray& ids) {
              py::gil_scoped_release nogil;

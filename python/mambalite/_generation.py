@@ -88,13 +88,10 @@ class Sampling:
         return out
 
 
-def start(model: Model, ids: np.ndarray, opts: Sampling, core_state: _core.State,
-          stop_ids: Sequence[int] | None, history: Sequence[int] = (),
-          healing: list[int] | None = None) -> Iterator[Any]:
-    """The token iterator of one generation from `ids` (fed into `core_state`). `history`: ids
-    the state already holds (seen by the repetition penalty and a logits processor).
-    `healing`: the ids the first token is limited to (token healing; ids then lacks the
-    prompt's last token)."""
+def make_sampler(model: Model, opts: Sampling, stop_ids: Sequence[int] | None,
+                 healing: list[int] | None = None) -> tuple[Any, set[int], Any, Any]:
+    """The engine's sampler for `opts` (validated), the ids that end the generation, its
+    constraint (or None) and, for token healing, the sampler of the first token (or None)."""
     opts.check()
     seed = opts.seed if opts.seed is not None else int.from_bytes(os.urandom(8), "little")
     n_vocab = model.config.vocab_size
@@ -120,6 +117,17 @@ def start(model: Model, ids: np.ndarray, opts: Sampling, core_state: _core.State
 
         constraint = Constraint(model, json_schema=opts.json_schema, grammar=opts.grammar,
                                 regex=opts.regex)
+    return sampler, stops, constraint, first
+
+
+def start(model: Model, ids: np.ndarray, opts: Sampling, core_state: _core.State,
+          stop_ids: Sequence[int] | None, history: Sequence[int] = (),
+          healing: list[int] | None = None) -> Iterator[Any]:
+    """The token iterator of one generation from `ids` (fed into `core_state`). `history`: ids
+    the state already holds (seen by the repetition penalty and a logits processor).
+    `healing`: the ids the first token is limited to (token healing; ids then lacks the
+    prompt's last token)."""
+    sampler, stops, constraint, first = make_sampler(model, opts, stop_ids, healing)
     if opts.repetition_penalty != 1.0:  # only the repetition penalty reads what was seen
         for i in history:
             sampler.accept(int(i))
