@@ -213,10 +213,30 @@ def test_concurrent_streams_equal_sequential_runs(live):
         return "".join(ch.choices[0].delta.content or "" for ch in stream if ch.choices)
 
     sequential = [run(s) for s in range(16)]
+    before = live.health()["batching"]
     with ThreadPoolExecutor(16) as pool:
         concurrent = list(pool.map(run, range(16)))
     assert concurrent == sequential
     assert len(set(sequential)) > 8  # different seeds, different texts
+    # The concurrent streams were stepped together (continuous batching), many per pass.
+    after = live.health()["batching"]
+    batches = after["batches"] - before["batches"]
+    assert (after["sequences"] - before["sequences"]) / batches > 4
+
+
+def test_batching_off_serves_the_same(model):
+    s = LiveServer(model, max_batch=1)
+    try:
+        c = s.client()
+        out = c.chat.completions.create(model="m", messages=MESSAGES, temperature=0,
+                                        max_tokens=16)
+        assert s.health()["batching"] == {"max_batch": 1}
+        assert out.choices[0].message.content == model.chat(MESSAGES, max_new_tokens=16,
+                                                            temperature=0)
+    finally:
+        s.stop()
+    with pytest.raises(ValueError, match="max_batch must be an integer >= 1"):
+        create_app(model, ServerOptions(max_batch=0))
 
 
 def test_dropped_client_frees_its_request(live, model):

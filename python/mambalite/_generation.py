@@ -120,24 +120,28 @@ def make_sampler(model: Model, opts: Sampling, stop_ids: Sequence[int] | None,
     return sampler, stops, constraint, first
 
 
+Evaluate = Callable[[_core.State, np.ndarray], np.ndarray]
+
+
 def start(model: Model, ids: np.ndarray, opts: Sampling, core_state: _core.State,
           stop_ids: Sequence[int] | None, history: Sequence[int] = (),
-          healing: list[int] | None = None) -> Iterator[Any]:
+          healing: list[int] | None = None, evaluate: Evaluate | None = None) -> Iterator[Any]:
     """The token iterator of one generation from `ids` (fed into `core_state`). `history`: ids
     the state already holds (seen by the repetition penalty and a logits processor).
     `healing`: the ids the first token is limited to (token healing; ids then lacks the
-    prompt's last token)."""
+    prompt's last token). `evaluate(state, ids) -> logits` replaces the engine's own call for
+    each pick (the server's batcher); by default evaluation and sampling are one engine call."""
     sampler, stops, constraint, first = make_sampler(model, opts, stop_ids, healing)
     if opts.repetition_penalty != 1.0:  # only the repetition penalty reads what was seen
         for i in history:
             sampler.accept(int(i))
     return _loop(model, ids, opts, sampler, core_state, stops, first, constraint,
-                 list(history) if opts.logits_processor is not None else None)
+                 list(history) if opts.logits_processor is not None else None, evaluate)
 
 
 def _loop(model: Model, ids: np.ndarray, opts: Sampling, sampler: Any, core_state: _core.State,
           stops: set[int], first: Any, constraint: Constraint | None,
-          seq: list[int] | None) -> Iterator[Any]:
+          seq: list[int] | None, evaluate: Evaluate | None) -> Iterator[Any]:
     core = model._core
     if opts.max_new_tokens == 0:
         core.advance(core_state, ids)
@@ -152,10 +156,12 @@ def _loop(model: Model, ids: np.ndarray, opts: Sampling, sampler: Any, core_stat
     def pick(feed: np.ndarray, s: Any) -> int:
         if constraint is not None:
             s.set_allowed(constraint.mask())
-        if processor is None:
+        if processor is None and evaluate is None:
             return core.prefill_and_sample(core_state, feed, s)
+        logits = (evaluate or core.prefill)(core_state, feed)
+        if processor is None:
+            return s.sample(logits)
         seq.extend(int(i) for i in feed)
-        logits = core.prefill(core_state, feed)
         out = processor(np.asarray(seq, dtype=np.int32), logits)
         out = logits if out is None else np.asarray(out, dtype=np.float32)
         if out.shape != (n_vocab,):

@@ -86,6 +86,9 @@ def _parser() -> argparse.ArgumentParser:
                    help="require this key (Authorization: Bearer KEY) on every request")
     s.add_argument("--model-name", default=None,
                    help="the model id clients see (default: the file's name without .gguf)")
+    s.add_argument("--max-batch", type=int, default=32, metavar="N",
+                   help="concurrent streams stepped together in one pass over the weights "
+                   "(continuous batching; 1 turns it off; default 32)")
     s.add_argument("--state-cache-mb", type=float, default=512.0, metavar="MB",
                    help="memory for the state cache of conversation prefixes (default 512)")
     s.add_argument("--state-dir", default=None, metavar="DIR",
@@ -241,6 +244,7 @@ def _serve(args: argparse.Namespace) -> int:
     name = args.model_name or Path(model.path).name.removesuffix(".gguf")
     options = ServerOptions(model_name=name, api_key=args.api_key,
                             state_cache_mb=args.state_cache_mb, state_dir=args.state_dir,
+                            max_batch=args.max_batch,
                             max_tokens=args.max_tokens,
                             chat_template=_read_template(args.chat_template))
     print(f"mambalite: serving {name} on http://{args.host}:{args.port}/v1", file=sys.stderr)

@@ -2,8 +2,9 @@
 /v1/completions (streamed as server-sent events, or whole), /v1/models and /health, on Starlette
 and uvicorn.
 
-Each request has its own State. Requests share the model, whose engine evaluates one call at a
-time (each a token, once the prompt is read), so concurrent streams all progress. A state cache
+Each request has its own State. Concurrent generations are batched continuously (see
+`_batcher`): each step evaluates every running stream in one pass over the weights, requests
+joining and leaving at any step; prompts are read one at a time between steps. A state cache
 (see `_state_cache`) keeps snapshots at turn boundaries, so that the next request of a
 conversation prefills only its new tokens.
 """
@@ -20,6 +21,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from . import _generation
+from ._batcher import StepBatcher
 from ._server_requests import (
     Generation,
     RequestError,
@@ -54,6 +56,7 @@ class ServerOptions:
     max_tokens: int = 4096  # the most one request may generate
     max_body_bytes: int = 4 << 20
     chat_template: str | None = None
+    max_batch: int = 32  # streams stepped together (1: no batching)
 
 
 @dataclass
@@ -75,6 +78,11 @@ class Engine:
         self.active = 0
         self.tokens_generated = 0
         self._count_lock = threading.Lock()
+        if isinstance(options.max_batch, bool) or not isinstance(options.max_batch, int) or \
+                options.max_batch < 1:
+            raise ValueError(f"max_batch must be an integer >= 1 (1: no batching), got "
+                             f"{options.max_batch!r}")
+        self.batcher = StepBatcher(model, options.max_batch) if options.max_batch > 1 else None
 
     def prompt_ids(self, g: Generation) -> np.ndarray:
         model = self.model
@@ -132,11 +140,14 @@ class Engine:
                 self.cache.put(ids[:end], state)
         opts = g.sampling
         opts.logprobs = g.logprobs
-        tokens = _generation.start(model, ids[-1:], opts, state._core, None,
-                                   history=ids[:-1])
+        batcher = self.batcher
+        tokens = _generation.start(model, ids[-1:], opts, state._core, None, history=ids[:-1],
+                                   evaluate=batcher.evaluate if batcher else None)
         generated: list[int] = []
 
         def recorded() -> Iterator[Any]:
+            if batcher is not None:
+                batcher.join()
             try:
                 for t in tokens:
                     self.tokens_generated += 1
@@ -144,6 +155,8 @@ class Engine:
                     result.tokens.append(t)
                     yield t
             finally:
+                if batcher is not None:
+                    batcher.leave()
                 tokens.close()
 
         pieces = _generation.pieces(recorded(), model.tokenizer, ids, g.stop)
@@ -325,7 +338,8 @@ def create_app(model: Model, options: ServerOptions | None = None):
                              "state_cache": {"entries": len(engine.cache),
                                              "bytes": engine.cache.nbytes,
                                              "hits": engine.cache.hits,
-                                             "misses": engine.cache.misses}})
+                                             "misses": engine.cache.misses},
+                             "batching": _batching(engine.batcher)})
 
     async def not_found(request: Request, exc: Exception):
         return error(RequestError(f"no route {request.method} {request.url.path}; this server "
@@ -344,6 +358,14 @@ def create_app(model: Model, options: ServerOptions | None = None):
     ], exception_handlers={404: not_found, 405: bad_method})
     app.state.engine = engine
     return app
+
+
+def _batching(b: StepBatcher | None) -> dict[str, Any]:
+    if b is None:
+        return {"max_batch": 1}
+    mean = b.sequences / b.batches if b.batches else 0.0
+    return {"max_batch": b.max_batch, "batches": b.batches, "sequences": b.sequences,
+            "mean_batch": round(mean, 2)}
 
 
 def _final(chat: bool, rid: str, now: int, name: str, r: _Result, echo: str, g: Generation,

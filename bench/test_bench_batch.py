@@ -1,0 +1,96 @@
+"""Throughput of many sequences: aggregate decode tokens/s of `Model.step_batch` at batch 1 to 16
+against batch 1 and against the model's own prefill rate, and the server's aggregate rate for 8
+concurrent streaming clients with continuous batching on and off (`max_batch=1`).
+
+    pytest bench/test_bench_batch.py -s
+
+Medians of interleaved rounds (these machines are noisy).
+"""
+
+from __future__ import annotations
+
+import statistics
+import time
+from concurrent.futures import ThreadPoolExecutor
+
+import numpy as np
+import pytest
+
+import mambalite
+
+ROUNDS = 5
+STEPS = 16
+
+
+def _step_rate(model, n: int) -> float:
+    states = [model.new_state() for _ in range(n)]
+    model.prefill_batch(states, [[1, 2, 3, 4]] * n)
+    toks = list(range(7, 7 + n))
+    t = time.perf_counter()
+    for _ in range(STEPS):
+        model.step_batch(states, toks)
+    return n * STEPS / (time.perf_counter() - t)
+
+
+def _prefill_rate(model) -> float:
+    ids = np.random.default_rng(0).integers(0, model.config.vocab_size, size=512)
+    t = time.perf_counter()
+    model.prefill(model.new_state(), ids)
+    return 512 / (time.perf_counter() - t)
+
+
+@pytest.mark.parametrize("shape", ["130m", "370m", "mamba2-130m", "granite-h-350m"])
+def test_batched_decode_throughput(model_file, shape, record_property):
+    model = mambalite.load(model_file(shape, "q8_0"), threads=2)
+    sizes = [1, 2, 4, 8, 16]
+    rates: dict[int, list[float]] = {n: [] for n in sizes}
+    prefill = []
+    for r in range(ROUNDS):
+        for n in (sizes if r % 2 == 0 else sizes[::-1]):
+            rates[n].append(_step_rate(model, n))
+        prefill.append(_prefill_rate(model))
+    med = {n: statistics.median(v) for n, v in rates.items()}
+    p = statistics.median(prefill)
+    line = (f"{shape} q8_0 t2: aggregate decode tok/s " +
+            ", ".join(f"b{n} {med[n]:.0f} (x{med[n] / med[1]:.2f})" for n in sizes) +
+            f"; prefill 512 {p:.0f} tok/s (b8 = {100 * med[8] / p:.0f}% of it)")
+    print("\n" + line)
+    record_property("batch", line)
+
+
+def test_server_concurrent_clients(record_property):
+    pytest.importorskip("openai")
+    from test_bench_chat import chat_model_file
+    from test_server import LiveServer
+
+    model = mambalite.load(chat_model_file("130m"), threads=2)
+    n_clients, n_tokens = 8, 64
+    bias = {str(i): -100.0 for i in model.tokenizer.end_ids}
+    rates: dict[int, list[float]] = {1: [], 32: []}
+    servers = {b: LiveServer(model, max_tokens=512, max_batch=b) for b in rates}
+    try:
+        for r in range(ROUNDS):
+            for b, live in (servers.items() if r % 2 == 0 else list(servers.items())[::-1]):
+                c = live.client()
+
+                def run(i: int, c=c) -> int:
+                    stream = c.chat.completions.create(
+                        model="m", messages=[{"role": "user", "content": f"Question {r}.{i}"}],
+                        temperature=0.8, seed=i, max_tokens=n_tokens, logit_bias=bias,
+                        stream=True, stream_options={"include_usage": True})
+                    return [ch.usage.completion_tokens for ch in stream if ch.usage][0]
+
+                t = time.perf_counter()
+                with ThreadPoolExecutor(n_clients) as pool:
+                    total = sum(pool.map(run, range(n_clients)))
+                rates[b].append(total / (time.perf_counter() - t))
+        batching = servers[32].health()["batching"]
+    finally:
+        for live in servers.values():
+            live.stop()
+    on, off = (statistics.median(rates[b]) for b in (32, 1))
+    line = (f"server, 130m q8_0, {n_clients} streaming clients x {n_tokens} tokens: "
+            f"{on:.0f} tok/s batched vs {off:.0f} one at a time (x{on / off:.2f}); mean batch "
+            f"{batching['mean_batch']}")
+    print("\n" + line)
+    record_property("server", line)
