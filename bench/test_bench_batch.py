@@ -73,7 +73,7 @@ def test_server_concurrent_clients(record_property):
             for b, live in (servers.items() if r % 2 == 0 else list(servers.items())[::-1]):
                 c = live.client()
 
-                def run(i: int, c=c) -> int:
+                def run(i: int, c=c, r=r) -> int:
                     stream = c.chat.completions.create(
                         model="m", messages=[{"role": "user", "content": f"Question {r}.{i}"}],
                         temperature=0.8, seed=i, max_tokens=n_tokens, logit_bias=bias,
