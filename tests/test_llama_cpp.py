@@ -128,7 +128,7 @@ def test_logits_and_greedy_match_llama_cpp(checkpoints, arch, wtype, bound):
 
 # --- llama.cpp's quantizer -------------------------------------------------------------------
 
-FTYPES = {"q8_0": 7, "q4_0": 2, "q4_k_m": 15, "f16": 1}  # llama_ftype values
+FTYPES = {"q8_0": 7, "q4_0": 2, "q4_k_m": 15, "q5_k_m": 17, "f16": 1}  # llama_ftype values
 
 
 def llama_quantize(src: Path, dst: Path, ftype: str) -> Path:
@@ -152,7 +152,7 @@ def wide(tmp_path_factory):
 
 @pytest.mark.parametrize("arch", list(ARCHS))
 @pytest.mark.parametrize("ftype,bound", [("q8_0", 5e-2), ("q4_0", 5e-2), ("q4_k_m", 5e-2),
-                                         ("f16", 2e-3)])
+                                         ("q5_k_m", 5e-2), ("f16", 2e-3)])
 def test_files_from_llama_quantize(wide, tmp_path, arch, ftype, bound):
     """Bounds as above (the same computation on the same weights; only activation rounding
     differs: ggml rounds to f16 or int8 with fp16 scales, we use fp32 scales)."""
@@ -161,7 +161,7 @@ def test_files_from_llama_quantize(wide, tmp_path, arch, ftype, bound):
     model = mambalite.load(path, threads=2)
     types = {t["type"] for t in model.tensors}
     expected = {"q8_0": {"Q8_0"}, "q4_0": {"Q4_0", "Q6_K"}, "q4_k_m": {"Q4_K", "Q6_K"},
-                "f16": {"F16"}}[ftype]
+                "q5_k_m": {"Q5_K", "Q6_K"}, "f16": {"F16"}}[ftype]
     assert expected <= types, types
     ids = [3, 17, 250, 9, 511, 0, 42, 42, 7, 100, 200]
     ours = model.forward(ids)

@@ -127,7 +127,8 @@ const KernelTable& select_kernels() {
 }
 
 bool uses_q8_activations(GgmlType type) {
-  return type == GgmlType::Q8_0 || type == GgmlType::Q4_0 || type == GgmlType::Q6_K;
+  return type == GgmlType::Q8_0 || type == GgmlType::Q4_0 || type == GgmlType::Q6_K ||
+         type == GgmlType::Q4_K || type == GgmlType::Q5_K;
 }
 
 size_t activation_row_bytes(GgmlType type, int64_t cols) {
@@ -448,6 +449,10 @@ int KernelTable::type_slot(GgmlType t) {
       return 4;
     case GgmlType::Q6_K:
       return 5;
+    case GgmlType::Q4_K:
+      return 6;
+    case GgmlType::Q5_K:
+      return 7;
     default:
       return -1;
   }

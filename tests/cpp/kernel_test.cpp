@@ -67,6 +67,16 @@ std::vector<uint8_t> random_rows(GgmlType type, int64_t n, int rows) {
         out.push_back(static_cast<uint8_t>(d & 0xFF));
         out.push_back(static_cast<uint8_t>(d >> 8));
       }
+    } else if (type == GgmlType::Q4_K || type == GgmlType::Q5_K) {  // d, dmin, then any bytes
+      const size_t block = type == GgmlType::Q4_K ? sizeof(BlockQ4_K) : sizeof(BlockQ5_K);
+      for (int64_t b = 0; b < n / kQKK; ++b) {
+        for (int s = 0; s < 2; ++s) {
+          const uint16_t d = random_scale();
+          out.push_back(static_cast<uint8_t>(d & 0xFF));
+          out.push_back(static_cast<uint8_t>(d >> 8));
+        }
+        for (size_t j = 4; j < block; ++j) out.push_back(byte());
+      }
     } else {
       const size_t block = type == GgmlType::Q8_0 ? sizeof(BlockQ8_0) : sizeof(BlockQ4_0);
       for (int64_t b = 0; b < n / kQK; ++b) {
@@ -95,7 +105,8 @@ void test_dots(const KernelTable& k, const KernelTable& ref) {
   const Case cases[] = {
       {GgmlType::F32, {1, 7, 33, 100, 257, 1024}},  {GgmlType::F16, {1, 7, 33, 100, 257, 1024}},
       {GgmlType::BF16, {1, 7, 33, 100, 257, 1024}}, {GgmlType::Q8_0, {32, 96, 544, 2048}},
-      {GgmlType::Q4_0, {32, 96, 544, 2048}},        {GgmlType::Q6_K, {256, 768, 2048}}};
+      {GgmlType::Q4_0, {32, 96, 544, 2048}},        {GgmlType::Q6_K, {256, 768, 2048}},
+      {GgmlType::Q4_K, {256, 768, 2048}},           {GgmlType::Q5_K, {256, 768, 2048}}};
   for (const Case& c : cases) {
     for (int64_t n : c.sizes) {
       const std::vector<uint8_t> w = random_rows(c.type, n, 1);
@@ -115,32 +126,20 @@ void test_dots(const KernelTable& k, const KernelTable& ref) {
       float got4[4];
       float mag = 0.0f;
       for (int64_t i = 0; i < n; ++i) mag += std::fabs(x[static_cast<size_t>(i)]);
-      mag *= c.type == GgmlType::Q6_K ? 128.0f : q ? 4.0f : 32.0f;  // rough bound on sum |w x|
+      // A rough bound on sum |w x| from the largest weight each type can hold.
+      mag *= c.type == GgmlType::Q6_K || c.type == GgmlType::Q5_K ? 128.0f
+             : c.type == GgmlType::Q4_K                           ? 64.0f
+             : q                                                  ? 4.0f
+                                                                  : 32.0f;
       MatView view{c.type, w.data(), 1, n, w.size()};
       std::vector<float> y_ref(4), y(4), scratch(matmul_scratch_floats(n));
       matmul(ref, view, a, stride, 4, y_ref.data(), 1, 0, 1, scratch.data());  // via dot4
       for (int t = 0; t < 4; ++t) {
-        float single;
-        switch (c.type) {
-          case GgmlType::F32:
-            single = k.of(GgmlType::F32).dot(n, w.data(), a + t * stride);
-            break;
-          case GgmlType::F16:
-            single = k.of(GgmlType::F16).dot(n, w.data(), a + t * stride);
-            break;
-          case GgmlType::BF16:
-            single = k.of(GgmlType::BF16).dot(n, w.data(), a + t * stride);
-            break;
-          case GgmlType::Q8_0:
-            single = k.of(GgmlType::Q8_0).dot(n, w.data(), a + t * stride);
-            break;
-          case GgmlType::Q4_0:
-            single = k.of(GgmlType::Q4_0).dot(n, w.data(), a + t * stride);
-            break;
-          default:
-            single = k.of(GgmlType::Q6_K).dot(n, w.data(), a + t * stride);
-            break;
+        if (k.of(c.type).dot == nullptr) {
+          check(false, isa + " has no dot for type " + std::to_string(static_cast<int>(c.type)));
+          continue;
         }
+        const float single = k.of(c.type).dot(n, w.data(), a + t * stride);
         check(close(single, y_ref[t], mag),
               isa + " dot type " + std::to_string(static_cast<int>(c.type)) +
                   " n=" + std::to_string(n) + ": " + std::to_string(single) + " vs " +

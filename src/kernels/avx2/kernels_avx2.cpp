@@ -12,6 +12,7 @@
 #include "kernels/avx2/simd_avx2.h"
 #include "kernels/decay_runs.h"
 #include "kernels/kernels.h"
+#include "kernels/kquants_generic.h"
 
 namespace mambalite {
 namespace {
@@ -106,6 +107,54 @@ float dot_q8_0(int64_t n, const uint8_t* w, const ActQ8* x) {
   }
   return hsum(_mm256_add_ps(acc0, acc1));
 }
+
+// Q4_K and Q5_K (kquants_generic.h has the formula): per super-block, each sub-block's 32
+// unsigned values meet one activation block in maddubs (at most 2 * 31 * 127 per pair, no
+// saturation), its int32 sums are scaled by sc * a.d, and the mins term of all 8 sub-blocks is
+// one multiply-add of the 8 m * a.s products.
+template <bool kFive>
+float dot_k(int64_t n, const uint8_t* w, const ActQ8* x) {
+  using Block = typename std::conditional<kFive, BlockQ5_K, BlockQ4_K>::type;
+  const Block* b = reinterpret_cast<const Block*>(w);
+  const __m256i low4 = _mm256_set1_epi8(0x0F), one8 = _mm256_set1_epi8(1);
+  const __m256i one16 = _mm256_set1_epi16(1);
+  __m256 acc = _mm256_setzero_ps(), accm = acc;
+  for (int64_t i = 0; i < n / kQKK; ++i) {
+    uint8_t sc[8], m[8];
+    kquants::scales_mins(b[i].scales, sc, m);
+    const ActQ8* xb = x + i * (kQKK / kQK);
+    alignas(32) float fs[8], fm[8];
+    for (int j = 0; j < 8; ++j) {
+      fs[j] = static_cast<float>(sc[j]) * xb[j].d;
+      fm[j] = static_cast<float>(m[j]) * xb[j].s;
+    }
+    accm = _mm256_fmadd_ps(_mm256_set1_ps(fp16_to_fp32(b[i].dmin)), _mm256_load_ps(fm), accm);
+    __m256i qh = _mm256_setzero_si256();
+    if constexpr (kFive) qh = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(b[i].qh));
+    __m256 sub = _mm256_setzero_ps();
+    for (int p = 0; p < 4; ++p) {
+      const __m256i q = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(b[i].qs + 32 * p));
+      __m256i lo = _mm256_and_si256(q, low4);
+      __m256i hi = _mm256_and_si256(_mm256_srli_epi16(q, 4), low4);
+      if constexpr (kFive) {  // bit j of qh[l] is bit 4 of sub-block j's value l
+        lo = _mm256_or_si256(
+            lo, _mm256_slli_epi16(_mm256_and_si256(_mm256_srli_epi16(qh, 2 * p), one8), 4));
+        hi = _mm256_or_si256(
+            hi, _mm256_slli_epi16(_mm256_and_si256(_mm256_srli_epi16(qh, 2 * p + 1), one8), 4));
+      }
+      const __m256i s0 = _mm256_madd_epi16(_mm256_maddubs_epi16(lo, load32(xb[2 * p].qs)), one16);
+      const __m256i s1 =
+          _mm256_madd_epi16(_mm256_maddubs_epi16(hi, load32(xb[2 * p + 1].qs)), one16);
+      sub = _mm256_fmadd_ps(_mm256_set1_ps(fs[2 * p]), _mm256_cvtepi32_ps(s0), sub);
+      sub = _mm256_fmadd_ps(_mm256_set1_ps(fs[2 * p + 1]), _mm256_cvtepi32_ps(s1), sub);
+    }
+    acc = _mm256_fmadd_ps(_mm256_set1_ps(fp16_to_fp32(b[i].d)), sub, acc);
+  }
+  return hsum(acc) - hsum(accm);
+}
+
+float dot_q4_k(int64_t n, const uint8_t* w, const ActQ8* x) { return dot_k<false>(n, w, x); }
+float dot_q5_k(int64_t n, const uint8_t* w, const ActQ8* x) { return dot_k<true>(n, w, x); }
 
 // The 32 nibbles of a Q4_0 block as bytes in [0, 15]: low nibbles (values 0..15) in the lower
 // 128 bits, high nibbles (values 16..31) in the upper.
@@ -595,6 +644,10 @@ KernelTable make_table() {
   k.of(GgmlType::Q8_0).matvec = matvec_rows<ActQ8, dot_q8_0>;
   k.of(GgmlType::Q4_0).matvec = matvec_rows<ActQ8, dot_q4_0>;
   k.of(GgmlType::Q6_K).matvec = matvec_rows<ActQ8, dot_q6_k>;
+  k.of(GgmlType::Q4_K).dot = dot_as<ActQ8, dot_q4_k>;
+  k.of(GgmlType::Q5_K).dot = dot_as<ActQ8, dot_q5_k>;
+  k.of(GgmlType::Q4_K).matvec = matvec_rows<ActQ8, dot_q4_k>;
+  k.of(GgmlType::Q5_K).matvec = matvec_rows<ActQ8, dot_q5_k>;
   return k;
 }
 

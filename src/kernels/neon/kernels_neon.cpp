@@ -7,6 +7,7 @@
 
 #include "format/fp16.h"
 #include "kernels/kernels.h"
+#include "kernels/kquants_generic.h"
 
 namespace mambalite {
 namespace {
@@ -396,6 +397,9 @@ KernelTable make_table() {
   k.of(GgmlType::Q8_0).dot = dot_as<ActQ8, dot_q8_0>;
   k.of(GgmlType::Q4_0).dot = dot_as<ActQ8, dot_q4_0>;
   k.of(GgmlType::Q6_K).dot = dot_as<ActQ8, dot_q6_k>;
+  // K-quants: the portable products, compiled for NEON (no hand-written version yet).
+  k.of(GgmlType::Q4_K).dot = dot_as<ActQ8, kquants::dot_q4_k>;
+  k.of(GgmlType::Q5_K).dot = dot_as<ActQ8, kquants::dot_q5_k>;
   k.of(GgmlType::F32).dot4 = dot4_f32;
   k.of(GgmlType::F16).dot4 = dot4_f16;
   k.of(GgmlType::BF16).dot4 = dot4_bf16;

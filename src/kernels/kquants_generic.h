@@ -1,0 +1,63 @@
+// Q4_K and Q5_K products on int8-quantized activations (ActQ8 blocks of 32), in portable C++:
+// the scalar table's (the oracle the SIMD versions are tested against) and the tables that have
+// no vector version of their own, compiled per ISA so the compiler may vectorise them. A
+// super-block of 256 values is 8 sub-blocks of 32, each aligned with one activation block, with
+// 6-bit scale sc and min m: w = d * sc * q - dmin * m, so a sub-block's product is
+// d * sc * a.d * sum(q * a.qs) - dmin * m * a.s (a.s = a.d * sum(a.qs), kept by quantize_act).
+#pragma once
+
+#include <cstdint>
+#include <type_traits>
+
+#include "format/fp16.h"
+#include "format/quant_blocks.h"
+
+namespace mambalite {
+namespace kquants {
+
+// ggml's get_scale_min_k4: the 6-bit scales and mins of the 8 sub-blocks from 12 packed bytes.
+inline void scales_mins(const uint8_t* q, uint8_t* sc, uint8_t* m) {
+  for (int j = 0; j < 4; ++j) {
+    sc[j] = q[j] & 63;
+    m[j] = q[j + 4] & 63;
+  }
+  for (int j = 4; j < 8; ++j) {
+    sc[j] = static_cast<uint8_t>((q[j + 4] & 0xF) | ((q[j - 4] >> 6) << 4));
+    m[j] = static_cast<uint8_t>((q[j + 4] >> 4) | ((q[j] >> 6) << 4));
+  }
+}
+
+// Sub-block j's 32 unsigned values: nibbles of qs[32 * (j / 2)] (low for even j, high for odd),
+// plus 16 where bit j of qh[l] is set (Q5_K only).
+template <bool kFive>
+inline float dot_k(int64_t n, const uint8_t* w, const ActQ8* x) {
+  using Block = typename std::conditional<kFive, BlockQ5_K, BlockQ4_K>::type;
+  const Block* b = reinterpret_cast<const Block*>(w);
+  float sum = 0.0f;
+  for (int64_t i = 0; i < n / kQKK; ++i) {
+    uint8_t sc[8], m[8];
+    scales_mins(b[i].scales, sc, m);
+    const float d = fp16_to_fp32(b[i].d), dmin = fp16_to_fp32(b[i].dmin);
+    const ActQ8* xb = x + i * (kQKK / kQK);
+    float sub = 0.0f, mins = 0.0f;
+    for (int j = 0; j < 8; ++j) {
+      const uint8_t* qs = b[i].qs + 32 * (j / 2);
+      int32_t acc = 0;
+      for (int l = 0; l < kQK; ++l) {
+        int q = j % 2 == 0 ? qs[l] & 0xF : qs[l] >> 4;
+        if constexpr (kFive) q += ((b[i].qh[l] >> j) & 1) << 4;
+        acc += q * xb[j].qs[l];
+      }
+      sub += static_cast<float>(sc[j]) * xb[j].d * static_cast<float>(acc);
+      mins += static_cast<float>(m[j]) * xb[j].s;
+    }
+    sum += d * sub - dmin * mins;
+  }
+  return sum;
+}
+
+inline float dot_q4_k(int64_t n, const uint8_t* w, const ActQ8* x) { return dot_k<false>(n, w, x); }
+inline float dot_q5_k(int64_t n, const uint8_t* w, const ActQ8* x) { return dot_k<true>(n, w, x); }
+
+}  // namespace kquants
+}  // namespace mambalite
