@@ -89,6 +89,28 @@ def test_hybrid_vs_llama_cpp(model_file, shape, wtype, record_property):
     test_vs_llama_cpp(model_file, shape, wtype, 2, record_property)
 
 
+@needs_llama
+@pytest.mark.parametrize("shape", ["130m", "370m", "mamba2-130m"])
+@pytest.mark.parametrize("ftype", ["q4_k_m", "q5_k_m"])
+def test_kquants_vs_llama_cpp(model_file, shape, ftype, record_property):
+    """K-quant files as the Hub ships them: llama-quantize's Q4_K_M / Q5_K_M of the F16 export
+    (llama.cpp's per-tensor type mix), the same comparison as test_vs_llama_cpp at 2 threads."""
+    import llama_cpp
+    from conftest import CACHE
+
+    dst = CACHE / f"{shape}-{ftype}.gguf"
+    if not dst.is_file():
+        params = llama_cpp.llama_model_quantize_default_params()
+        params.ftype = {"q4_k_m": 15, "q5_k_m": 17}[ftype]
+        params.nthread = 2
+        part = dst.with_suffix(".part")
+        rc = llama_cpp.llama_model_quantize(str(model_file(shape, "f16")).encode(),
+                                            str(part).encode(), params)
+        assert rc == 0, f"llama_model_quantize failed ({rc})"
+        part.rename(dst)
+    test_vs_llama_cpp(lambda s, w: dst, shape, ftype, 2, record_property)
+
+
 def _time(fn) -> float:
     import time
 

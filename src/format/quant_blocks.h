@@ -101,6 +101,12 @@ struct ActQ6Group {
   int32_t m32[4][16];  // [register][lane]: -32 * (qs[64 * r + 4 * lane, +4) summed)
   float d[4][16];      // [register][lane]: the scale of the ActQ8 block of those values
 };
+// A prepared Q4_K or Q5_K activation row holds, after its ActQ8 blocks, the scales and scaled
+// sums of each super-block's 8 blocks gathered, so that a 256-bit kernel loads them as vectors.
+struct ActKScales {
+  float d[8];  // the blocks' scales
+  float s[8];  // the blocks' d * sum(qs)
+};
 #pragma pack(pop)
 
 static_assert(sizeof(BlockQ8_0) == 34 && sizeof(BlockQ4_0) == 18 && sizeof(BlockQ4_1) == 20 &&
@@ -109,7 +115,7 @@ static_assert(sizeof(BlockQ8_0) == 34 && sizeof(BlockQ4_0) == 18 && sizeof(Block
               "block layouts must match ggml");
 static_assert(sizeof(ActQ8) == 40 && sizeof(ActQ4Group) == 320 && sizeof(ActQ8Group) == 544 &&
                   sizeof(ActQ4Quads) == 416 && sizeof(ActQ6Group) == 768 &&
-                  sizeof(ActQ6Offset) == 32,
+                  sizeof(ActQ6Offset) == 32 && sizeof(ActKScales) == 64,
               "activation blocks must be packed");
 
 }  // namespace mambalite

@@ -138,7 +138,8 @@ size_t activation_row_bytes(GgmlType type, int64_t cols) {
       type == GgmlType::Q4_0   ? blocks / 8 * (sizeof(ActQ4Group) + sizeof(ActQ4Quads))
       : type == GgmlType::Q8_0 ? blocks / 8 * sizeof(ActQ8Group)
       : type == GgmlType::Q6_K ? blocks * sizeof(ActQ6Offset) + blocks / 8 * sizeof(ActQ6Group)
-                               : 0;
+      : type == GgmlType::Q4_K || type == GgmlType::Q5_K ? blocks / 8 * sizeof(ActKScales)
+                                                         : 0;
   return blocks * sizeof(ActQ8) + extra;
 }
 
@@ -240,6 +241,12 @@ const uint8_t* prepare_activations(const KernelTable& k, GgmlType type, const fl
       quads_q4_0_activations(row, nb, reinterpret_cast<ActQ4Quads*>(groups + nb / 8));
     } else if (type == GgmlType::Q8_0) {
       group_q8_0_activations(row, nb, reinterpret_cast<ActQ8Group*>(row + nb));
+    } else if (type == GgmlType::Q4_K || type == GgmlType::Q5_K) {
+      ActKScales* g = reinterpret_cast<ActKScales*>(row + nb);
+      for (int64_t i = 0; i < nb; ++i) {
+        g[i / 8].d[i % 8] = row[i].d;
+        g[i / 8].s[i % 8] = row[i].s;
+      }
     } else if (type == GgmlType::Q6_K) {
       ActQ6Offset* offsets = reinterpret_cast<ActQ6Offset*>(row + nb);
       offsets_q6_k_activations(row, nb, offsets);

@@ -110,25 +110,34 @@ float dot_q8_0(int64_t n, const uint8_t* w, const ActQ8* x) {
 
 // Q4_K and Q5_K (kquants_generic.h has the formula): per super-block, each sub-block's 32
 // unsigned values meet one activation block in maddubs (at most 2 * 31 * 127 per pair, no
-// saturation), its int32 sums are scaled by sc * a.d, and the mins term of all 8 sub-blocks is
-// one multiply-add of the 8 m * a.s products.
+// saturation) and its int32 sums are scaled by sc * a.d; the 8 scales and mins are unpacked
+// with ggml's word masks and meet the row's gathered d and s (ActKScales) as vectors, so the
+// mins term of a super-block is one multiply-add.
 template <bool kFive>
 float dot_k(int64_t n, const uint8_t* w, const ActQ8* x) {
   using Block = typename std::conditional<kFive, BlockQ5_K, BlockQ4_K>::type;
   const Block* b = reinterpret_cast<const Block*>(w);
+  const int64_t nb = n / kQKK;
+  const ActKScales* g = reinterpret_cast<const ActKScales*>(x + n / kQK);
   const __m256i low4 = _mm256_set1_epi8(0x0F), one8 = _mm256_set1_epi8(1);
   const __m256i one16 = _mm256_set1_epi16(1);
+  constexpr uint32_t kMask1 = 0x3f3f3f3f, kMask2 = 0x0f0f0f0f, kMask3 = 0x03030303;
   __m256 acc = _mm256_setzero_ps(), accm = acc;
-  for (int64_t i = 0; i < n / kQKK; ++i) {
-    uint8_t sc[8], m[8];
-    kquants::scales_mins(b[i].scales, sc, m);
+  for (int64_t i = 0; i < nb; ++i) {
+    uint32_t u[4];  // bytes 0-7: the 6-bit scales, 8-15: the mins
+    std::memcpy(u, b[i].scales, 12);
+    u[3] = ((u[2] >> 4) & kMask2) | (((u[1] >> 6) & kMask3) << 4);
+    const uint32_t mins_lo = u[1] & kMask1;
+    u[1] = (u[2] & kMask2) | (((u[0] >> 6) & kMask3) << 4);
+    u[2] = mins_lo;
+    u[0] &= kMask1;
+    const __m128i sm = _mm_loadu_si128(reinterpret_cast<const __m128i*>(u));
+    const __m256 sc = _mm256_cvtepi32_ps(_mm256_cvtepu8_epi32(sm));
+    const __m256 mn = _mm256_cvtepi32_ps(_mm256_cvtepu8_epi32(_mm_srli_si128(sm, 8)));
+    const __m256 fs = _mm256_mul_ps(sc, _mm256_loadu_ps(g[i].d));  // sc_j * a_j.d
+    accm = _mm256_fmadd_ps(_mm256_set1_ps(fp16_to_fp32(b[i].dmin)),
+                           _mm256_mul_ps(mn, _mm256_loadu_ps(g[i].s)), accm);
     const ActQ8* xb = x + i * (kQKK / kQK);
-    alignas(32) float fs[8], fm[8];
-    for (int j = 0; j < 8; ++j) {
-      fs[j] = static_cast<float>(sc[j]) * xb[j].d;
-      fm[j] = static_cast<float>(m[j]) * xb[j].s;
-    }
-    accm = _mm256_fmadd_ps(_mm256_set1_ps(fp16_to_fp32(b[i].dmin)), _mm256_load_ps(fm), accm);
     __m256i qh = _mm256_setzero_si256();
     if constexpr (kFive) qh = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(b[i].qh));
     __m256 sub = _mm256_setzero_ps();
@@ -145,8 +154,10 @@ float dot_k(int64_t n, const uint8_t* w, const ActQ8* x) {
       const __m256i s0 = _mm256_madd_epi16(_mm256_maddubs_epi16(lo, load32(xb[2 * p].qs)), one16);
       const __m256i s1 =
           _mm256_madd_epi16(_mm256_maddubs_epi16(hi, load32(xb[2 * p + 1].qs)), one16);
-      sub = _mm256_fmadd_ps(_mm256_set1_ps(fs[2 * p]), _mm256_cvtepi32_ps(s0), sub);
-      sub = _mm256_fmadd_ps(_mm256_set1_ps(fs[2 * p + 1]), _mm256_cvtepi32_ps(s1), sub);
+      const __m256 f0 = _mm256_permutevar8x32_ps(fs, _mm256_set1_epi32(2 * p));
+      const __m256 f1 = _mm256_permutevar8x32_ps(fs, _mm256_set1_epi32(2 * p + 1));
+      sub = _mm256_fmadd_ps(f0, _mm256_cvtepi32_ps(s0), sub);
+      sub = _mm256_fmadd_ps(f1, _mm256_cvtepi32_ps(s1), sub);
     }
     acc = _mm256_fmadd_ps(_mm256_set1_ps(fp16_to_fp32(b[i].d)), sub, acc);
   }
