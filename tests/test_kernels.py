@@ -60,7 +60,7 @@ def reference_matmul(qtype: Q, raw: np.ndarray, rows: int, cols: int, x: np.ndar
     """(y, magnitude) in float64: y exactly what the kernel approximates, magnitude = sum of
     |terms| (the scale of rounding error in a float32 sum)."""
     w = gguf.quants.dequantize(raw, qtype).reshape(rows, cols).astype(np.float64)
-    if qtype in (Q.Q8_0, Q.Q4_0, Q.Q6_K, Q.Q4_K, Q.Q5_K):  # int8-quantized activations
+    if qtype not in (Q.F32, Q.F16, Q.BF16):  # kernels use int8-quantized activations
         d, q = K.quantize_activations("scalar", x.reshape(-1))
         x = (q.reshape(-1, 32).astype(np.float64) * d[:, None]).reshape(x.shape)
     x = x.astype(np.float64)

@@ -128,7 +128,8 @@ const KernelTable& select_kernels() {
 
 bool uses_q8_activations(GgmlType type) {
   return type == GgmlType::Q8_0 || type == GgmlType::Q4_0 || type == GgmlType::Q6_K ||
-         type == GgmlType::Q4_K || type == GgmlType::Q5_K;
+         type == GgmlType::Q4_K || type == GgmlType::Q5_K || type == GgmlType::Q5_0 ||
+         type == GgmlType::Q4_1 || type == GgmlType::Q5_1;
 }
 
 size_t activation_row_bytes(GgmlType type, int64_t cols) {
@@ -460,6 +461,12 @@ int KernelTable::type_slot(GgmlType t) {
       return 6;
     case GgmlType::Q5_K:
       return 7;
+    case GgmlType::Q5_0:
+      return 8;
+    case GgmlType::Q4_1:
+      return 9;
+    case GgmlType::Q5_1:
+      return 10;
     default:
       return -1;
   }

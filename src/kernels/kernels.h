@@ -69,9 +69,11 @@ struct KernelTable {
 
   const char* name = nullptr;
 
-  // The weight types with products of their own: F32, F16, BF16, Q8_0, Q4_0, Q6_K, Q4_K, Q5_K.
+  // The weight types with products of their own: F32, F16, BF16, Q8_0, Q4_0, Q6_K, Q4_K, Q5_K,
+  // Q5_0, Q4_1, Q5_1 (llama-quantize's K-quant mixes use them for rows that are not whole
+  // super-blocks).
   // Other types are dequantized a row at a time and take the F32 products.
-  static constexpr int kTypeSlots = 8;
+  static constexpr int kTypeSlots = 11;
   static int type_slot(GgmlType t);  // -1 for the other types
   TypeKernels types[kTypeSlots];
   const TypeKernels& of(GgmlType t) const;  // all null for the other types

@@ -104,6 +104,9 @@ KernelTable make_table() {
   k.of(GgmlType::Q6_K).dot = dot_as<ActQ8, dot_q6_k_generic>;
   k.of(GgmlType::Q4_K).dot = dot_as<ActQ8, kquants::dot_q4_k>;
   k.of(GgmlType::Q5_K).dot = dot_as<ActQ8, kquants::dot_q5_k>;
+  k.of(GgmlType::Q5_0).dot = dot_as<ActQ8, kquants::dot_q5_0>;
+  k.of(GgmlType::Q4_1).dot = dot_as<ActQ8, kquants::dot_q4_1>;
+  k.of(GgmlType::Q5_1).dot = dot_as<ActQ8, kquants::dot_q5_1>;
   k.of(GgmlType::F32).dot4 = dot4<float, dot_f32>;
   k.of(GgmlType::F16).dot4 = dot4<float, dot_f16>;
   k.of(GgmlType::BF16).dot4 = dot4<float, dot_bf16>;

@@ -1,6 +1,6 @@
-// Q4_K and Q5_K products on int8-quantized activations (ActQ8 blocks of 32), in portable C++:
-// the scalar table's (the oracle the SIMD versions are tested against) and the tables that have
-// no vector version of their own, compiled per ISA so the compiler may vectorise them. A
+// Q4_K, Q5_K, Q5_0, Q4_1 and Q5_1 products on int8-quantized activations (ActQ8 blocks of 32), in
+// portable C++: the scalar table's (the oracle the SIMD versions are tested against) and the tables
+// that have no vector version of their own, compiled per ISA so the compiler may vectorise them. A
 // super-block of 256 values is 8 sub-blocks of 32, each aligned with one activation block, with
 // 6-bit scale sc and min m: w = d * sc * q - dmin * m, so a sub-block's product is
 // d * sc * a.d * sum(q * a.qs) - dmin * m * a.s (a.s = a.d * sum(a.qs), kept by quantize_act).
@@ -54,6 +54,53 @@ inline float dot_k(int64_t n, const uint8_t* w, const ActQ8* x) {
     sum += d * sub - dmin * mins;
   }
   return sum;
+}
+
+// Q5_0 (x = (q - 16) * d, bit 4 of value j in bit j of qh): d * (a.d * sum(q * a.qs) - 16 a.s).
+inline float dot_q5_0(int64_t n, const uint8_t* w, const ActQ8* x) {
+  const BlockQ5_0* b = reinterpret_cast<const BlockQ5_0*>(w);
+  float sum = 0.0f;
+  for (int64_t i = 0; i < n / kQK; ++i) {
+    const uint32_t qh =
+        static_cast<uint32_t>(b[i].qh[0]) | (static_cast<uint32_t>(b[i].qh[1]) << 8) |
+        (static_cast<uint32_t>(b[i].qh[2]) << 16) | (static_cast<uint32_t>(b[i].qh[3]) << 24);
+    int32_t acc = 0;
+    for (int j = 0; j < kQK; ++j) {
+      const int nib = j < kQK / 2 ? b[i].qs[j] & 0xF : b[i].qs[j - kQK / 2] >> 4;
+      acc += (nib | (((qh >> j) & 1) << 4)) * x[i].qs[j];
+    }
+    sum += fp16_to_fp32(b[i].d) * (x[i].d * static_cast<float>(acc) - 16.0f * x[i].s);
+  }
+  return sum;
+}
+
+// Q4_1 and Q5_1 (x = q * d + m, q unsigned, 4 or 5 bits): d * a.d * sum(q * a.qs) + m * a.s.
+template <bool kFive>
+inline float dot_x_1(int64_t n, const uint8_t* w, const ActQ8* x) {
+  using Block = typename std::conditional<kFive, BlockQ5_1, BlockQ4_1>::type;
+  const Block* b = reinterpret_cast<const Block*>(w);
+  float sum = 0.0f;
+  for (int64_t i = 0; i < n / kQK; ++i) {
+    uint32_t qh = 0;
+    if constexpr (kFive) {
+      qh = static_cast<uint32_t>(b[i].qh[0]) | (static_cast<uint32_t>(b[i].qh[1]) << 8) |
+           (static_cast<uint32_t>(b[i].qh[2]) << 16) | (static_cast<uint32_t>(b[i].qh[3]) << 24);
+    }
+    int32_t acc = 0;
+    for (int j = 0; j < kQK; ++j) {
+      const int nib = j < kQK / 2 ? b[i].qs[j] & 0xF : b[i].qs[j - kQK / 2] >> 4;
+      acc += (nib | static_cast<int>(((qh >> j) & 1) << 4)) * x[i].qs[j];
+    }
+    sum += fp16_to_fp32(b[i].d) * x[i].d * static_cast<float>(acc) + fp16_to_fp32(b[i].m) * x[i].s;
+  }
+  return sum;
+}
+
+inline float dot_q4_1(int64_t n, const uint8_t* w, const ActQ8* x) {
+  return dot_x_1<false>(n, w, x);
+}
+inline float dot_q5_1(int64_t n, const uint8_t* w, const ActQ8* x) {
+  return dot_x_1<true>(n, w, x);
 }
 
 inline float dot_q4_k(int64_t n, const uint8_t* w, const ActQ8* x) { return dot_k<false>(n, w, x); }

@@ -78,12 +78,23 @@ std::vector<uint8_t> random_rows(GgmlType type, int64_t n, int rows) {
         for (size_t j = 4; j < block; ++j) out.push_back(byte());
       }
     } else {
-      const size_t block = type == GgmlType::Q8_0 ? sizeof(BlockQ8_0) : sizeof(BlockQ4_0);
+      const size_t block = type == GgmlType::Q8_0   ? sizeof(BlockQ8_0)
+                           : type == GgmlType::Q5_0 ? sizeof(BlockQ5_0)
+                           : type == GgmlType::Q4_1 ? sizeof(BlockQ4_1)
+                           : type == GgmlType::Q5_1 ? sizeof(BlockQ5_1)
+                                                    : sizeof(BlockQ4_0);
       for (int64_t b = 0; b < n / kQK; ++b) {
         const uint16_t d = random_scale();
         out.push_back(static_cast<uint8_t>(d & 0xFF));
         out.push_back(static_cast<uint8_t>(d >> 8));
-        for (size_t j = 2; j < block; ++j) {
+        size_t j = 2;
+        if (type == GgmlType::Q4_1 || type == GgmlType::Q5_1) {  // m, a scale too
+          const uint16_t m = random_scale();
+          out.push_back(static_cast<uint8_t>(m & 0xFF));
+          out.push_back(static_cast<uint8_t>(m >> 8));
+          j = 4;
+        }
+        for (; j < block; ++j) {
           uint8_t v = byte();
           if (type == GgmlType::Q8_0 && v == 0x80) v = 0x81;  // ggml never writes -128
           out.push_back(v);
@@ -106,7 +117,9 @@ void test_dots(const KernelTable& k, const KernelTable& ref) {
       {GgmlType::F32, {1, 7, 33, 100, 257, 1024}},  {GgmlType::F16, {1, 7, 33, 100, 257, 1024}},
       {GgmlType::BF16, {1, 7, 33, 100, 257, 1024}}, {GgmlType::Q8_0, {32, 96, 544, 2048}},
       {GgmlType::Q4_0, {32, 96, 544, 2048}},        {GgmlType::Q6_K, {256, 768, 2048}},
-      {GgmlType::Q4_K, {256, 768, 2048}},           {GgmlType::Q5_K, {256, 768, 2048}}};
+      {GgmlType::Q4_K, {256, 768, 2048}},           {GgmlType::Q5_K, {256, 768, 2048}},
+      {GgmlType::Q5_0, {32, 96, 544, 2048}},        {GgmlType::Q4_1, {32, 96, 544, 2048}},
+      {GgmlType::Q5_1, {32, 96, 544, 2048}}};
   for (const Case& c : cases) {
     for (int64_t n : c.sizes) {
       const std::vector<uint8_t> w = random_rows(c.type, n, 1);

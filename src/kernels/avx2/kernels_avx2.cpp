@@ -164,6 +164,20 @@ float dot_k(int64_t n, const uint8_t* w, const ActQ8* x) {
   return hsum(acc) - hsum(accm);
 }
 
+// Q5_0: a block's nibbles in value order (nibbles_q4_0), bit 4 from qh spread one bit per byte
+// (ggml's bytes_from_bits_32), then as Q4_0 with the offset 16 taken off through a.s.
+inline __m256i bits_to_bytes(const uint8_t* qh) {
+  uint32_t bits;
+  std::memcpy(&bits, qh, 4);
+  const __m256i spread = _mm256_shuffle_epi8(
+      _mm256_set1_epi32(static_cast<int32_t>(bits)),
+      _mm256_set_epi64x(0x0303030303030303, 0x0202020202020202, 0x0101010101010101, 0));
+  const __m256i set = _mm256_or_si256(spread, _mm256_set1_epi64x(0x7fbfdfeff7fbfdfe));
+  return _mm256_cmpeq_epi8(set, _mm256_set1_epi64x(-1));  // 0xFF where the bit is set
+}
+
+float dot_q5_0(int64_t n, const uint8_t* w, const ActQ8* x);
+
 float dot_q4_k(int64_t n, const uint8_t* w, const ActQ8* x) { return dot_k<false>(n, w, x); }
 float dot_q5_k(int64_t n, const uint8_t* w, const ActQ8* x) { return dot_k<true>(n, w, x); }
 
@@ -179,6 +193,45 @@ inline __m256i nibbles_q4_0(const uint8_t* qs) {
 inline __m256 mul_sum_u4_i8(__m256i q, __m256i x) {
   return _mm256_cvtepi32_ps(_mm256_madd_epi16(_mm256_maddubs_epi16(q, x), _mm256_set1_epi16(1)));
 }
+
+inline __m256i bits_to_bytes(const uint8_t* qh);
+
+float dot_q5_0(int64_t n, const uint8_t* w, const ActQ8* x) {
+  const BlockQ5_0* b = reinterpret_cast<const BlockQ5_0*>(w);
+  const __m256i high = _mm256_set1_epi8(0x10);
+  __m256 acc = _mm256_setzero_ps();
+  float offset = 0.0f;
+  for (int64_t i = 0; i < n / kQK; ++i) {
+    const __m256i q =
+        _mm256_or_si256(nibbles_q4_0(b[i].qs), _mm256_and_si256(bits_to_bytes(b[i].qh), high));
+    const float d = _cvtsh_ss(b[i].d);
+    acc = _mm256_fmadd_ps(_mm256_set1_ps(d * x[i].d), mul_sum_u4_i8(q, load32(x[i].qs)), acc);
+    offset += d * x[i].s;
+  }
+  return hsum(acc) - 16.0f * offset;
+}
+
+// Q4_1 / Q5_1: unsigned values (nibbles, plus bit 4 from qh for Q5_1) on maddubs; the offset
+// m enters through a.s.
+template <bool kFive>
+float dot_x_1(int64_t n, const uint8_t* w, const ActQ8* x) {
+  using Block = typename std::conditional<kFive, BlockQ5_1, BlockQ4_1>::type;
+  const Block* b = reinterpret_cast<const Block*>(w);
+  const __m256i high = _mm256_set1_epi8(0x10);
+  __m256 acc = _mm256_setzero_ps();
+  float offset = 0.0f;
+  for (int64_t i = 0; i < n / kQK; ++i) {
+    __m256i q = nibbles_q4_0(b[i].qs);
+    if constexpr (kFive) q = _mm256_or_si256(q, _mm256_and_si256(bits_to_bytes(b[i].qh), high));
+    acc = _mm256_fmadd_ps(_mm256_set1_ps(_cvtsh_ss(b[i].d) * x[i].d),
+                          mul_sum_u4_i8(q, load32(x[i].qs)), acc);
+    offset += _cvtsh_ss(b[i].m) * x[i].s;
+  }
+  return hsum(acc) + offset;
+}
+
+float dot_q4_1(int64_t n, const uint8_t* w, const ActQ8* x) { return dot_x_1<false>(n, w, x); }
+float dot_q5_1(int64_t n, const uint8_t* w, const ActQ8* x) { return dot_x_1<true>(n, w, x); }
 
 // The fp16 scales of Q4_0 blocks b[0..8) in the order 0, 2, 4, 6, 1, 3, 5, 7. A 32-byte load at
 // block 2k (byte 36k) holds its scale in bytes 0-1 of the low lane and block 2k + 1's in bytes
@@ -658,6 +711,12 @@ KernelTable make_table() {
   k.of(GgmlType::Q4_K).dot = dot_as<ActQ8, dot_q4_k>;
   k.of(GgmlType::Q5_K).dot = dot_as<ActQ8, dot_q5_k>;
   k.of(GgmlType::Q4_K).matvec = matvec_rows<ActQ8, dot_q4_k>;
+  k.of(GgmlType::Q5_0).dot = dot_as<ActQ8, dot_q5_0>;
+  k.of(GgmlType::Q5_0).matvec = matvec_rows<ActQ8, dot_q5_0>;
+  k.of(GgmlType::Q4_1).dot = dot_as<ActQ8, dot_q4_1>;
+  k.of(GgmlType::Q4_1).matvec = matvec_rows<ActQ8, dot_q4_1>;
+  k.of(GgmlType::Q5_1).dot = dot_as<ActQ8, dot_q5_1>;
+  k.of(GgmlType::Q5_1).matvec = matvec_rows<ActQ8, dot_q5_1>;
   k.of(GgmlType::Q5_K).matvec = matvec_rows<ActQ8, dot_q5_k>;
   return k;
 }

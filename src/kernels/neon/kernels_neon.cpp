@@ -400,6 +400,9 @@ KernelTable make_table() {
   // K-quants: the portable products, compiled for NEON (no hand-written version yet).
   k.of(GgmlType::Q4_K).dot = dot_as<ActQ8, kquants::dot_q4_k>;
   k.of(GgmlType::Q5_K).dot = dot_as<ActQ8, kquants::dot_q5_k>;
+  k.of(GgmlType::Q5_0).dot = dot_as<ActQ8, kquants::dot_q5_0>;
+  k.of(GgmlType::Q4_1).dot = dot_as<ActQ8, kquants::dot_q4_1>;
+  k.of(GgmlType::Q5_1).dot = dot_as<ActQ8, kquants::dot_q5_1>;
   k.of(GgmlType::F32).dot4 = dot4_f32;
   k.of(GgmlType::F16).dot4 = dot4_f16;
   k.of(GgmlType::BF16).dot4 = dot4_bf16;
