@@ -4,6 +4,7 @@
 #include <cmath>
 #include <cstdlib>
 #include <cstring>
+#include <vector>
 
 #if defined(__x86_64__) || defined(__i386__)
 #include <cpuid.h>
@@ -18,6 +19,7 @@
 #include "errors.h"
 #include "format/dequant.h"
 #include "format/fp16.h"
+#include "kernels/kquants_generic.h"
 
 namespace mambalite {
 
@@ -264,11 +266,23 @@ namespace {
 // values) or unsigned bytes with int32 sums (Q4_0 and Q8_0, where the table has them).
 enum class GemmKind { kF32, kQ4_0, kQ8_0, kU8 };
 
+// The types whose blocks of 32 are w = d * q + o with q unsigned (at most 31): K-quant
+// sub-blocks and the legacy types llama-quantize mixes in. They take Q8_0's int16 GEMM on their
+// values q (the table's offset_to_i16), with the offsets o added through the activations' block
+// sums.
+bool offset_type(GgmlType type) {
+  return type == GgmlType::Q4_K || type == GgmlType::Q5_K || type == GgmlType::Q5_0 ||
+         type == GgmlType::Q4_1 || type == GgmlType::Q5_1;
+}
+
 GemmKind gemm_kind(const KernelTable& k, GgmlType type) {
   if (type == GgmlType::Q4_0) return k.gemm_panel_u8 != nullptr ? GemmKind::kU8 : GemmKind::kQ4_0;
   if (type == GgmlType::Q8_0) {
     if (k.gemm_panel_u8 != nullptr && k.q8_0_to_u8 != nullptr) return GemmKind::kU8;
     if (k.gemm_panel_q8_0 != nullptr) return GemmKind::kQ8_0;
+  }
+  if (offset_type(type) && k.gemm_panel_q8_0 != nullptr && k.offset_to_i16 != nullptr) {
+    return GemmKind::kQ8_0;
   }
   return GemmKind::kF32;
 }
@@ -298,11 +312,26 @@ void gemm(const KernelTable& k, const MatView& w, const uint8_t* act, size_t act
   float* wscales = wbuf + kGemmRows * kGemmDepth / 2;  // and (kGemmRows, kGemmDepth / 32) scales
   float c[kGemmPanels][kGemmRows * kGemmTokens];       // per panel, (32 / W) tile outputs (m, W)
   float part[kGemmRows * kGemmTokens];                 // (m, W) one pass's share of one of them
-  if (panels == nullptr) {                             // pack one panel at a time into scratch
+  // Offset types: each block's offset o times the activation block's d * sum(q), summed over the
+  // row after the products, from the row group's offsets (m, K / 32) and the tokens' block sums
+  // gathered once (K / 32, n).
+  const bool offsets = offset_type(w.type) && kind == GemmKind::kQ8_0;
+  const int64_t nbk = K / kQK;
+  thread_local std::vector<float> row_offsets, block_sums;
+  if (offsets) {
+    row_offsets.resize(static_cast<size_t>(kGemmRows * nbk));
+    block_sums.resize(static_cast<size_t>(n * nbk));
+    for (int64_t t = 0; t < n; ++t) {
+      const ActQ8* a = reinterpret_cast<const ActQ8*>(act + t * act_stride);
+      for (int64_t b = 0; b < nbk; ++b) block_sums[b * n + t] = a[b].s;
+    }
+  }
+  if (panels == nullptr) {  // pack one panel at a time into scratch
     for (int64_t t0 = 0; t0 < n; t0 += kGemmTokens) {
       const int64_t nt = std::min(kGemmTokens, n - t0);
       pack_panels(k, w.type, act + t0 * act_stride, act_stride, nt, K, scratch);
-      gemm(k, w, nullptr, 0, nt, y + t0 * ldy, ldy, r0, r1, scratch, scratch);
+      gemm(k, w, act + t0 * act_stride, act_stride, nt, y + t0 * ldy, ldy, r0, r1, scratch,
+           scratch);
     }
     return;
   }
@@ -339,6 +368,12 @@ void gemm(const KernelTable& k, const MatView& w, const uint8_t* act, size_t act
           for (int i = 0; i < m; ++i) {
             k.q8_0_to_u8(w.row(r + i) + block_offset, kn, bytes + i * kGemmDepth,
                          wscales + i * (kGemmDepth / kQK));
+          }
+        } else if (offsets) {
+          for (int i = 0; i < m; ++i) {
+            k.offset_to_i16(w.type, w.row(r + i) + block_offset, kn, wide + i * kGemmDepth,
+                            wscales + i * (kGemmDepth / kQK),
+                            row_offsets.data() + i * nbk + k0 / kQK);
           }
         } else if (kind == GemmKind::kQ8_0) {
           for (int i = 0; i < m; ++i) {
@@ -392,10 +427,27 @@ void gemm(const KernelTable& k, const MatView& w, const uint8_t* act, size_t act
           }
         }
       }
-      for (int64_t t = g0; t < std::min(n, g0 + np * kGemmTokens); ++t) {
+      // Offset types: the chunk's corrections (m, tokens) first, over contiguous tokens
+      // (vectorised), then added as the tile outputs are written.
+      const int64_t nt = std::min(n, g0 + np * kGemmTokens) - g0;
+      float corr[kGemmRows][kGemmPanels * kGemmTokens];
+      if (offsets) {
+        for (int i = 0; i < m; ++i) {
+          std::fill(corr[i], corr[i] + nt, 0.0f);
+          const float* oi = row_offsets.data() + i * nbk;
+          for (int64_t b = 0; b < nbk; ++b) {
+            const float o = oi[b];
+            const float* sb = block_sums.data() + b * n + g0;
+            for (int64_t t = 0; t < nt; ++t) corr[i][t] += o * sb[t];
+          }
+        }
+      }
+      for (int64_t t = g0; t < g0 + nt; ++t) {
         const int64_t tt = (t - g0) % kGemmTokens;  // the token in its panel
         const float* ct = c[(t - g0) / kGemmTokens] + tt / W * kGemmRows * W;
-        for (int i = 0; i < m; ++i) y[t * ldy + r + i] = ct[W * i + tt % W];
+        for (int i = 0; i < m; ++i) {
+          y[t * ldy + r + i] = ct[W * i + tt % W] + (offsets ? corr[i][t - g0] : 0.0f);
+        }
       }
     }
   }

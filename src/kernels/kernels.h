@@ -161,6 +161,10 @@ struct KernelTable {
                           int64_t ldp) = nullptr;
   // q (n) = a Q8_0 row's values as int16, d (n / 32) its scales as fp32.
   void (*q8_0_to_i16)(const uint8_t* row, int64_t n, int16_t* q, float* d) = nullptr;
+  // Rows of the types with w = d * q + o per block (Q4_K, Q5_K, Q5_0, Q4_1, Q5_1) for the same
+  // GEMM: q as int16, d and o per block (kquants_generic.h's to_i16_offset, compiled per ISA).
+  void (*offset_to_i16)(GgmlType type, const uint8_t* row, int64_t n, int16_t* q, float* d,
+                        float* o) = nullptr;
   // As gemm_panel_q4_0, for the int16 values w (row stride ldw) and a panel's pairs pa.
   void (*gemm_panel_q8_0)(int64_t K, const int16_t* w, int64_t ldw, const float* dw, int64_t ldd,
                           const int16_t* pa, const float* ps, int64_t ldp, int m, int v,

@@ -7,13 +7,17 @@
 #pragma once
 
 #include <cstdint>
+#include <cstring>
 #include <type_traits>
 
 #include "format/fp16.h"
+#include "format/ggml_types.h"
 #include "format/quant_blocks.h"
 
 namespace mambalite {
 namespace kquants {
+// Internal linkage: each table's translation unit compiles its own copy for its ISA.
+namespace {
 
 // ggml's get_scale_min_k4: the 6-bit scales and mins of the 8 sub-blocks from 12 packed bytes.
 inline void scales_mins(const uint8_t* q, uint8_t* sc, uint8_t* m) {
@@ -106,5 +110,72 @@ inline float dot_q5_1(int64_t n, const uint8_t* w, const ActQ8* x) {
 inline float dot_q4_k(int64_t n, const uint8_t* w, const ActQ8* x) { return dot_k<false>(n, w, x); }
 inline float dot_q5_k(int64_t n, const uint8_t* w, const ActQ8* x) { return dot_k<true>(n, w, x); }
 
+inline uint32_t bits32(const uint8_t* p) {
+  uint32_t v;
+  std::memcpy(&v, p, 4);
+  return v;
+}
+
+// kn values (whole blocks; K-quants: whole super-blocks) of a row whose blocks of 32 are
+// w = d * q + o with q unsigned, at most 31 (Q4_K, Q5_K, Q5_0, Q4_1, Q5_1), from value 0 of
+// `row`, as the int16 GEMM takes them: q (kn) the values, d and o (kn / 32) each block's scale
+// and offset.
+inline void to_i16_offset(GgmlType type, const uint8_t* row, int64_t kn, int16_t* q, float* d,
+                          float* o) {
+  auto nibbles = [](const uint8_t* qs, uint32_t qh, int16_t* out) {  // a legacy 32-value block
+    for (int j = 0; j < kQK / 2; ++j) {
+      out[j] = static_cast<int16_t>((qs[j] & 0xF) | (((qh >> j) & 1) << 4));
+      out[j + kQK / 2] = static_cast<int16_t>((qs[j] >> 4) | (((qh >> (j + 16)) & 1) << 4));
+    }
+  };
+  if (type == GgmlType::Q4_K || type == GgmlType::Q5_K) {
+    const bool five = type == GgmlType::Q5_K;
+    const size_t bytes = five ? sizeof(BlockQ5_K) : sizeof(BlockQ4_K);
+    for (int64_t i = 0; i < kn / kQKK; ++i, row += bytes) {
+      // Q4_K and Q5_K share d, dmin and scales; Q5_K's qh comes before its qs.
+      const BlockQ4_K* b = reinterpret_cast<const BlockQ4_K*>(row);
+      const uint8_t* qh = five ? reinterpret_cast<const BlockQ5_K*>(row)->qh : nullptr;
+      const uint8_t* qs = five ? reinterpret_cast<const BlockQ5_K*>(row)->qs : b->qs;
+      uint8_t sc[8], m[8];
+      scales_mins(b->scales, sc, m);
+      const float dd = fp16_to_fp32(b->d), dmin = fp16_to_fp32(b->dmin);
+      for (int j = 0; j < 8; ++j) {
+        d[8 * i + j] = dd * sc[j];
+        o[8 * i + j] = -dmin * m[j];
+        int16_t* out = q + kQKK * i + kQK * j;
+        const uint8_t* src = qs + 32 * (j / 2);
+        const int shift = 4 * (j % 2);
+        if (five) {
+          for (int l = 0; l < kQK; ++l) {
+            out[l] = static_cast<int16_t>(((src[l] >> shift) & 0xF) | (((qh[l] >> j) & 1) << 4));
+          }
+        } else {
+          for (int l = 0; l < kQK; ++l) out[l] = static_cast<int16_t>((src[l] >> shift) & 0xF);
+        }
+      }
+    }
+    return;
+  }
+  for (int64_t j = 0; j < kn / kQK; ++j) {
+    if (type == GgmlType::Q5_0) {
+      const BlockQ5_0& b = reinterpret_cast<const BlockQ5_0*>(row)[j];
+      nibbles(b.qs, bits32(b.qh), q + kQK * j);
+      d[j] = fp16_to_fp32(b.d);
+      o[j] = -16.0f * d[j];
+    } else if (type == GgmlType::Q4_1) {
+      const BlockQ4_1& b = reinterpret_cast<const BlockQ4_1*>(row)[j];
+      nibbles(b.qs, 0, q + kQK * j);
+      d[j] = fp16_to_fp32(b.d);
+      o[j] = fp16_to_fp32(b.m);
+    } else {  // Q5_1
+      const BlockQ5_1& b = reinterpret_cast<const BlockQ5_1*>(row)[j];
+      nibbles(b.qs, bits32(b.qh), q + kQK * j);
+      d[j] = fp16_to_fp32(b.d);
+      o[j] = fp16_to_fp32(b.m);
+    }
+  }
+}
+
+}  // namespace
 }  // namespace kquants
 }  // namespace mambalite

@@ -700,6 +700,7 @@ KernelTable make_table() {
   k.gemm_panel_q4_0 = avx2::gemm_panel_q4_0;
   k.pack_panel_q8_0 = avx2::pack_panel_q8_0;
   k.q8_0_to_i16 = avx2::q8_0_to_i16;
+  k.offset_to_i16 = kquants::to_i16_offset;
   k.gemm_panel_q8_0 = avx2::gemm_panel_q8_0;
   k.gemm_cols = 16;
   k.stream_sum = stream_sum;
