@@ -20,6 +20,7 @@ from ._export_hybrid import (
     HybridHParams,
     _check_time_step_limit,
     _num,
+    _plan_mamba2,
     _Planner,
     _pos_int,
 )
@@ -94,28 +95,13 @@ def _scaled(c: float):
 
 
 def _plan_mixer(pl: _Planner, hp: HybridHParams, p: str, b: str) -> None:
-    D, E, N, K, H, G = hp.d_model, hp.d_inner, hp.d_state, hp.d_conv, hp.n_head_ssm, hp.n_group
-    CD = E + 2 * G * N
+    E, N, H, G = hp.d_inner, hp.d_state, hp.n_head_ssm, hp.n_group
     m = hp.mup
     # ssm_in's rows are z (E), x (E), B (G N), C (G N), dt (H): one multiplier per segment.
-    ends = np.cumsum([E, E, G * N, G * N, H])
-    row_scale = np.repeat(np.float32(m["ssm_in_multiplier"]) *
-                          np.asarray(m["ssm"], dtype=np.float32), np.diff(ends, prepend=0))
-    pl.add(p + "in_proj.weight", b + "ssm_in.weight", (E + CD + H, D),
-           transform=lambda a: a * row_scale[:, None])
-    pl.add(p + "conv1d.weight", b + "ssm_conv1d.weight", (CD, K), accept=[(CD, 1, K)])
-    # llama.cpp adds the conv bias unconditionally: zeros where the model has none.
-    if not (hp.conv_bias and pl.add(p + "conv1d.bias", b + "ssm_conv1d.bias", (CD,))):
-        pl.constant(b + "ssm_conv1d.bias", np.zeros(CD, dtype=np.float32))
-    pl.add(p + "dt_bias", b + "ssm_dt.bias", (H,))
-    pl.add(p + "A_log", b + "ssm_a", (H, 1), accept=[(H,)], transform=lambda a: -np.exp(a))
-    pl.add(p + "D", b + "ssm_d", (H, 1), accept=[(H,)])
-    if hp.ssm_norm:
-        pl.add(p + "norm.weight", b + "ssm_norm.weight", (G, E // G), accept=[(E,)])
-    elif p + "norm.weight" in pl.ckpt:
-        pl.errors.append(f"{p}norm.weight is present but mamba_rms_norm is false")
-    pl.add(p + "out_proj.weight", b + "ssm_out.weight", (D, E),
-           transform=_scaled(m["ssm_out_multiplier"]))
+    row_scale = np.repeat(np.float32(m["ssm_in_multiplier"]) * np.asarray(m["ssm"], np.float32),
+                          [E, E, G * N, G * N, H])
+    _plan_mamba2(pl, hp, p, b, in_proj=lambda a: a * row_scale[:, None],
+                 out_proj=_scaled(m["ssm_out_multiplier"]))
     if p + "mup_vector" in pl.ckpt:  # a buffer transformers recomputes from the config
         pl.used.add(p + "mup_vector")
 

@@ -293,19 +293,26 @@ class _Planner:
         self.plan.append(_Planned(dst, value.shape, lambda: value))
 
 
-def _plan_mamba2(pl: _Planner, hp: HybridHParams, p: str, b: str) -> None:
+def _plan_mamba2(pl: _Planner, hp: HybridHParams, p: str, b: str, *,
+                 in_proj: Callable[[np.ndarray], np.ndarray] | None = None,
+                 out_proj: Callable[[np.ndarray], np.ndarray] | None = None) -> None:
+    """A Mamba-2 mixer's tensors; `in_proj` / `out_proj` transform those two (Falcon-H1 folds
+    its multipliers there)."""
     D, E, N, K = hp.d_model, hp.d_inner, hp.d_state, hp.d_conv
     H, G = hp.n_head_ssm, hp.n_group
     CD = E + 2 * G * N
-    pl.add(p + "in_proj.weight", b + "ssm_in.weight", (E + CD + H, D))
+    pl.add(p + "in_proj.weight", b + "ssm_in.weight", (E + CD + H, D), transform=in_proj)
     pl.add(p + "conv1d.weight", b + "ssm_conv1d.weight", (CD, K), accept=[(CD, 1, K)])
     if not (hp.conv_bias and pl.add(p + "conv1d.bias", b + "ssm_conv1d.bias", (CD,))):
         pl.constant(b + "ssm_conv1d.bias", np.zeros(CD, dtype=np.float32))
     pl.add(p + "dt_bias", b + "ssm_dt.bias", (H,))
     pl.add(p + "A_log", b + "ssm_a", (H, 1), accept=[(H,)], transform=lambda a: -np.exp(a))
     pl.add(p + "D", b + "ssm_d", (H, 1), accept=[(H,)])
-    pl.add(p + "norm.weight", b + "ssm_norm.weight", (G, E // G), accept=[(E,)])
-    pl.add(p + "out_proj.weight", b + "ssm_out.weight", (D, E))
+    if hp.ssm_norm:
+        pl.add(p + "norm.weight", b + "ssm_norm.weight", (G, E // G), accept=[(E,)])
+    elif p + "norm.weight" in pl.ckpt:
+        pl.errors.append(f"{p}norm.weight is present but the config says the mixer has no norm")
+    pl.add(p + "out_proj.weight", b + "ssm_out.weight", (D, E), transform=out_proj)
 
 
 def _plan_attention(pl: _Planner, hp: HybridHParams, p: str, b: str) -> None:
