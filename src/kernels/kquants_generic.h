@@ -19,6 +19,13 @@ namespace kquants {
 // Internal linkage: each table's translation unit compiles its own copy for its ISA.
 namespace {
 
+// The 32 bits of a legacy block's qh (bit j: bit 4 of value j), little-endian as ggml writes them.
+inline uint32_t bits32(const uint8_t* p) {
+  uint32_t v;
+  std::memcpy(&v, p, 4);
+  return v;
+}
+
 // ggml's get_scale_min_k4: the 6-bit scales and mins of the 8 sub-blocks from 12 packed bytes.
 inline void scales_mins(const uint8_t* q, uint8_t* sc, uint8_t* m) {
   for (int j = 0; j < 4; ++j) {
@@ -65,9 +72,7 @@ inline float dot_q5_0(int64_t n, const uint8_t* w, const ActQ8* x) {
   const BlockQ5_0* b = reinterpret_cast<const BlockQ5_0*>(w);
   float sum = 0.0f;
   for (int64_t i = 0; i < n / kQK; ++i) {
-    const uint32_t qh =
-        static_cast<uint32_t>(b[i].qh[0]) | (static_cast<uint32_t>(b[i].qh[1]) << 8) |
-        (static_cast<uint32_t>(b[i].qh[2]) << 16) | (static_cast<uint32_t>(b[i].qh[3]) << 24);
+    const uint32_t qh = bits32(b[i].qh);
     int32_t acc = 0;
     for (int j = 0; j < kQK; ++j) {
       const int nib = j < kQK / 2 ? b[i].qs[j] & 0xF : b[i].qs[j - kQK / 2] >> 4;
@@ -86,10 +91,7 @@ inline float dot_x_1(int64_t n, const uint8_t* w, const ActQ8* x) {
   float sum = 0.0f;
   for (int64_t i = 0; i < n / kQK; ++i) {
     uint32_t qh = 0;
-    if constexpr (kFive) {
-      qh = static_cast<uint32_t>(b[i].qh[0]) | (static_cast<uint32_t>(b[i].qh[1]) << 8) |
-           (static_cast<uint32_t>(b[i].qh[2]) << 16) | (static_cast<uint32_t>(b[i].qh[3]) << 24);
-    }
+    if constexpr (kFive) qh = bits32(b[i].qh);
     int32_t acc = 0;
     for (int j = 0; j < kQK; ++j) {
       const int nib = j < kQK / 2 ? b[i].qs[j] & 0xF : b[i].qs[j - kQK / 2] >> 4;
@@ -109,12 +111,6 @@ inline float dot_q5_1(int64_t n, const uint8_t* w, const ActQ8* x) {
 
 inline float dot_q4_k(int64_t n, const uint8_t* w, const ActQ8* x) { return dot_k<false>(n, w, x); }
 inline float dot_q5_k(int64_t n, const uint8_t* w, const ActQ8* x) { return dot_k<true>(n, w, x); }
-
-inline uint32_t bits32(const uint8_t* p) {
-  uint32_t v;
-  std::memcpy(&v, p, 4);
-  return v;
-}
 
 // kn values (whole blocks; K-quants: whole super-blocks) of a row whose blocks of 32 are
 // w = d * q + o with q unsigned, at most 31 (Q4_K, Q5_K, Q5_0, Q4_1, Q5_1), from value 0 of
