@@ -59,5 +59,22 @@ inline __m256 silu8(__m256 z) {
       z, _mm256_add_ps(_mm256_set1_ps(1.0f), exp8(_mm256_sub_ps(_mm256_setzero_ps(), z))));
 }
 
+inline __m256i load32(const int8_t* p) {
+  return _mm256_loadu_si256(reinterpret_cast<const __m256i*>(p));
+}
+
+// The 32 nibbles of a Q4_0 block as bytes in [0, 15]: low nibbles (values 0..15) in the lower
+// 128 bits, high nibbles (values 16..31) in the upper.
+inline __m256i nibbles_q4_0(const uint8_t* qs) {
+  const __m128i t = _mm_loadu_si128(reinterpret_cast<const __m128i*>(qs));
+  const __m256i both = _mm256_set_m128i(_mm_srli_epi16(t, 4), t);
+  return _mm256_and_si256(both, _mm256_set1_epi8(0x0F));
+}
+
+// sum(q * x) over a block, q unsigned nibbles, x signed: maddubs takes them as they are.
+inline __m256 mul_sum_u4_i8(__m256i q, __m256i x) {
+  return _mm256_cvtepi32_ps(_mm256_madd_epi16(_mm256_maddubs_epi16(q, x), _mm256_set1_epi16(1)));
+}
+
 }  // namespace avx2
 }  // namespace mambalite
