@@ -132,7 +132,6 @@ py::dict config_dict(const ModelConfig& c) {
   d["n_group"] = c.n_group;
   d["dt_b_c_rms"] = c.dt_b_c_rms;
   d["mixer_eps"] = c.mixer_eps;
-  d["dt_min"] = c.dt_min;
   d["head_dim"] = c.head_dim;
   d["n_rot"] = c.n_rot;
   d["rope_base"] = c.rope_base;

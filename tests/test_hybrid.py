@@ -491,3 +491,13 @@ def test_falcon_h1_configs_the_format_cannot_hold_are_refused(tmp_path, change, 
     (d / "config.json").write_text(json.dumps({**cfg, **change}))
     with pytest.raises(ValueError, match=match):
         export(d, "f32")
+
+
+def test_nemotron_h_clamping_dt_is_refused(tmp_path):
+    """A time_step_limit that clamps dt (llama.cpp's files cannot say so) is refused; the default
+    time_step_min, which only initialises dt_bias, is not a clamp (transformers >= 5.25)."""
+    d = save_checkpoint(make_hf_nemotron_h(seed=44), tmp_path / "ckpt")
+    cfg = json.loads((d / "config.json").read_text())
+    (d / "config.json").write_text(json.dumps({**cfg, "time_step_limit": [0.001, float("inf")]}))
+    with pytest.raises(ValueError, match="time_step_limit"):
+        export(d, "f32")

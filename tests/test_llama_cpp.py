@@ -246,9 +246,7 @@ HYBRIDS = {
     "granite-moe-all-experts": lambda: make_hf_granite(seed=92, num_local_experts=4,
                                                        num_experts_per_tok=4),
     "bamba": lambda: make_hf_bamba(seed=93),
-    # transformers' Nemotron-H clamps dt at time_step_min, which llama.cpp does not do (nor can
-    # its files say): with a time_step_min no step reaches, both compute the same model.
-    "nemotron-h": lambda: make_hf_nemotron_h(seed=94, time_step_min=1e-12),
+    "nemotron-h": lambda: make_hf_nemotron_h(seed=94),
     "jamba": lambda: make_hf_jamba(seed=95),
     "falcon-h1": lambda: make_hf_falcon_h1(seed=96),
     "falcon-h1-plain-tied": lambda: make_hf_falcon_h1(
@@ -369,7 +367,7 @@ CONVERTED = {
     "granite-moe": lambda: make_hf_granite(seed=96, vocab_size=304, num_local_experts=4,
                                            num_experts_per_tok=2),
     "bamba": lambda: make_hf_bamba(seed=97, vocab_size=304),
-    "nemotron-h": lambda: make_hf_nemotron_h(seed=98, vocab_size=304, time_step_min=1e-12),
+    "nemotron-h": lambda: make_hf_nemotron_h(seed=98, vocab_size=304),
     "falcon-h1": lambda: make_hf_falcon_h1(seed=99, vocab_size=304),
 }
 

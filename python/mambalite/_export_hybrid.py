@@ -71,7 +71,6 @@ class HybridHParams:
     attention_scale: float = 0.0
     logit_scale: float = 1.0
     tie_embeddings: bool = False
-    dt_min: float = 0.0  # Nemotron-H: dt clamped below at time_step_min
     dt_rank: int = 0  # Jamba's Mamba-1 mixers
     moe_layers: tuple[int, ...] = ()  # Jamba: the layers with routed experts
     # Multipliers folded into the embedding and the head (Falcon-H1's µP); a tied head whose
@@ -148,8 +147,7 @@ def read_hybrid_hparams(ckpt: Checkpoint) -> HybridHParams:
 
         return read_falcon_h1_hparams(ckpt)
     D = _pos_int(cfg, "hidden_size")
-    if mt != "nemotron_h":  # Nemotron-H clamps at time_step_min instead (below)
-        _check_time_step_limit(ckpt, cfg)
+    _check_time_step_limit(ckpt, cfg)
     if cfg.get("mamba_proj_bias", False) or cfg.get("use_bias", False):
         raise ValueError(f"{ckpt.dir}: mamba_proj_bias is true (in_proj/out_proj biases), which "
                          "llama.cpp's format cannot hold")
@@ -172,8 +170,7 @@ def read_hybrid_hparams(ckpt: Checkpoint) -> HybridHParams:
             head_dim=_pos_int(cfg, "head_dim", D // n_head),
             attn_bias=bool(cfg.get("attention_bias", False)), n_rot=0, rope_base=10000.0,
             n_ff=_pos_int(cfg, "intermediate_size"), ffn_bias=bool(cfg.get("mlp_bias", False)),
-            tie_embeddings=bool(cfg.get("tie_word_embeddings", False)),
-            dt_min=float(_num(cfg, "time_step_min", 0.001)))
+            tie_embeddings=bool(cfg.get("tie_word_embeddings", False)))
     # granitemoehybrid and bamba share the Mamba-2 keys of the hybrid Granite family.
     n_layer = _pos_int(cfg, "num_hidden_layers")
     kinds = _layer_kinds(ckpt, cfg, n_layer)
@@ -463,8 +460,6 @@ def add_hybrid_metadata(writer: gguf.GGUFWriter, hp: HybridHParams) -> None:
     writer.add_ssm_state_size(hp.d_state)
     writer.add_ssm_time_step_rank(hp.n_head_ssm)  # llama.cpp keeps the head count here
     writer.add_ssm_group_count(hp.n_group)
-    if hp.dt_min > 0.0:  # llama.cpp has no such key (and does not clamp)
-        writer.add_float32("mambalite.ssm.time_step_min", hp.dt_min)
     if hp.arch == "nemotron_h":
         writer.add_layer_norm_eps(hp.norm_eps)  # llama.cpp's loader requires this one
         writer.add_feed_forward_length([hp.n_ff if k == "mlp" else 0 for k in hp.kinds])

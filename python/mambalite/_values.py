@@ -61,7 +61,6 @@ class Config:
     tied_embeddings: bool
     dt_b_c_rms: bool  # FalconMamba: weightless RMSNorms on dt, B and C
     mixer_eps: float  # their eps
-    dt_min: float = 0.0  # Mamba-2: dt clamped below at this (Nemotron-H's time_step_min)
     n_ctx_train: int = 0  # context length the file states (0: none)
     head_dim: int = 0  # attention layers' head size (0 without attention)
     n_rot: int = 0  # leading dims of each head that RoPE rotates (0: no positional encoding)

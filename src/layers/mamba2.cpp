@@ -64,9 +64,6 @@ void Mamba2Block::forward(Compute& cx, const Seqs& seqs, const float* hn, float*
     for (int64_t t = 0; t < n; ++t) {
       float* dt = dts + t * H;
       k.softplus_bias(h1 - h0, xz + t * NR + E + CD + h0, w_.dt_b.data() + h0, dt + h0);
-      if (c.dt_min > 0.0f) {
-        for (int64_t h = h0; h < h1; ++h) dt[h] = std::max(dt[h], c.dt_min);
-      }
     }
     float dt[Compute::kBlock], dA[Compute::kBlock];  // (n) this head's step and decay
     for (int64_t h = h0; h < h1; ++h) {

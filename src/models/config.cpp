@@ -77,12 +77,6 @@ void read_mamba2_hparams(const GgufFile& f, ModelConfig& c) {
   // llama.cpp stores the number of heads under time_step_rank for Mamba-2.
   c.n_head = read_dim(f, a + ".ssm.time_step_rank", 1 << 16);
   c.n_group = f.has(a + ".ssm.group_count") ? read_dim(f, a + ".ssm.group_count", 1 << 12) : 1;
-  const double dt_min = f.get_float_or("mambalite.ssm.time_step_min", 0.0);
-  if (!(dt_min >= 0.0 && dt_min < 1.0)) {
-    throw FormatError("'" + f.path() + "': mambalite.ssm.time_step_min = " +
-                      std::to_string(dt_min) + " is out of range [0, 1)");
-  }
-  c.dt_min = static_cast<float>(dt_min);
   if (c.d_inner % c.n_head != 0 || c.n_head % c.n_group != 0) {
     throw FormatError(
         "'" + f.path() + "': Mamba-2 needs n_head to divide inner_size and " +

@@ -57,9 +57,6 @@ struct ModelConfig {
   // with weights (ssm_dt_norm, ssm_b_norm, ssm_c_norm) in Jamba.
   bool dt_b_c_rms = false;
   float mixer_eps = 1e-6f;
-  // Mamba-2: dt = max(softplus(dt_raw + dt_bias), dt_min) (transformers' Nemotron-H clamps at
-  // its time_step_min; llama.cpp's files cannot say so: our key mambalite.ssm.time_step_min).
-  float dt_min = 0.0f;
   // Mamba-2's gated RMSNorm (ssm_norm) may be absent, gating y with silu(z) alone (Falcon-H1
   // without mamba_rms_norm); elsewhere a missing one is a malformed file.
   bool ssm_norm_optional = false;
