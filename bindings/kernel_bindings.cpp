@@ -61,23 +61,31 @@ void bind_kernels(py::module_& parent) {
     return out;
   });
 
-  // x (rows, cols) quantized to Q6_K: uint8 (rows, cols / 256 * 210), as ggml's reference.
-  m.def("quantize_q6_k", [](const F32Array& x) {
-    if (x.ndim() != 2 || x.shape(1) % kQKK != 0) {
-      throw InvalidArgument("Q6_K needs a 2-D array with rows of a multiple of 256 values");
-    }
-    const int64_t rows = x.shape(0), cols = x.shape(1);
-    const size_t row_bytes = static_cast<size_t>(cols / kQKK) * sizeof(BlockQ6_K);
-    py::array_t<uint8_t> out({static_cast<py::ssize_t>(rows), static_cast<py::ssize_t>(row_bytes)});
-    const float* src = x.data();
-    uint8_t* dst = out.mutable_data();
-    {
-      py::gil_scoped_release nogil;
-      for (int64_t r = 0; r < rows; ++r)
-        quantize_row_q6_k(src + r * cols, cols, dst + r * row_bytes);
-    }
-    return out;
-  });
+  // x (rows, cols) quantized to a K-quant: uint8 (rows, cols / 256 * block bytes), as ggml's
+  // reference quantizer.
+  auto k_quantizer = [](const char* type, size_t block_bytes,
+                        void (*row)(const float*, int64_t, uint8_t*)) {
+    return [=](const F32Array& x) {
+      if (x.ndim() != 2 || x.shape(1) % kQKK != 0) {
+        throw InvalidArgument(std::string(type) +
+                              " needs a 2-D array with rows of a multiple of 256 values");
+      }
+      const int64_t rows = x.shape(0), cols = x.shape(1);
+      const size_t row_bytes = static_cast<size_t>(cols / kQKK) * block_bytes;
+      py::array_t<uint8_t> out(
+          {static_cast<py::ssize_t>(rows), static_cast<py::ssize_t>(row_bytes)});
+      const float* src = x.data();
+      uint8_t* dst = out.mutable_data();
+      {
+        py::gil_scoped_release nogil;
+        for (int64_t r = 0; r < rows; ++r) row(src + r * cols, cols, dst + r * row_bytes);
+      }
+      return out;
+    };
+  };
+  m.def("quantize_q4_k", k_quantizer("Q4_K", sizeof(BlockQ4_K), quantize_row_q4_k));
+  m.def("quantize_q5_k", k_quantizer("Q5_K", sizeof(BlockQ5_K), quantize_row_q5_k));
+  m.def("quantize_q6_k", k_quantizer("Q6_K", sizeof(BlockQ6_K), quantize_row_q6_k));
 
   // y (n, rows) = x (n, cols) @ W^T with the given ISA's kernels, W in `type` (raw bytes).
   m.def("matmul", [](const std::string& isa, const std::string& type, const U8Array& raw,

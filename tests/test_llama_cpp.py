@@ -86,25 +86,32 @@ def rel(a: np.ndarray, b: np.ndarray) -> float:
     return float(np.abs(a - b).max() / np.abs(b).max())
 
 
-def test_q6_k_quantizer_matches_ggml_bit_for_bit():
-    """Our Q6_K quantizer against ggml's quantize_row_q6_K_ref (llama-cpp-python's libggml)."""
+@pytest.mark.parametrize("qtype", ["q4_K", "q5_K", "q6_K"])
+def test_k_quantizers_match_ggml_bit_for_bit(qtype):
+    """Our K-quant quantizers against ggml's quantize_row_*_ref (llama-cpp-python's libggml), on
+    scales from tiny to large, an all-zero block, all-positive and all-negative blocks (Q4_K and
+    Q5_K fit a min as well as a scale) and a block of one repeated value."""
     import ctypes
-    import os
 
     from mambalite._core import kernels
 
     lib = ctypes.CDLL(os.path.join(os.path.dirname(llama_cpp.__file__), "lib",
                                    "libggml-base.so"))
-    ref_fn = lib.quantize_row_q6_K_ref
+    ref_fn = getattr(lib, f"quantize_row_{qtype}_ref")
     ref_fn.argtypes = [ctypes.c_void_p, ctypes.c_void_p, ctypes.c_int64]
+    ours_fn = getattr(kernels, f"quantize_{qtype.lower()}")
     rng = np.random.default_rng(0)
     for scale in (1e-3, 1.0, 100.0):
         x = (rng.standard_normal((32, 768)) * scale).astype(np.float32)
-        x[0, :256] = 0.0  # an all-zero block
-        ours = kernels.quantize_q6_k(x)
+        x[0, :256] = 0.0
+        x[1, :256] = np.abs(x[1, :256])
+        x[2, 256:512] = -np.abs(x[2, 256:512])
+        x[3, :256] = 0.25 * scale
+        x[4] = rng.uniform(-scale, 3 * scale, 768)
+        ours = ours_fn(x)
         ref = np.zeros_like(ours)
         ref_fn(x.ctypes.data, ref.ctypes.data, x.size)
-        assert np.array_equal(ours, ref)
+        assert np.array_equal(ours, ref), np.argwhere(ours != ref)[:5]
 
 
 @pytest.mark.parametrize("arch", list(ARCHS))
@@ -128,7 +135,7 @@ def test_logits_and_greedy_match_llama_cpp(checkpoints, arch, wtype, bound):
 
 # --- llama.cpp's quantizer -------------------------------------------------------------------
 
-FTYPES = {"q8_0": 7, "q4_0": 2, "q4_k_m": 15, "q5_k_m": 17, "f16": 1}  # llama_ftype values
+FTYPES = {"q8_0": 7, "q4_0": 2, "q4_k_m": 15, "q5_k_m": 17, "q6_k": 18, "f16": 1}  # llama_ftype
 
 
 def llama_quantize(src: Path, dst: Path, ftype: str) -> Path:
@@ -168,6 +175,85 @@ def test_files_from_llama_quantize(wide, tmp_path, arch, ftype, bound):
     assert rel(ours, llama_logits(path, ids)) <= bound
     # and the quantization costs what it should against the fp32 reference
     assert rel(ours, hf_logits(hf, ids)) <= {"f16": 5e-3, "q8_0": 5e-2}.get(ftype, 0.4)
+
+
+def assert_same_tensors(ours: Path, theirs: Path) -> set[str]:
+    """Every tensor of two GGUF files: the same type and the same bytes. Returns the types."""
+    import gguf
+
+    a = {t.name: t for t in gguf.GGUFReader(ours).tensors}
+    b = {t.name: t for t in gguf.GGUFReader(theirs).tensors}
+    assert sorted(a) == sorted(b)
+    for name, t in a.items():
+        assert t.tensor_type == b[name].tensor_type, (name, t.tensor_type, b[name].tensor_type)
+        assert np.array_equal(t.data, b[name].data), name
+    return {t.tensor_type.name for t in a.values()}
+
+
+@pytest.mark.parametrize("arch", list(ARCHS))
+@pytest.mark.parametrize("ftype", ["q4_k_m", "q5_k_m", "q6_k", "q4_0", "q8_0"])
+def test_quantize_equals_llama_quantize(wide, tmp_path, arch, ftype):
+    """`mambalite quantize` and llama-quantize on the same f32 file: every tensor with the same
+    type and the same bytes (llama.cpp's type mix and reference quantizers)."""
+    from mambalite.quantize import quantize
+
+    _, f32_path = wide(arch)
+    theirs = llama_quantize(f32_path, tmp_path / "theirs.gguf", ftype)
+    ours = quantize(f32_path, tmp_path / "ours.gguf", ftype, progress=False)
+    types = assert_same_tensors(ours, theirs)
+    assert {"q4_k_m": "Q4_K", "q5_k_m": "Q5_K", "q6_k": "Q6_K"}.get(ftype, ftype.upper()) in types
+
+
+# Hybrids with K-quant-sized rows (256) and enough layers for the _M mixes' per-layer choices:
+# attn_v and ffn_down (dense, and experts' by layer) get Q6_K in the layers llama.cpp picks; 8
+# experts, for the rules llama.cpp has for them, all taken by every token (as in the quantized
+# hybrid tests above: top-k routing flips across ties under the engines' different rounding).
+WIDE_HYBRIDS = {
+    "nemotron-h": lambda: make_hf_nemotron_h(
+        seed=60, vocab_size=512, hidden_size=256, num_attention_heads=4, num_key_value_heads=2,
+        head_dim=64, intermediate_size=512, mamba_num_heads=8, mamba_head_dim=32,
+        layers_block_type=["mamba", "attention", "mlp", "mamba", "mlp", "attention", "mlp",
+                           "mamba", "mlp", "mlp"]),
+    "granite-moe": lambda: make_hf_granite(
+        seed=61, vocab_size=512, hidden_size=256, num_attention_heads=4, num_key_value_heads=2,
+        intermediate_size=256, shared_intermediate_size=256, mamba_d_head=32, mamba_n_heads=16,
+        num_local_experts=8, num_experts_per_tok=8, num_hidden_layers=4,
+        layer_types=["mamba", "attention", "mamba", "attention"]),
+    "jamba": lambda: make_hf_jamba(seed=62, vocab_size=512, hidden_size=256,
+                                   intermediate_size=256, num_attention_heads=4,
+                                   num_key_value_heads=2),
+}
+
+
+@pytest.mark.parametrize("name", list(WIDE_HYBRIDS))
+@pytest.mark.parametrize("ftype", ["q4_k_m", "q5_k_m"])
+def test_hybrid_quantize_equals_llama_quantize(tmp_path, name, ftype):
+    """As above for the hybrids; and `mambalite export --type q4_k_m` writes the same file as
+    quantizing its f32 export, which llama.cpp runs. The two engines' logits on it are compared
+    against the quantization's own error, not a fixed bound: these random hybrids amplify every
+    rounding (Q4_K_M moves their logits 0.14-1.3 of max |logit| from f32, and by 0.2-0.3 already
+    at position 0 for Jamba), and the engines round activations differently (ggml to int8 per
+    256 values for K-quants, we per 32), which measured 0.15-0.35 of that error. A wrong product
+    would be as far from llama.cpp as from f32."""
+    from mambalite.quantize import quantize
+
+    hf = WIDE_HYBRIDS[name]()
+    d = save_checkpoint(hf, tmp_path / "ckpt")
+    f32_path = export(d, "f32")
+    theirs = llama_quantize(f32_path, tmp_path / "theirs.gguf", ftype)
+    ours = quantize(f32_path, tmp_path / "ours.gguf", ftype, progress=False)
+    types = assert_same_tensors(ours, theirs)
+    assert {"Q6_K", ftype[:2].upper() + "_K"} <= types, types
+    direct = export(d, ftype)
+    assert_same_tensors(direct, theirs)
+    ids = [3, 17, 250, 9, 301, 0, 42, 42, 7, 100, 200, 5]
+    llm = llama_cpp.Llama(model_path=str(direct), n_threads=2, n_ctx=256, logits_all=True,
+                          verbose=False, type_k=0, type_v=0)
+    llm.eval(ids)
+    scores = np.array(llm.scores[: len(ids)])
+    got = mambalite.load(direct, threads=2, kv_type="f32").forward(ids)
+    assert np.isfinite(scores).all()
+    assert rel(got, scores) <= 0.5 * rel(scores, hf_logits(hf, ids))
 
 
 # --- llama.cpp's converter -------------------------------------------------------------------

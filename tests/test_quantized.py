@@ -1,4 +1,4 @@
-"""Quantized files (Q8_0, Q4_0): llama.cpp's tensor types, `mambalite quantize`, and logits.
+"""Quantized files (Q8_0, Q4_0, the K-quant mixes): llama.cpp's tensor types, `mambalite quantize`, and logits.
 
 Bounds, against transformers' fp32 model (max |error| / max |logit|, and top-1 agreement over
 40 positions). Q8_0 rounds each weight to a step of max|block|/127 and each activation likewise,
@@ -135,12 +135,45 @@ def test_q4_0_head_is_q6_k(tmp_path, tied):
     assert rel_err(got, ref) <= 0.15
 
 
+@pytest.mark.parametrize("ftype,base,bound", [("q6_k", T.Q6_K, 0.08), ("q5_k_m", T.Q5_K, 0.12),
+                                              ("q4_k_m", T.Q4_K, 0.2)])
+def test_k_quant_files(tmp_path, monkeypatch, ftype, base, bound):
+    """`export --type q4_k_m|q5_k_m|q6_k` on a model with rows of 256: llama-quantize's mix (the
+    base type, a Q6_K head, ssm_dt's rows of 16 through the 32-block fallback to F16), the same
+    file as quantizing the f32 export, and logits near transformers' on every ISA, each within
+    1e-2 of the scalar oracle (int8 activation rounding differs between the ISAs' kernels).
+    Bounds: this d_model-256 model is more sensitive than the ones above (its Q8_0 logits are
+    1.5e-2 off, Q4_0's 0.15-0.165); Q6_K measured 0.036-0.042, Q5_K_M 0.066, Q4_K_M 0.11-0.12,
+    top-1 agreement 0.85-1.0 over 40 positions. (The bytes against llama-quantize's:
+    test_llama_cpp.py.)"""
+    hf = make_hf_model(seed=11, vocab_size=320, hidden_size=256, num_hidden_layers=2,
+                       tie_word_embeddings=False)
+    d = save_checkpoint(hf, tmp_path / "k")
+    path = export(d, ftype)
+    types = {t.name: t.tensor_type for t in gguf.GGUFReader(path).tensors}
+    assert types["output.weight"] == T.Q6_K
+    assert types["blk.0.ssm_in.weight"] == types["token_embd.weight"] == base
+    assert types["blk.0.ssm_dt.weight"] == T.F16 and types["blk.0.ssm_d"] == T.F32
+    via = mambalite.quantize(export(d, "f32"), tmp_path / "via.gguf", ftype, progress=False)
+    for a, b in zip(gguf.GGUFReader(via).tensors, gguf.GGUFReader(path).tensors):
+        assert a.tensor_type == b.tensor_type and np.array_equal(a.data, b.data), a.name
+    ids = np.random.default_rng(1).integers(0, 320, size=40)
+    ref = hf_logits(hf, ids)
+    monkeypatch.setenv("MAMBALITE_ISA", "scalar")
+    oracle = mambalite.load(path).forward(ids)
+    assert rel_err(oracle, ref) <= bound
+    assert np.mean(oracle.argmax(1) == ref.argmax(1)) >= 0.8
+    for isa in K.available_isas():
+        monkeypatch.setenv("MAMBALITE_ISA", isa)
+        assert rel_err(mambalite.load(path).forward(ids), oracle) <= 1e-2, isa
+
+
 def test_quantize_errors(models, tmp_path):
     _, d = models("default-tied")
     q8 = export(d, "q8_0")
     with pytest.raises(ValueError, match="already quantized"):
         mambalite.quantize(q8, tmp_path / "x.gguf", "q4_0", progress=False)
-    with pytest.raises(ValueError, match="choose q8_0 or q4_0"):
+    with pytest.raises(ValueError, match="choose one of q8_0, q4_0, q4_k_m, q5_k_m, q6_k"):
         mambalite.quantize(q8, tmp_path / "x.gguf", "q2_k", progress=False)
     with pytest.raises(FileNotFoundError):
         mambalite.quantize(tmp_path / "none.gguf", tmp_path / "x.gguf", progress=False)

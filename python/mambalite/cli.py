@@ -123,16 +123,20 @@ def _parser() -> argparse.ArgumentParser:
     e.add_argument("checkpoint", help="directory with config.json (or mistral's params.json) "
                    "and the weights")
     e.add_argument("-o", "--output", required=True, help="GGUF file to write")
-    e.add_argument("--type", default="f16", choices=["f32", "f16", "bf16", "q8_0", "q4_0"],
-                   help="weight type of the matrices (default f16)")
+    e.add_argument("--type", default="f16",
+                   choices=["f32", "f16", "bf16", "q8_0", "q4_0", "q4_k_m", "q5_k_m", "q6_k"],
+                   help="weight type of the matrices (default f16; the K-quant mixes are "
+                   "llama-quantize's)")
     _add_writer_options(e)
 
-    q = sub.add_parser("quantize", help="quantize a GGUF model to q8_0 or q4_0",
+    q = sub.add_parser("quantize", help="quantize a GGUF model (q8_0, q4_0, q4_k_m, ...)",
                        description="Write a copy of an f32/f16/bf16 GGUF model with its "
-                       "matrices quantized (llama.cpp's block formats and tensor choices).")
+                       "matrices quantized: llama-quantize's block formats, per-tensor types "
+                       "and reference quantizers, so the file equals its output byte for byte.")
     q.add_argument("input", help="f32, f16 or bf16 GGUF model")
     q.add_argument("output", help="GGUF file to write")
-    q.add_argument("--type", default="q8_0", choices=["q8_0", "q4_0"],
+    q.add_argument("--type", default="q8_0",
+                   choices=["q8_0", "q4_0", "q4_k_m", "q5_k_m", "q6_k"],
                    help="quantization type (default q8_0)")
     _add_writer_options(q)
 

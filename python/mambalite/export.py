@@ -24,46 +24,16 @@ from ._export_hybrid import (
     source_name,
 )
 from ._hparams import MambaHParams, read_hparams
+from ._quant_mix import FILE_TYPES, HEAD_TYPES, tensor_types
 from ._tokenizer_export import add_tokenizer
 
 Q = gguf.GGMLQuantizationType
-EXPORT_TYPES = {
-    "f32": (Q.F32, gguf.LlamaFileType.ALL_F32),
-    "f16": (Q.F16, gguf.LlamaFileType.MOSTLY_F16),
-    "bf16": (Q.BF16, gguf.LlamaFileType.MOSTLY_BF16),
-    "q8_0": (Q.Q8_0, gguf.LlamaFileType.MOSTLY_Q8_0),
-    "q4_0": (Q.Q4_0, gguf.LlamaFileType.MOSTLY_Q4_0),
-}
-
-
-HEAD_TYPES = ("q6_k", "q8_0")
+EXPORT_TYPES = FILE_TYPES
 # The GGUF architectures mambalite writes and runs (llama.cpp's names).
 ARCHITECTURES = ("mamba", "mamba2", "granitehybrid", "nemotron_h", "jamba", "falcon-h1")
 
 
-def tensor_type(name: str, shape: tuple[int, ...], wtype: gguf.GGMLQuantizationType,
-                tied: bool, head_type: str = "q6_k") -> gguf.GGMLQuantizationType:
-    """The type llama.cpp gives a Mamba tensor in a file of weight type `wtype`.
-
-    Only 2-D ".weight" matrices (and MoE experts' 3-D ones) take `wtype`; 1-D tensors, norms
-    (also Mamba-2's 2-D ssm_norm), ssm_a, ssm_d, biases, the MoE router and the conv kernel stay
-    F32. A matrix whose rows are not a
-    multiple of the block size falls back to F16 (the converter's rule; e.g. ssm_dt.weight of
-    130m has rows of 48). For Q4_0 the output head (the embedding when tied) is `head_type`:
-    "q6_k" by default, as llama-quantize writes it (Q8_0 when rows are not a multiple of 256),
-    or "q8_0" (larger, slightly more accurate).
-    """
-    is_matrix = (name.endswith(".weight") and "conv1d" not in name and "norm" not in name
-                 and "ffn_gate_inp" not in name  # the MoE router stays F32, as in llama.cpp
-                 and (len(shape) == 2 or (len(shape) == 3 and name.endswith("_exps.weight"))))
-    if not is_matrix:
-        return Q.F32
-    if wtype == Q.Q4_0 and (name == "output.weight" or (tied and name == "token_embd.weight")):
-        wtype = Q.Q6_K if head_type == "q6_k" and shape[-1] % 256 == 0 else Q.Q8_0
-    block = gguf.GGML_QUANT_SIZES[wtype][0]
-    if shape[-1] % block != 0:
-        return Q.F16
-    return wtype
+_K_QUANTIZERS = {Q.Q4_K: "quantize_q4_k", Q.Q5_K: "quantize_q5_k", Q.Q6_K: "quantize_q6_k"}
 
 
 def encode(data: np.ndarray, qtype: gguf.GGMLQuantizationType, name: str) -> np.ndarray:
@@ -77,10 +47,11 @@ def encode(data: np.ndarray, qtype: gguf.GGMLQuantizationType, name: str) -> np.
                              "export with --type bf16 or f32")
         return out
     data = np.ascontiguousarray(data, dtype=np.float32)
-    if qtype == Q.Q6_K:  # ggml's reference quantizer, in the engine (`gguf` has none)
+    if qtype in _K_QUANTIZERS:  # ggml's reference quantizers, in the engine (`gguf` has none)
         from ._core import kernels
 
-        return kernels.quantize_q6_k(data.reshape(-1, data.shape[-1])).reshape(
+        quantize_rows = getattr(kernels, _K_QUANTIZERS[qtype])
+        return quantize_rows(data.reshape(-1, data.shape[-1])).reshape(
             gguf.quants.quant_shape_to_byte_shape(data.shape, qtype))
     return gguf.quants.quantize(data, qtype)
 
@@ -145,12 +116,10 @@ def write_tensors(writer: gguf.GGUFWriter,
 class _PlannedTensor:
     name: str  # GGUF name
     shape: tuple[int, ...]  # numpy order
-    qtype: gguf.GGMLQuantizationType
     load: Callable[[], np.ndarray]  # float32 values, numpy order
 
 
-def _plan(ckpt: Checkpoint, hp: MambaHParams, wtype: gguf.GGMLQuantizationType,
-          head_type: str):
+def _plan(ckpt: Checkpoint, hp: MambaHParams):
     D, E, N, K, R = hp.d_model, hp.d_inner, hp.d_state, hp.d_conv, hp.dt_rank
     H, G = hp.n_head, hp.n_group
     CD = E + 2 * G * N if hp.arch == "mamba2" else E  # conv channels
@@ -177,7 +146,7 @@ def _plan(ckpt: Checkpoint, hp: MambaHParams, wtype: gguf.GGMLQuantizationType,
             load = (lambda ld, tf: lambda: tf(ld()).reshape(shape))(load, transform)
         elif got != shape:
             load = (lambda ld: lambda: ld().reshape(shape))(load)
-        plan.append(_PlannedTensor(dst, shape, Q.F32, load))
+        plan.append(_PlannedTensor(dst, shape, load))
 
     if pre + hp.embedding_key not in ckpt:
         raise ValueError(f"{ckpt.dir}: missing the embedding {pre + hp.embedding_key!r}")
@@ -195,7 +164,7 @@ def _plan(ckpt: Checkpoint, hp: MambaHParams, wtype: gguf.GGMLQuantizationType,
         if hp.has_conv_bias:
             add(p + "mixer.conv1d.bias", b + "ssm_conv1d.bias", (CD,))
         else:  # llama.cpp's graph always adds a bias: a zero one is the same model
-            plan.append(_PlannedTensor(b + "ssm_conv1d.bias", (CD,), Q.F32,
+            plan.append(_PlannedTensor(b + "ssm_conv1d.bias", (CD,),
                                        lambda: np.zeros(CD, dtype=np.float32)))
         if hp.arch == "mamba2":
             add(p + "mixer.dt_bias", b + "ssm_dt.bias", (H,))
@@ -233,9 +202,6 @@ def _plan(ckpt: Checkpoint, hp: MambaHParams, wtype: gguf.GGMLQuantizationType,
         kind = {"mamba": "FalconMamba" if hp.dt_b_c_rms else "Mamba-1", "mamba2": "Mamba-2"}
         raise ValueError(f"{ckpt.dir} is not a {kind[hp.arch]} checkpoint this exporter "
                          f"understands:\n  - {listed}")
-    tied = not any(t.name == "output.weight" for t in plan)
-    for t in plan:
-        t.qtype = tensor_type(t.name, t.shape, wtype, tied, head_type)
     return plan, V
 
 
@@ -251,8 +217,10 @@ def export(src: str | os.PathLike, dst: str | os.PathLike, type: str = "f16", *,
             transformers hybrid: Granite-4.0-H (GraniteMoeHybrid, dense or MoE), Bamba,
             Nemotron-H, Jamba or Falcon-H1.
         dst: path of the GGUF file to write (written to a temporary name, then renamed).
-        type: weight type of the matrices: "f32", "f16", "bf16", "q8_0" or "q4_0". Norms, A,
-            D, biases and the conv kernel stay F32, as in llama.cpp (see `tensor_type`).
+        type: weight type of the matrices: "f32", "f16", "bf16", "q8_0", "q4_0", or one of
+            llama-quantize's K-quant mixes "q4_k_m", "q5_k_m", "q6_k" (its per-tensor types and
+            reference quantizers, bit for bit). Norms, A, D, biases and the conv kernel stay
+            F32, as in llama.cpp (see `mambalite._quant_mix.tensor_types`).
         head_type: for q4_0, the type of the output head: "q6_k" (llama-quantize's choice, the
             default) or "q8_0".
         progress: show a progress bar on stderr.
@@ -274,26 +242,27 @@ def export(src: str | os.PathLike, dst: str | os.PathLike, type: str = "f16", *,
     if is_hybrid(ckpt.config):
         hy = read_hybrid_hparams(ckpt)
         planned, n_vocab = plan_hybrid(ckpt, hy)
-        tied = not any(t.name == "output.weight" for t in planned)
-        tensors = [(t.name, t.shape, tensor_type(t.name, t.shape, wtype, tied, head_type), t.load)
-                   for t in planned]
+        n_layer, n_expert = hy.n_layer, hy.n_expert
         arch, source_format = hy.arch, "transformers"
 
         def add_metadata(writer: gguf.GGUFWriter) -> None:
             add_hybrid_metadata(writer, hy)
     else:
         hp = read_hparams(ckpt)
-        plan, n_vocab = _plan(ckpt, hp, wtype, head_type)
-        tensors = [(t.name, t.shape, t.qtype, t.load) for t in plan]
+        planned, n_vocab = _plan(ckpt, hp)
+        n_layer, n_expert = hp.n_layer, 0
         arch, source_format = hp.arch, hp.source_format
 
         def add_metadata(writer: gguf.GGUFWriter) -> None:
             _add_mamba_metadata(writer, hp)
 
+    types = tensor_types([(t.name, t.shape) for t in planned], wtype_name, n_layer=n_layer,
+                         n_expert=n_expert, head_type=head_type)
+    tensors = [(t.name, t.shape, q, t.load) for t, q in zip(planned, types)]
     with atomic_gguf_writer(dst, arch) as writer:
         writer.add_name(source_name(ckpt))
         writer.add_file_type(int(ftype))
-        if wtype in (Q.Q8_0, Q.Q4_0):
+        if wtype not in (Q.F32, Q.F16, Q.BF16):
             writer.add_quantization_version(gguf.GGML_QUANT_VERSION)
         writer.add_vocab_size(n_vocab)
         add_metadata(writer)
