@@ -1,6 +1,10 @@
 """Throughput of many sequences: aggregate decode tokens/s of `Model.step_batch` at batch 1 to 16
-against batch 1 and against the model's own prefill rate, and the server's aggregate rate for 8
-concurrent streaming clients with continuous batching on and off (`max_batch=1`).
+against batch 1 and against the model's own prefill rate; batch 8 against llama.cpp decoding 8
+parallel sequences of the same file (`llama-batched-bench`, built from llama.cpp's source, e.g.
+the `vendor/llama.cpp` folder of the llama-cpp-python sdist: `cmake -B build -DGGML_NATIVE=ON &&
+cmake --build build --target llama-batched-bench`; found on PATH or through
+$LLAMA_BATCHED_BENCH); and the server's aggregate rate for 8 concurrent streaming clients with
+continuous batching on and off (`max_batch=1`).
 
     pytest bench/test_bench_batch.py -s
 
@@ -9,7 +13,11 @@ Medians of interleaved rounds (these machines are noisy).
 
 from __future__ import annotations
 
+import os
+import re
+import shutil
 import statistics
+import subprocess
 import time
 from concurrent.futures import ThreadPoolExecutor
 
@@ -56,6 +64,49 @@ def test_batched_decode_throughput(model_file, shape, record_property):
             f"; prefill 512 {p:.0f} tok/s (b8 = {100 * med[8] / p:.0f}% of it)")
     print("\n" + line)
     record_property("batch", line)
+
+
+def _llama_batched_bench() -> str | None:
+    path = os.environ.get("LLAMA_BATCHED_BENCH") or shutil.which("llama-batched-bench")
+    return path if path and os.access(path, os.X_OK) else None
+
+
+def _llama_batched_rate(binary: str, path, n: int) -> float:
+    """llama.cpp's aggregate decode tokens/s (S_TG) for n parallel sequences of 4 prompt tokens
+    and STEPS generated tokens each, 2 threads."""
+    r = subprocess.run([binary, "-m", str(path), "-t", "2", "-tb", "2", "-c", "2048",
+                        "-npp", "4", "-ntg", str(STEPS), "-npl", str(n)],
+                       capture_output=True, text=True, timeout=600)
+    if r.returncode != 0:
+        raise RuntimeError(f"llama-batched-bench failed: {r.stderr[-2000:]}")
+    # |    PP |     TG |    B |   N_KV |   T_PP s | S_PP t/s |   T_TG s | S_TG t/s | ...
+    for line in r.stdout.splitlines():
+        cells = [c.strip() for c in line.strip().strip("|").split("|")]
+        if len(cells) >= 8 and re.fullmatch(r"\d+", cells[0]) and int(cells[2]) == n:
+            return float(cells[7])
+    raise RuntimeError(f"no result row in llama-batched-bench's output:\n{r.stdout[-2000:]}")
+
+
+@pytest.mark.parametrize("shape", ["130m", "370m", "mamba2-130m"])
+def test_batched_decode_against_llama_cpp(model_file, shape, record_property):
+    binary = _llama_batched_bench()
+    if binary is None:
+        pytest.skip("llama-batched-bench not found: build it from llama.cpp's source and put it "
+                    "on PATH or in $LLAMA_BATCHED_BENCH")
+    path = model_file(shape, "q8_0")
+    model = mambalite.load(path, threads=2)
+    ours, theirs = [], []
+    for r in range(ROUNDS):
+        for engine in (("ours", "theirs") if r % 2 == 0 else ("theirs", "ours")):
+            if engine == "ours":
+                ours.append(_step_rate(model, 8))
+            else:
+                theirs.append(_llama_batched_rate(binary, path, 8))
+    a, b = statistics.median(ours), statistics.median(theirs)
+    line = (f"{shape} q8_0 t2, 8 sequences: aggregate decode {a:.0f} tok/s vs llama.cpp "
+            f"{b:.0f} (x{a / b:.2f})")
+    print("\n" + line)
+    record_property("batch_vs_llama_cpp", line)
 
 
 def test_server_concurrent_clients(record_property):

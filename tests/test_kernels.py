@@ -74,9 +74,10 @@ def test_matmul_every_isa(isa, qtype):
     col_options = [1, 7, 33, 100, 257] if block == 1 else \
         ([32, 96, 544] if block == 32 else [256, 768])
     rng = np.random.default_rng(int(qtype) * 7 + len(isa))
-    # 6 tokens: 4-token tiles + 2; 13 and 40: the prefill GEMM where the ISA has one (a panel of
-    # two 8-token vectors, part-filled; a full 32-token panel and a second of 8).
-    for cols, rows, tokens in itertools.product(col_options, (1, 5, 17), (6, 13, 40)):
+    # 6 tokens: 4-token tiles + 2; 8, 13, 35 and 40: the GEMM where the ISA has one (a panel of
+    # 8, which AVX-512's integer GEMM lays out in octets; one of two 8-token vectors, part-filled;
+    # a full 32-token panel and a second of 3 or 8).
+    for cols, rows, tokens in itertools.product(col_options, (1, 5, 17), (6, 8, 13, 35, 40)):
         raw = weights(qtype, rows, cols, rng)
         x = rng.standard_normal((tokens, cols)).astype(np.float32)
         y = K.matmul(isa, qtype.name.lower(), raw, rows, cols, x)

@@ -177,9 +177,10 @@ struct KernelTable {
   // entries above when the table has gemm_panel_u8 (and, for Q8_0, q8_0_to_u8).
   //
   // pack_panel_u8: the n ActQ8 rows at act as a panel of ldp tokens (a multiple of 8; zero past
-  // n): bytes [0, K * ldp) hold the values in quads of depth as pack_panel_q4_0's, then per block
-  // (K / 32, 2, ldp) 32-bit words: each token's d (float), then -offset * sum(x) (int32) of its
-  // int8 values.
+  // n): bytes [0, K * ldp) hold the values in quads of depth as pack_panel_q4_0's (for ldp 8 the
+  // table may use octets instead: groups of 8 values side by side, so that depth k of every token
+  // still lies in bytes [k * ldp, (k + 8) * ldp)), then per block (K / 32, 2, ldp) 32-bit words:
+  // each token's d (float), then -offset * sum(x) (int32) of its int8 values.
   void (*pack_panel_u8)(const uint8_t* act, size_t stride, int64_t n, int64_t K, uint8_t* p,
                         int64_t ldp, int offset) = nullptr;
   // q (n) = a Q8_0 row's values + 128 as bytes, d (n / 32) its scales as fp32.

@@ -153,6 +153,45 @@ void gemm_tile_u8(int64_t nb, const uint8_t* w, int64_t ldw, const float* dw, in
   }
 }
 
+// As gemm_tile_u8 for a panel of at most 8 tokens (ldp 8) in octets: each vector holds the 8
+// tokens' next 8 values (token t in 64-bit lane t), times a broadcast of the row's 8 weight
+// bytes, so that all 16 lanes work where the quad layout would leave half of them idle; lanes 2t
+// and 2t + 1 hold token t's two quad sums, added after the blocks. The block words are as
+// pack_panel_u8's for ldp 8, widened here to both lanes of each token.
+template <int R>
+void gemm_tile_u8_octets(int64_t nb, const uint8_t* w, int64_t ldw, const float* dw, int64_t ldd,
+                         const uint8_t* po, const float* ps, float* c) {
+  const __m512i pairs = _mm512_set_epi32(7, 7, 6, 6, 5, 5, 4, 4, 3, 3, 2, 2, 1, 1, 0, 0);
+  __m512 f[6];
+  for (int r = 0; r < R; ++r) f[r] = _mm512_setzero_ps();
+  for (int64_t b = 0; b < nb; ++b, po += kQK * 8, ps += 2 * 8) {
+    const __m512 dx = _mm512_permutexvar_ps(pairs, _mm512_castps256_ps512(_mm256_loadu_ps(ps)));
+    const __m512i o = _mm512_maskz_permutexvar_epi32(
+        0x5555, pairs,
+        _mm512_castsi256_si512(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(ps + 8))));
+    __m512i s[6];
+    for (int r = 0; r < R; ++r) s[r] = o;
+    const uint8_t* wb = w + kQK * b;
+    for (int j = 0; j < kQK / 8; ++j) {  // octets of depth
+      const __m512i a = _mm512_loadu_si512(po + 64 * j);
+      for (int r = 0; r < R; ++r) {
+        int64_t q;
+        std::memcpy(&q, wb + r * ldw + 8 * j, 8);
+        s[r] = _mm512_dpbusd_epi32(s[r], _mm512_set1_epi64(q), a);
+        keep_in_register(s[r]);
+      }
+    }
+    for (int r = 0; r < R; ++r) f[r] = fold(s[r], dx, dw[r * ldd + b], f[r]);
+  }
+  const __m512i evens = _mm512_set_epi32(0, 0, 0, 0, 0, 0, 0, 0, 14, 12, 10, 8, 6, 4, 2, 0);
+  const __m512i odds = _mm512_set_epi32(0, 0, 0, 0, 0, 0, 0, 0, 15, 13, 11, 9, 7, 5, 3, 1);
+  for (int r = 0; r < R; ++r) {  // token t: lanes 2t + 2t + 1
+    const __m512 sums =
+        _mm512_add_ps(_mm512_permutexvar_ps(evens, f[r]), _mm512_permutexvar_ps(odds, f[r]));
+    _mm256_storeu_ps(c + 2 * kLanes * r, _mm512_castps512_ps256(sums));
+  }
+}
+
 // The tile of m rows and (v + 1) / 2 vectors from a table of Tile<R, V> instances.
 template <typename Tile>
 inline Tile pick(const Tile (&tiles)[2][6], int m, int v) {
@@ -171,17 +210,22 @@ void gemm_panel(int64_t K, const float* w, int64_t ldw, const float* p, int64_t 
   pick(kTiles, m, v)(K, w, ldw, p, ldp, last_mask(v), c);
 }
 
+// A panel of ldp 8 is laid out in octets for gemm_tile_u8_octets (8 bytes at (octet, token)),
+// wider ones in quads (4 bytes at (quad, token)): both put depth k of token t at k * ldp bytes
+// and a little, so the callers' offsets hold for either.
 void pack_panel_u8(const uint8_t* act, size_t stride, int64_t n, int64_t K, uint8_t* p, int64_t ldp,
                    int offset) {
   const int64_t nb = K / kQK;
+  const int group = ldp == 8 ? 8 : 4;                          // bytes of a token side by side
   uint32_t* words = reinterpret_cast<uint32_t*>(p + K * ldp);  // (nb, 2, ldp)
   for (int64_t t = 0; t < ldp; ++t) {
     const ActQ8* row = t < n ? reinterpret_cast<const ActQ8*>(act + t * stride) : nullptr;
     for (int64_t b = 0; b < nb; ++b) {
       const int8_t* q = row != nullptr ? row[b].qs : nullptr;
       int32_t sum = 0;
-      for (int j = 0; j < kQK / 4; ++j) {  // quad j of the block: 4 bytes at (quad, token)
-        uint8_t* dst = p + ((b * (kQK / 4) + j) * ldp + t) * 4;
+      for (int j = 0; j < kQK / 4; ++j) {             // quad j of the block
+        const int64_t g = (b * kQK + 4 * j) / group;  // its group of depth
+        uint8_t* dst = p + (g * ldp + t) * group + (4 * j) % group;
         if (q != nullptr) {
           std::memcpy(dst, q + 4 * j, 4);
           for (int i = 0; i < 4; ++i) sum += q[4 * j + i];
@@ -216,6 +260,15 @@ void gemm_panel_u8(int64_t K, const uint8_t* w, int64_t ldw, const float* dw, in
        gemm_tile_u8<5, 1>, gemm_tile_u8<6, 1>},
       {gemm_tile_u8<1, 2>, gemm_tile_u8<2, 2>, gemm_tile_u8<3, 2>, gemm_tile_u8<4, 2>,
        gemm_tile_u8<5, 2>, gemm_tile_u8<6, 2>}};
+  if (ldp == 8) {
+    using Octets = void (*)(int64_t, const uint8_t*, int64_t, const float*, int64_t, const uint8_t*,
+                            const float*, float*);
+    static constexpr Octets kOctets[6] = {gemm_tile_u8_octets<1>, gemm_tile_u8_octets<2>,
+                                          gemm_tile_u8_octets<3>, gemm_tile_u8_octets<4>,
+                                          gemm_tile_u8_octets<5>, gemm_tile_u8_octets<6>};
+    kOctets[std::clamp(m, 1, 6) - 1](K / kQK, w, ldw, dw, ldd, pq, ps, c);
+    return;
+  }
   pick(kTiles, m, v)(K / kQK, w, ldw, dw, ldd, pq, ps, ldp, last_mask(v), c);
 }
 
