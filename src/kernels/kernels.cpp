@@ -267,9 +267,9 @@ namespace {
 enum class GemmKind { kF32, kQ4_0, kQ8_0, kU8 };
 
 // The types whose blocks of 32 are w = d * q + o with q unsigned (at most 31): K-quant
-// sub-blocks and the legacy types llama-quantize mixes in. They take Q8_0's int16 GEMM on their
-// values q (the table's offset_to_i16), with the offsets o added through the activations' block
-// sums.
+// sub-blocks and the legacy types llama-quantize mixes in. They take the integer GEMMs on their
+// values q (the table's offset_to_u8 or offset_to_i16), with the offsets o added through the
+// activations' block sums.
 bool offset_type(GgmlType type) {
   return type == GgmlType::Q4_K || type == GgmlType::Q5_K || type == GgmlType::Q5_0 ||
          type == GgmlType::Q4_1 || type == GgmlType::Q5_1;
@@ -280,6 +280,9 @@ GemmKind gemm_kind(const KernelTable& k, GgmlType type) {
   if (type == GgmlType::Q8_0) {
     if (k.gemm_panel_u8 != nullptr && k.q8_0_to_u8 != nullptr) return GemmKind::kU8;
     if (k.gemm_panel_q8_0 != nullptr) return GemmKind::kQ8_0;
+  }
+  if (offset_type(type) && k.gemm_panel_u8 != nullptr && k.offset_to_u8 != nullptr) {
+    return GemmKind::kU8;
   }
   if (offset_type(type) && k.gemm_panel_q8_0 != nullptr && k.offset_to_i16 != nullptr) {
     return GemmKind::kQ8_0;
@@ -318,7 +321,7 @@ void gemm(const KernelTable& k, const MatView& w, const uint8_t* act, size_t act
   // Offset types: each block's offset o times the activation block's d * sum(q), summed over the
   // row after the products, from the row group's offsets (m, K / 32) and the tokens' block sums
   // gathered once (K / 32, n).
-  const bool offsets = offset_type(w.type) && kind == GemmKind::kQ8_0;
+  const bool offsets = offset_type(w.type) && (kind == GemmKind::kQ8_0 || kind == GemmKind::kU8);
   const int64_t nbk = K / kQK;
   thread_local std::vector<float> row_offsets, block_sums;
   if (offsets) {
@@ -368,6 +371,12 @@ void gemm(const KernelTable& k, const MatView& w, const uint8_t* act, size_t act
           for (int i = 0; i < m; ++i) {
             k.q4_0_to_nibbles(w.row(r + i) + block_offset, kn, bytes + i * kGemmDepth,
                               wscales + i * (kGemmDepth / kQK));
+          }
+        } else if (kind == GemmKind::kU8 && offsets) {
+          for (int i = 0; i < m; ++i) {
+            k.offset_to_u8(w.type, w.row(r + i) + block_offset, kn, bytes + i * kGemmDepth,
+                           wscales + i * (kGemmDepth / kQK),
+                           row_offsets.data() + i * nbk + k0 / kQK);
           }
         } else if (kind == GemmKind::kU8) {
           for (int i = 0; i < m; ++i) {
@@ -488,8 +497,11 @@ void pack_panels(const KernelTable& k, GgmlType type, const uint8_t* act, size_t
     const int64_t ldp = (nt + 7) / 8 * 8;
     const GemmKind kind = gemm_kind(k, type);
     if (kind == GemmKind::kU8) {
+      // The weights' offset taken off each block's sum: Q4_0's 8, Q8_0's 128 (its values
+      // flipped to unsigned); the offset types' offsets come through the block sums instead.
+      const int offset = type == GgmlType::Q4_0 ? 8 : type == GgmlType::Q8_0 ? 128 : 0;
       k.pack_panel_u8(act + t0 * stride, stride, nt, cols, reinterpret_cast<uint8_t*>(panel), ldp,
-                      type == GgmlType::Q4_0 ? 8 : 128);
+                      offset);
     } else if (kind == GemmKind::kQ4_0) {
       k.pack_panel_q4_0(act + t0 * stride, stride, nt, cols, reinterpret_cast<uint8_t*>(panel),
                         ldp);

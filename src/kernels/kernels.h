@@ -162,7 +162,7 @@ struct KernelTable {
   // q (n) = a Q8_0 row's values as int16, d (n / 32) its scales as fp32.
   void (*q8_0_to_i16)(const uint8_t* row, int64_t n, int16_t* q, float* d) = nullptr;
   // Rows of the types with w = d * q + o per block (Q4_K, Q5_K, Q5_0, Q4_1, Q5_1) for the same
-  // GEMM: q as int16, d and o per block (kquants_generic.h's to_i16_offset, compiled per ISA).
+  // GEMM: q as int16, d and o per block (kquants_generic.h's to_offset, compiled per ISA).
   void (*offset_to_i16)(GgmlType type, const uint8_t* row, int64_t n, int16_t* q, float* d,
                         float* o) = nullptr;
   // As gemm_panel_q4_0, for the int16 values w (row stride ldw) and a panel's pairs pa.
@@ -185,6 +185,10 @@ struct KernelTable {
                         int64_t ldp, int offset) = nullptr;
   // q (n) = a Q8_0 row's values + 128 as bytes, d (n / 32) its scales as fp32.
   void (*q8_0_to_u8)(const uint8_t* row, int64_t n, uint8_t* q, float* d) = nullptr;
+  // As offset_to_i16, with q as bytes for this GEMM (panels packed with offset 0: the blocks'
+  // offsets are added through the activations' block sums, as in the int16 GEMM).
+  void (*offset_to_u8)(GgmlType type, const uint8_t* row, int64_t n, uint8_t* q, float* d,
+                       float* o) = nullptr;
   // As gemm_panel_q4_0, for unsigned weight bytes w and a panel of pack_panel_u8 (quads pq,
   // block words ps), 1 <= v <= gemm_cols / 8.
   void (*gemm_panel_u8)(int64_t K, const uint8_t* w, int64_t ldw, const float* dw, int64_t ldd,

@@ -114,14 +114,14 @@ inline float dot_q5_k(int64_t n, const uint8_t* w, const ActQ8* x) { return dot_
 
 // kn values (whole blocks; K-quants: whole super-blocks) of a row whose blocks of 32 are
 // w = d * q + o with q unsigned, at most 31 (Q4_K, Q5_K, Q5_0, Q4_1, Q5_1), from value 0 of
-// `row`, as the int16 GEMM takes them: q (kn) the values, d and o (kn / 32) each block's scale
-// and offset.
-inline void to_i16_offset(GgmlType type, const uint8_t* row, int64_t kn, int16_t* q, float* d,
-                          float* o) {
-  auto nibbles = [](const uint8_t* qs, uint32_t qh, int16_t* out) {  // a legacy 32-value block
+// `row`, as the integer GEMMs take them: q (kn) the values (int16 or bytes), d and o (kn / 32)
+// each block's scale and offset.
+template <typename Q>
+inline void to_offset(GgmlType type, const uint8_t* row, int64_t kn, Q* q, float* d, float* o) {
+  auto nibbles = [](const uint8_t* qs, uint32_t qh, Q* out) {  // a legacy 32-value block
     for (int j = 0; j < kQK / 2; ++j) {
-      out[j] = static_cast<int16_t>((qs[j] & 0xF) | (((qh >> j) & 1) << 4));
-      out[j + kQK / 2] = static_cast<int16_t>((qs[j] >> 4) | (((qh >> (j + 16)) & 1) << 4));
+      out[j] = static_cast<Q>((qs[j] & 0xF) | (((qh >> j) & 1) << 4));
+      out[j + kQK / 2] = static_cast<Q>((qs[j] >> 4) | (((qh >> (j + 16)) & 1) << 4));
     }
   };
   if (type == GgmlType::Q4_K || type == GgmlType::Q5_K) {
@@ -138,15 +138,15 @@ inline void to_i16_offset(GgmlType type, const uint8_t* row, int64_t kn, int16_t
       for (int j = 0; j < 8; ++j) {
         d[8 * i + j] = dd * sc[j];
         o[8 * i + j] = -dmin * m[j];
-        int16_t* out = q + kQKK * i + kQK * j;
+        Q* out = q + kQKK * i + kQK * j;
         const uint8_t* src = qs + 32 * (j / 2);
         const int shift = 4 * (j % 2);
         if (five) {
           for (int l = 0; l < kQK; ++l) {
-            out[l] = static_cast<int16_t>(((src[l] >> shift) & 0xF) | (((qh[l] >> j) & 1) << 4));
+            out[l] = static_cast<Q>(((src[l] >> shift) & 0xF) | (((qh[l] >> j) & 1) << 4));
           }
         } else {
-          for (int l = 0; l < kQK; ++l) out[l] = static_cast<int16_t>((src[l] >> shift) & 0xF);
+          for (int l = 0; l < kQK; ++l) out[l] = static_cast<Q>((src[l] >> shift) & 0xF);
         }
       }
     }

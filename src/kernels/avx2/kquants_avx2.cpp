@@ -125,7 +125,7 @@ float dot_q4_1(int64_t n, const uint8_t* w, const ActQ8* x) { return dot_x_1<fal
 float dot_q5_1(int64_t n, const uint8_t* w, const ActQ8* x) { return dot_x_1<true>(n, w, x); }
 
 void offset_to_i16(GgmlType type, const uint8_t* row, int64_t n, int16_t* q, float* d, float* o) {
-  kquants::to_i16_offset(type, row, n, q, d, o);
+  kquants::to_offset(type, row, n, q, d, o);
 }
 
 }  // namespace avx2

@@ -10,6 +10,8 @@
 //   and 16 (Q8_0, vpmaddwd). Each block's sums start from the panel's correction -offset *
 //   sum(x), so they end as the exact sum(q * x) of the dot products; the fold is one multiply-add
 //   by d_w * d_x.
+// - The offset types (Q4_K, Q5_K, Q5_0, Q4_1, Q5_1: w = d * q + o per block, q unsigned) on the
+//   same tiles: their values as they are, the offsets added through the activations' block sums.
 #include "kernels/avx512/gemm_avx512.h"
 
 #include <algorithm>
@@ -17,6 +19,7 @@
 
 #include "format/quant_blocks.h"
 #include "kernels/avx512/avx512_compat.h"
+#include "kernels/kquants_generic.h"
 
 namespace mambalite {
 namespace MAMBALITE_AVX512_NS {
@@ -249,6 +252,10 @@ void q8_0_to_u8(const uint8_t* row, int64_t n, uint8_t* q, float* d) {
     _mm256_storeu_si256(reinterpret_cast<__m256i*>(q + kQK * j), _mm256_xor_si256(v, flip));
     d[j] = half_to_float(b[j].d);
   }
+}
+
+void offset_to_u8(GgmlType type, const uint8_t* row, int64_t n, uint8_t* q, float* d, float* o) {
+  kquants::to_offset(type, row, n, q, d, o);
 }
 
 void gemm_panel_u8(int64_t K, const uint8_t* w, int64_t ldw, const float* dw, int64_t ldd,

@@ -6,6 +6,8 @@
 #include <cstddef>
 #include <cstdint>
 
+#include "format/ggml_types.h"
+
 #if defined(MAMBALITE_AVX512_EMULATED)
 #define MAMBALITE_AVX512_NS avx512_emulated
 #else
@@ -17,9 +19,10 @@ namespace MAMBALITE_AVX512_NS {
 
 void gemm_panel(int64_t K, const float* w, int64_t ldw, const float* p, int64_t ldp, int m, int v,
                 float* c);
-void pack_panel_u8(const uint8_t* act, size_t stride, int64_t n, int64_t K, uint8_t* p,
-                   int64_t ldp, int offset);
+void pack_panel_u8(const uint8_t* act, size_t stride, int64_t n, int64_t K, uint8_t* p, int64_t ldp,
+                   int offset);
 void q8_0_to_u8(const uint8_t* row, int64_t n, uint8_t* q, float* d);
+void offset_to_u8(GgmlType type, const uint8_t* row, int64_t n, uint8_t* q, float* d, float* o);
 void gemm_panel_u8(int64_t K, const uint8_t* w, int64_t ldw, const float* dw, int64_t ldd,
                    const uint8_t* pq, const float* ps, int64_t ldp, int m, int v, float* c);
 

@@ -751,6 +751,7 @@ KernelTable make_table() {
   k.gemm_panel_q8_0 = nullptr;
   k.pack_panel_u8 = MAMBALITE_AVX512_NS::pack_panel_u8;
   k.q8_0_to_u8 = MAMBALITE_AVX512_NS::q8_0_to_u8;
+  k.offset_to_u8 = MAMBALITE_AVX512_NS::offset_to_u8;
   k.gemm_panel_u8 = MAMBALITE_AVX512_NS::gemm_panel_u8;
   k.gemm_cols = 32;
   k.stream_sum = stream_sum;
