@@ -1,4 +1,5 @@
-"""Quantized files (Q8_0, Q4_0, the K-quant mixes): llama.cpp's tensor types, `mambalite quantize`, and logits.
+"""Quantized files (Q8_0, Q4_0, the K-quant mixes): llama.cpp's tensor types, `mambalite
+quantize`, and logits.
 
 Bounds, against transformers' fp32 model (max |error| / max |logit|, and top-1 agreement over
 40 positions). Q8_0 rounds each weight to a step of max|block|/127 and each activation likewise,
