@@ -1,5 +1,6 @@
 """The ragged batch API (`prefill_batch`, `step_batch`, `generate_batch`) against independent
-runs of the same sequences, for every architecture.
+runs of the same sequences, for every architecture, and for Mamba-1 and Mamba-2 on every ISA and
+quantized type.
 
 Bounds, f32 logits against max |logit|: 1e-6 for the pure Mamba models, 1e-4 (the hybrids'
 bound against transformers) for the hybrids. A batch's matrix products run over the rows of all
@@ -17,6 +18,7 @@ import numpy as np
 import pytest
 
 import mambalite
+from mambalite._core import kernels as K
 
 from helpers import (
     export,
@@ -108,6 +110,47 @@ def test_sequences_join_and_leave_the_batch(model):
             b, a, _ = live[k]
             assert rel(row, model.prefill(a, feed)) <= BOUND[0], (step, k)
             live[k] = (b, a, int(np.argmax(row)))
+
+
+@pytest.fixture(scope="module")
+def wide_checkpoints(tmp_path_factory):
+    """Mamba-1 and Mamba-2 with rows of 256, so that the K-quant mix applies."""
+    return {
+        "mamba": save_checkpoint(make_hf_model(seed=71, hidden_size=256, vocab_size=320,
+                                               num_hidden_layers=2),
+                                 tmp_path_factory.mktemp("wide-mamba")),
+        "mamba2": save_checkpoint(make_hf_mamba2(seed=72, hidden_size=256, vocab_size=320,
+                                                 num_hidden_layers=2, num_heads=8, head_dim=64),
+                                  tmp_path_factory.mktemp("wide-mamba2")),
+    }
+
+
+@pytest.mark.parametrize("isa", K.available_isas())
+@pytest.mark.parametrize("wtype", ["f32", "q8_0", "q4_0", "q4_k_m"])
+@pytest.mark.parametrize("arch", ["mamba", "mamba2"])
+def test_batch_of_8_equals_independent_runs_on_every_isa(wide_checkpoints, monkeypatch, isa,
+                                                        wtype, arch):
+    """Eight sequences (8 rows: AVX-512's integer GEMM takes them as one panel in octets) on
+    every ISA and weight type, prefill and 6 steps, against each sequence alone. Bounds: f32
+    1e-6 as above; quantized 1e-2: the batch's GEMM and the single rows' dot products give the
+    same int32 block sums but fold them in another order, and a last-bit difference can move an
+    activation across an int8 rounding step in the next product (measured 1.7e-7 to 2.1e-3; the
+    scalar table, whose GEMM is its dot products, bit-identical)."""
+    monkeypatch.setenv("MAMBALITE_ISA", isa)
+    model = mambalite.load(export(wide_checkpoints[arch], wtype), threads=2)
+    bound = 1e-6 if wtype == "f32" else 1e-2
+    rng = np.random.default_rng(0)
+    batch = [model.new_state() for _ in range(8)]
+    alone = [s.copy() for s in batch]
+    prompts = [rng.integers(0, 320, size=n) for n in (3, 9, 1, 17, 5, 2, 30, 4)]
+    got = model.prefill_batch(batch, prompts)
+    for i, p in enumerate(prompts):
+        assert rel(got[i], model.prefill(alone[i], p)) <= bound, i
+    for step in range(6):
+        toks = [int(np.argmax(row)) for row in got]
+        got = model.step_batch(batch, toks)
+        for i, t in enumerate(toks):
+            assert rel(got[i], model.step(alone[i], t)) <= bound, (step, i)
 
 
 def test_batch_of_one_is_prefill_bit_for_bit(model):
