@@ -142,3 +142,58 @@ def test_transformers_prefill512_130m(benchmark, hf_130m, threads):
     ids = torch.tensor([np.random.default_rng(0).integers(0, 50280, size=PREFILL)])
     with torch.no_grad():
         benchmark.pedantic(lambda: hf_130m(ids), rounds=2, warmup_rounds=1)
+
+
+def _llama_bench(binary: str, path, runs: int = 3) -> tuple[float, float]:
+    """llama-bench's (decode, prefill 512) tokens/s on `path`, 2 threads."""
+    import json
+    import subprocess
+
+    r = subprocess.run([binary, "-m", str(path), "-t", "2", "-p", str(PREFILL), "-n", "32",
+                        "-r", str(runs), "-o", "json"], capture_output=True, text=True,
+                       timeout=900)
+    if r.returncode != 0:
+        raise RuntimeError(f"llama-bench failed: {r.stderr[-2000:]}")
+    rows = json.loads(r.stdout)
+    tg = next(x["avg_ts"] for x in rows if x["n_gen"] > 0)
+    pp = next(x["avg_ts"] for x in rows if x["n_prompt"] > 0)
+    return tg, pp
+
+
+@pytest.mark.parametrize("shape", SHAPES)
+@pytest.mark.parametrize("wtype", ["q8_0", "q4_0"])
+def test_avx2_table_vs_llama_cpp_avx2(model_file, shape, wtype, monkeypatch, record_property):
+    """The AVX2 table (MAMBALITE_ISA=avx2) against llama.cpp built for AVX2 alone, on the same
+    file: decode and prefill 512 tokens/s at 2 threads, rounds alternating engines, and our
+    decode's share of the roofline. Needs $LLAMA_BENCH_AVX2, a `llama-bench` built with
+    `-DGGML_NATIVE=OFF -DGGML_AVX2=ON -DGGML_FMA=ON -DGGML_F16C=ON -DGGML_AVX512=OFF` (from
+    llama.cpp's source, e.g. the llama-cpp-python sdist's vendor/llama.cpp)."""
+    import os
+
+    from mambalite.bench import bench
+
+    binary = os.environ.get("LLAMA_BENCH_AVX2")
+    if not binary or not os.access(binary, os.X_OK):
+        pytest.skip("set LLAMA_BENCH_AVX2 to a llama-bench built for AVX2")
+    monkeypatch.setenv("MAMBALITE_ISA", "avx2")
+    path = model_file(shape, wtype)
+    engine = Mambalite(path, 2)
+    ids = np.random.default_rng(0).integers(0, engine.n_vocab, size=PREFILL)
+    ours_d, ours_p, theirs_d, theirs_p = [], [], [], []
+    for r in range(3):
+        for who in (("ours", "theirs") if r % 2 == 0 else ("theirs", "ours")):
+            if who == "ours":
+                ours_d.append(1 / statistics.median(engine.decode(32)))
+                ours_p.append(PREFILL / _time(lambda: engine.prefill(ids)))
+            else:
+                tg, pp = _llama_bench(binary, path, runs=2)
+                theirs_d.append(tg)
+                theirs_p.append(pp)
+    roof = bench(path, threads=2, prefill_tokens=64, decode_tokens=48, repeats=3)
+    d, dl = statistics.median(ours_d), statistics.median(theirs_d)
+    p, pl = statistics.median(ours_p), statistics.median(theirs_p)
+    line = (f"{shape} {wtype} avx2 t2: decode {d:.1f} vs {dl:.1f} tok/s (x{d / dl:.2f}, "
+            f"{100 * roof.roofline_fraction:.0f}% of {roof.read_bytes_per_s / 1e9:.1f} GB/s); "
+            f"prefill {p:.1f} vs {pl:.1f} tok/s (x{p / pl:.2f})")
+    print("\n" + line)
+    record_property("avx2", line)
