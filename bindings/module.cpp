@@ -259,17 +259,20 @@ PYBIND11_MODULE(_core, mod) {
 
   py::class_<Model>(mod, "Model")
       .def(py::init([](const std::string& path, int threads, const std::string& device,
-                       int64_t n_ctx, const std::string& kv_type) {
+                       int64_t n_ctx, const std::string& kv_type, int mmap) {
              LoadOptions o;
              o.n_threads = threads;
              o.device = device;
              o.n_ctx = n_ctx;
              o.kv_type = kv_type;
+             // mmap: -1 as the engine sees fit, 1 mapped, 0 read into memory.
+             o.file_mode = mmap < 0 ? FileMode::kAuto : mmap ? FileMode::kMap : FileMode::kRead;
              py::gil_scoped_release nogil;
              return std::make_unique<Model>(path, o);
            }),
            py::arg("path"), py::arg("threads") = 0, py::arg("device") = "cpu", py::arg("n_ctx") = 0,
-           py::arg("kv_type") = "f16")
+           py::arg("kv_type") = "f16", py::arg("mmap") = -1)
+      .def_property_readonly("mmap", [](const Model& m) { return m.file().mapped(); })
       .def_property_readonly("n_threads", &Model::n_threads)
       .def_property_readonly("n_ctx", &Model::n_ctx)
       .def_property_readonly("device", &Model::device)

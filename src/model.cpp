@@ -55,7 +55,8 @@ const std::string& checked_path(const std::string& path, const LoadOptions& o) {
 }  // namespace
 
 Model::Model(const std::string& path, const LoadOptions& o)
-    : file_(checked_path(path, o)),
+    : file_(checked_path(path, o),
+            o.file_mode == FileMode::kAuto && o.device != "cpu" ? FileMode::kMap : o.file_mode),
       config_(ModelConfig::from_gguf(file_)),
       cx_(select_kernels(), resolve_threads(o.n_threads)) {
   if (config_.has_block(BlockKind::kAttention)) {

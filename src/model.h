@@ -26,6 +26,8 @@ struct LoadOptions {
   std::string device = "cpu";   // "cpu", or "cuda" / "cuda:N"
   int64_t n_ctx = 0;            // KV positions per state; 0: the model's, capped at kMaxDefaultCtx
   std::string kv_type = "f16";  // "f16", "f32" or "q8_0"
+  // The weights mapped or read into (huge-page) memory; kAuto maps for the GPU, which copies them.
+  FileMode file_mode = FileMode::kAuto;
   static constexpr int64_t kMaxDefaultCtx = 8192;
 };
 

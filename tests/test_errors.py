@@ -199,6 +199,12 @@ def test_bad_threads(good, threads):
         mambalite.load(good, threads=threads)
 
 
+@pytest.mark.parametrize("mmap", ["yes", 1, 0.0])
+def test_bad_mmap(good, mmap):
+    with pytest.raises(TypeError, match="mmap must be True, False or None"):
+        mambalite.load(good, mmap=mmap)
+
+
 def test_wrong_state_type(good):
     m = mambalite.load(good)
     with pytest.raises(TypeError, match="State"):

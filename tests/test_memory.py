@@ -1,10 +1,12 @@
-"""Memory stays constant during generation, and export streams tensors."""
+"""Memory stays constant during generation, export streams tensors, and the weights can be mapped
+or read into (huge-page) memory with the same results."""
 
 from __future__ import annotations
 
 import os
 import tracemalloc
 
+import numpy as np
 import pytest
 
 import mambalite
@@ -51,3 +53,39 @@ def test_export_streams_tensors(tmp_path):
     tracemalloc.stop()
     assert total > 8 * largest
     assert peak < 4 * largest, f"peak {peak} bytes for a {total}-byte checkpoint"
+
+
+def _huge_pages_offered() -> bool:
+    try:
+        with open("/sys/kernel/mm/transparent_hugepage/enabled") as f:
+            line = f.read()
+    except OSError:
+        return False
+    return "[always]" in line or "[madvise]" in line
+
+
+@pytest.mark.skipif(not os.path.exists("/proc/self/smaps_rollup"), reason="needs Linux's /proc")
+def test_weights_mapped_or_read_give_the_same_logits(tmp_path):
+    """mmap=True maps the file, mmap=False reads it into private memory (on transparent huge
+    pages where the kernel offers them: the process's AnonHugePages grows by most of the file),
+    and None picks reading for a file this small where huge pages exist. The logits are
+    bit-identical: only where the bytes live changes."""
+    hf = make_hf_model(seed=5, vocab_size=2048, hidden_size=512, num_hidden_layers=4)
+    path = mambalite.export(save_checkpoint(hf, tmp_path / "ckpt"), tmp_path / "m.gguf", "f32",
+                            progress=False)
+    size = path.stat().st_size
+
+    def huge_kb() -> int:
+        with open("/proc/self/smaps_rollup") as f:
+            return next(int(line.split()[1]) for line in f if line.startswith("AnonHugePages:"))
+
+    ids = list(range(1, 30))
+    mapped = mambalite.load(path, mmap=True)
+    assert mapped.mmap is True
+    before = huge_kb()
+    read = mambalite.load(path, mmap=False)
+    assert read.mmap is False
+    assert np.array_equal(read.forward(ids), mapped.forward(ids))
+    if _huge_pages_offered():
+        assert huge_kb() - before >= (size // 2**21) * 2048  # whole 2 MB pages of the file
+        assert mambalite.load(path).mmap is False

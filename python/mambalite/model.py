@@ -47,7 +47,8 @@ class Model:
 
     @classmethod
     def load(cls, path: str | os.PathLike | None = None, *, threads: int | None = None,
-             device: str = "cpu", n_ctx: int | None = None, kv_type: str = "f16") -> Model:
+             device: str = "cpu", n_ctx: int | None = None, kv_type: str = "f16",
+             mmap: bool | None = None) -> Model:
         """Loads a GGUF model; without `path`, the default model shipped with mambalite.
 
         `path` may name a Hugging Face repository, "hf://owner/repo" or
@@ -61,6 +62,12 @@ class Model:
         attention layers, `n_ctx` bounds the positions of each state's KV cache (allocated once
         per state; default: the model's context length, at most 8192) and `kv_type` is its
         storage ("f16", "f32" or "q8_0").
+
+        `mmap`: True maps the file (its pages shared with other processes, read as used); False
+        reads it into private memory, on transparent huge pages where Linux offers them, which
+        makes decode 5-30% faster (fewer TLB misses on the weight stream); None (default) reads
+        when huge pages are available and the file takes at most half the free memory, and maps
+        otherwise (and for the GPU, which copies the weights anyway). `Model.mmap` says which.
         """
         if path is not None and isinstance(path, str) and path.startswith("hf://"):
             from .hub import resolve
@@ -79,12 +86,15 @@ class Model:
         if not isinstance(kv_type, str):
             raise TypeError(f"kv_type must be a str (\"f16\", \"f32\" or \"q8_0\"), got "
                             f"{type(kv_type).__name__}")
+        if mmap is not None and not isinstance(mmap, bool):
+            raise TypeError(f"mmap must be True, False or None, got {mmap!r}")
         if not p.exists():
             raise FileNotFoundError(f"model file {p} does not exist")
         if p.is_dir():
             raise ValueError(f"{p} is a directory; to use a checkpoint folder, convert it first: "
                              f"mambalite export {p} -o model.gguf")
-        return cls(_core.Model(str(p), threads or 0, device, n_ctx or 0, kv_type), p)
+        return cls(_core.Model(str(p), threads or 0, device, n_ctx or 0, kv_type,
+                               -1 if mmap is None else int(mmap)), p)
 
     # ----------------------------------------------------------------------------- inspection
     @property
@@ -103,6 +113,11 @@ class Model:
     def n_ctx(self) -> int:
         """Positions of each state's KV cache (0 for models without attention layers)."""
         return self._core.n_ctx
+
+    @property
+    def mmap(self) -> bool:
+        """Whether the weights are mapped from the file (False: read into private memory)."""
+        return self._core.mmap
 
     @property
     def threads(self) -> int:
@@ -489,15 +504,17 @@ class Model:
 
 
 def load(path: str | os.PathLike | None = None, *, threads: int | None = None,
-         device: str = "cpu", n_ctx: int | None = None, kv_type: str = "f16") -> Model:
+         device: str = "cpu", n_ctx: int | None = None, kv_type: str = "f16",
+         mmap: bool | None = None) -> Model:
     """Loads a GGUF model file (or "hf://owner/repo[:file.gguf]" from the Hugging Face Hub);
     without `path`, the default model shipped with mambalite.
 
     `threads`: compute threads (default: all cores). `device`: "cpu" (default), or "cuda" /
     "cuda:N" to run on an NVIDIA GPU. `n_ctx`, `kv_type`: the KV cache of models with
-    attention layers (see `Model.load`).
+    attention layers; `mmap`: the weights mapped or read into memory (see `Model.load`).
     """
-    return Model.load(path, threads=threads, device=device, n_ctx=n_ctx, kv_type=kv_type)
+    return Model.load(path, threads=threads, device=device, n_ctx=n_ctx, kv_type=kv_type,
+                      mmap=mmap)
 
 
 def cuda_available() -> bool:

@@ -167,7 +167,10 @@ std::string GgufTensor::shape_string() const {
   return s + "}";
 }
 
-GgufFile::GgufFile(const std::string& path) : file_(std::make_unique<MappedFile>(path)) { parse(); }
+GgufFile::GgufFile(const std::string& path, FileMode mode)
+    : file_(std::make_unique<MappedFile>(path, mode)) {
+  parse();
+}
 
 void GgufFile::parse() {
   const std::string& p = file_->path();

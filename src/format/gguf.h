@@ -65,11 +65,12 @@ struct GgufTensor {
 
 class GgufFile {
  public:
-  // Opens and validates `path`; throws FileError or FormatError.
-  explicit GgufFile(const std::string& path);
+  // Opens (maps or reads, as MappedFile) and validates `path`; throws FileError or FormatError.
+  explicit GgufFile(const std::string& path, FileMode mode = FileMode::kMap);
 
   const std::string& path() const { return file_->path(); }
   size_t file_size() const { return file_->size(); }
+  bool mapped() const { return file_->mapped(); }
   uint32_t version() const { return version_; }
   uint32_t alignment() const { return alignment_; }
   size_t data_offset() const { return data_offset_; }
