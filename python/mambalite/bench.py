@@ -54,7 +54,8 @@ class BenchResult:
 
 def bench(path: str | os.PathLike, *, threads: int | None = None, prefill_tokens: int = 512,
           decode_tokens: int = 64, repeats: int = 3, device: str = "cpu",
-          n_ctx: int | None = None, kv_type: str = "f16") -> BenchResult:
+          n_ctx: int | None = None, kv_type: str = "f16",
+          mmap: bool | None = None) -> BenchResult:
     """Measures a model file: median prefill tokens/s and decode ms/token over `repeats` runs.
 
     On the CPU it also measures the roofline: the model's threads streaming a buffer the size of
@@ -62,11 +63,11 @@ def bench(path: str | os.PathLike, *, threads: int | None = None, prefill_tokens
     same machine load.
     `device`: "cpu", or "cuda" / "cuda:N" (decode time is then the whole step: graph launch,
     logits back to the host). `n_ctx`, `kv_type`: the KV cache of models with attention
-    layers, as in `mambalite.load`.
+    layers, and `mmap`, as in `mambalite.load`.
     """
     if prefill_tokens < 1 or decode_tokens < 1 or repeats < 1:
         raise ValueError("prefill_tokens, decode_tokens and repeats must be >= 1")
-    model = load(path, threads=threads, device=device, n_ctx=n_ctx, kv_type=kv_type)
+    model = load(path, threads=threads, device=device, n_ctx=n_ctx, kv_type=kv_type, mmap=mmap)
     n_vocab = model.config.vocab_size
     ids = np.random.default_rng(0).integers(0, n_vocab, size=prefill_tokens)
     # Every weight is read once per decoded token, except the embedding (one row) when the

@@ -179,6 +179,9 @@ def _add_sampling(p: argparse.ArgumentParser, max_new_tokens: int) -> None:
     p.add_argument("--seed", type=int, default=None, help="random seed for reproducible output")
 
 
+_MMAP = {"auto": None, "on": True, "off": False}
+
+
 def _add_device(p: argparse.ArgumentParser) -> None:
     p.add_argument("--device", default="cpu", metavar="DEVICE",
                    help="cpu (default), or cuda / cuda:N to run on an NVIDIA GPU")
@@ -187,6 +190,10 @@ def _add_device(p: argparse.ArgumentParser) -> None:
                    "model's context length, at most 8192)")
     p.add_argument("--kv-type", default="f16", choices=["f16", "f32", "q8_0"],
                    help="KV cache storage for models with attention layers (default f16)")
+    p.add_argument("--mmap", default="auto", choices=["auto", "on", "off"],
+                   help="map the weights (on: shared with other processes, read as used) or read "
+                   "them into huge-page memory (off: faster decode); auto (default) reads when "
+                   "huge pages are available and the file fits easily in free memory")
 
 
 def _generate(args: argparse.Namespace) -> int:
@@ -198,7 +205,7 @@ def _generate(args: argparse.Namespace) -> int:
             raise ValueError("no prompt: give it as an argument or pipe it to stdin")
         prompt = sys.stdin.read()
     model = load(args.model, threads=args.threads, device=args.device,
-                 n_ctx=args.ctx_size, kv_type=args.kv_type)
+                 n_ctx=args.ctx_size, kv_type=args.kv_type, mmap=_MMAP[args.mmap])
     out = sys.stdout
     for piece in model.generate(
         prompt, max_new_tokens=args.max_new_tokens, temperature=args.temperature,
@@ -228,7 +235,7 @@ def _chat(args: argparse.Namespace) -> int:
     from .model import load
 
     model = load(args.model, threads=args.threads, device=args.device,
-                 n_ctx=args.ctx_size, kv_type=args.kv_type)
+                 n_ctx=args.ctx_size, kv_type=args.kv_type, mmap=_MMAP[args.mmap])
     sampling = dict(max_new_tokens=args.max_new_tokens, temperature=args.temperature,
                     top_k=args.top_k, top_p=args.top_p, min_p=args.min_p,
                     repetition_penalty=args.repetition_penalty, seed=args.seed)
@@ -244,7 +251,7 @@ def _serve(args: argparse.Namespace) -> int:
     from .server import ServerOptions, serve
 
     model = load(args.model, threads=args.threads, device=args.device,
-                 n_ctx=args.ctx_size, kv_type=args.kv_type)
+                 n_ctx=args.ctx_size, kv_type=args.kv_type, mmap=_MMAP[args.mmap])
     name = args.model_name or Path(model.path).name.removesuffix(".gguf")
     options = ServerOptions(model_name=name, api_key=args.api_key,
                             state_cache_mb=args.state_cache_mb, state_dir=args.state_dir,
@@ -277,7 +284,7 @@ def _perplexity(args: argparse.Namespace) -> int:
     if not text:
         raise ValueError(f"{args.file} is empty: give a text to score")
     model = load(args.model, threads=args.threads, device=args.device,
-                 n_ctx=args.ctx_size, kv_type=args.kv_type)
+                 n_ctx=args.ctx_size, kv_type=args.kv_type, mmap=_MMAP[args.mmap])
     result = model.perplexity(text, window=args.window, progress=False if args.quiet else None)
     print(result)
     return 0
@@ -313,7 +320,7 @@ def _bench(args: argparse.Namespace) -> int:
         print("  " + str(bench(args.model, threads=threads, prefill_tokens=args.prefill,
                                decode_tokens=args.decode, repeats=args.repeats,
                                device=args.device, n_ctx=args.ctx_size,
-                               kv_type=args.kv_type)), flush=True)
+                               kv_type=args.kv_type, mmap=_MMAP[args.mmap])), flush=True)
         if args.device != "cpu":
             break  # threads do not matter on a GPU
     return 0
