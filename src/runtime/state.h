@@ -12,6 +12,7 @@
 
 #include "format/ggml_types.h"
 #include "models/config.h"
+#include "runtime/huge_pages.h"
 
 namespace mambalite {
 
@@ -102,8 +103,9 @@ class State {
 
   StateShape shape_;
   int64_t n_tokens_ = 0;
-  mutable std::vector<float> conv_;       // (n_ssm_layers, K-1, conv_dim)
-  mutable std::vector<float> ssm_;        // (n_ssm_layers, E, N); Mamba-2: (n_ssm_layers, H, P, N)
+  mutable std::vector<float> conv_;  // (n_ssm_layers, K-1, conv_dim)
+  // (n_ssm_layers, E, N); Mamba-2: (n_ssm_layers, H, P, N)
+  mutable std::vector<float, HugePageAllocator<float>> ssm_;
   std::vector<std::vector<uint8_t>> kv_;  // per attention block: K (n_ctx rows), then V
   std::unique_ptr<StateMirror> mirror_;
   mutable bool host_valid_ = true;  // false: the mirror holds newer values
