@@ -161,11 +161,12 @@ def _llama_bench(binary: str, path, runs: int = 3) -> tuple[float, float]:
 
 
 @pytest.mark.parametrize("shape", SHAPES)
-@pytest.mark.parametrize("wtype", ["q8_0", "q4_0"])
+@pytest.mark.parametrize("wtype", ["q8_0", "q4_0", "q4_k_m", "q5_k_m"])
 def test_avx2_table_vs_llama_cpp_avx2(model_file, shape, wtype, monkeypatch, record_property):
     """The AVX2 table (MAMBALITE_ISA=avx2) against llama.cpp built for AVX2 alone, on the same
-    file: decode and prefill 512 tokens/s at 2 threads, rounds alternating engines, and our
-    decode's share of the roofline. Needs $LLAMA_BENCH_AVX2, a `llama-bench` built with
+    file (the K-quant mixes as `mambalite export` writes them, llama-quantize's bytes): decode and
+    prefill 512 tokens/s at 2 threads, rounds alternating engines, and our decode's share of the
+    roofline. Needs $LLAMA_BENCH_AVX2, a `llama-bench` built with
     `-DGGML_NATIVE=OFF -DGGML_AVX2=ON -DGGML_FMA=ON -DGGML_F16C=ON -DGGML_AVX512=OFF` (from
     llama.cpp's source, e.g. the llama-cpp-python sdist's vendor/llama.cpp)."""
     import os
