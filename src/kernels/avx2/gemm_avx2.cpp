@@ -229,11 +229,46 @@ void gemm_tile_int(int64_t nb, const typename F::W* w, int64_t ldw, const float*
   }
 }
 
-// gemm_panel_q4_0 / gemm_panel_q8_0: m rows in tiles of three, over K values.
+// As gemm_tile_int for one vector of 8 tokens (V = 1) and up to 6 rows: each step's activation
+// vector meets six broadcasts where the 3-row tile had three, the registers the second vector
+// would take holding rows 3-5 instead (12 accumulators, as in the 3 x 2 tile).
+template <class F, int R>
+void gemm_tile_int8(int64_t nb, const typename F::W* w, int64_t ldw, const float* dw, int64_t ldd,
+                    const typename F::W* pa, const float* ps, int64_t ldp, float* c) {
+  __m256 f[6];
+  for (int r = 0; r < R; ++r) f[r] = _mm256_setzero_ps();
+  for (int64_t b = 0; b < nb; ++b, pa += kQK * ldp, ps += F::kScaleRows * ldp) {
+    __m256i s[6];
+    const uint8_t* a = reinterpret_cast<const uint8_t*>(pa);
+    for (int j = 0; j < F::kSteps; ++j) {
+      const __m256i a0 = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(a + j * ldp * 4));
+      for (int r = 0; r < R; ++r) {
+        const __m256i p = F::mul(weight_step<F>(w, ldw, r, kQK * b, j), a0);
+        s[r] = j == 0 ? p : F::add(s[r], p);
+        keep_in_register(s[r]);
+      }
+    }
+    const typename F::Scales x = F::scales(ps, ldp);
+    for (int r = 0; r < R; ++r) f[r] = F::fold(s[r], x, dw + r * ldd + b, f[r]);
+  }
+  for (int r = 0; r < R; ++r) _mm256_storeu_ps(c + 16 * r, f[r]);
+}
+
+// gemm_panel_q4_0 / gemm_panel_q8_0: m rows in tiles of three (six for one vector of tokens),
+// over K values.
 template <class F>
 void gemm_rows_int(int64_t K, const typename F::W* w, int64_t ldw, const float* dw, int64_t ldd,
                    const typename F::W* pa, const float* ps, int64_t ldp, int m, int v, float* c) {
   const int64_t nb = K / kQK;
+  if (v == 1) {
+    using Tile = void (*)(int64_t, const typename F::W*, int64_t, const float*, int64_t,
+                          const typename F::W*, const float*, int64_t, float*);
+    static constexpr Tile kTiles[6] = {gemm_tile_int8<F, 1>, gemm_tile_int8<F, 2>,
+                                       gemm_tile_int8<F, 3>, gemm_tile_int8<F, 4>,
+                                       gemm_tile_int8<F, 5>, gemm_tile_int8<F, 6>};
+    kTiles[std::clamp(m, 1, 6) - 1](nb, w, ldw, dw, ldd, pa, ps, ldp, c);
+    return;
+  }
   for (int i = 0; i < m; i += 3) {
     const typename F::W* wi = w + i * ldw;
     const float* di = dw + i * ldd;
