@@ -153,6 +153,37 @@ def test_batch_of_8_equals_independent_runs_on_every_isa(wide_checkpoints, monke
             assert rel(got[i], model.step(alone[i], t)) <= bound, (step, i)
 
 
+@pytest.fixture(scope="module")
+def hybrid_files(tmp_path_factory):
+    files = {}
+    for name in ARCHS:
+        if name not in PURE_MAMBA:
+            d = save_checkpoint(ARCHS[name](), tmp_path_factory.mktemp(f"isa-{name}"))
+            files[name] = export(d, "f32")
+    return files
+
+
+@pytest.mark.parametrize("isa", K.available_isas())
+def test_hybrid_batches_equal_independent_runs_on_every_isa(hybrid_files, monkeypatch, isa):
+    """Every hybrid on every ISA: four sequences of different lengths through one prefill and
+    three steps, each within 1e-4 of its own run (the hybrids' bound above)."""
+    monkeypatch.setenv("MAMBALITE_ISA", isa)
+    for name, path in hybrid_files.items():
+        model = mambalite.load(path, threads=2, kv_type="f32", n_ctx=256)
+        assert model.isa == isa
+        batch = [model.new_state() for _ in range(4)]
+        alone = [s.copy() for s in batch]
+        prompts = [ids(model, n, 40 + i) for i, n in enumerate((6, 1, 19, 3))]
+        got = model.prefill_batch(batch, prompts)
+        for i, p in enumerate(prompts):
+            assert rel(got[i], model.prefill(alone[i], p)) <= 1e-4, (name, i)
+        for step in range(3):
+            toks = [int(np.argmax(row)) for row in got]
+            got = model.step_batch(batch, toks)
+            for i, t in enumerate(toks):
+                assert rel(got[i], model.step(alone[i], t)) <= 1e-4, (name, step, i)
+
+
 def test_batch_of_one_is_prefill_bit_for_bit(model):
     p = ids(model, 40, 9)
     s1, s2 = model.new_state(), model.new_state()
