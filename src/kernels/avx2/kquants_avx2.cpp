@@ -41,7 +41,7 @@ float dot_k(int64_t n, const uint8_t* w, const ActQ8* x) {
     const __m256 sc = _mm256_cvtepi32_ps(_mm256_cvtepu8_epi32(sm));
     const __m256 mn = _mm256_cvtepi32_ps(_mm256_cvtepu8_epi32(_mm_srli_si128(sm, 8)));
     const __m256 fs = _mm256_mul_ps(sc, _mm256_loadu_ps(g[i].d));  // sc_j * a_j.d
-    accm = _mm256_fmadd_ps(_mm256_set1_ps(fp16_to_fp32(b[i].dmin)),
+    accm = _mm256_fmadd_ps(_mm256_set1_ps(_cvtsh_ss(b[i].dmin)),
                            _mm256_mul_ps(mn, _mm256_loadu_ps(g[i].s)), accm);
     const ActQ8* xb = x + i * (kQKK / kQK);
     __m256i qh = _mm256_setzero_si256();
@@ -65,7 +65,7 @@ float dot_k(int64_t n, const uint8_t* w, const ActQ8* x) {
       sub = _mm256_fmadd_ps(f0, _mm256_cvtepi32_ps(s0), sub);
       sub = _mm256_fmadd_ps(f1, _mm256_cvtepi32_ps(s1), sub);
     }
-    acc = _mm256_fmadd_ps(_mm256_set1_ps(fp16_to_fp32(b[i].d)), sub, acc);
+    acc = _mm256_fmadd_ps(_mm256_set1_ps(_cvtsh_ss(b[i].d)), sub, acc);
   }
   return hsum(acc) - hsum(accm);
 }

@@ -15,6 +15,13 @@ namespace {
 
 #include "kernels/kernels_common.inc"
 
+// One fp16 scale to fp32 by the hardware (fcvt), where fp16.h's portable version branches.
+inline float half_to_float(uint16_t h) {
+  __fp16 v;
+  std::memcpy(&v, &h, sizeof v);
+  return static_cast<float>(v);
+}
+
 inline float32x4_t load_f16x4(const uint16_t* p) {
   return vcvt_f32_f16(vreinterpret_f16_u16(vld1_u16(p)));
 }
@@ -89,7 +96,7 @@ inline float dot_q(int64_t n, const uint8_t* w, size_t block_bytes, Unpack unpac
     std::memcpy(&d, blk, 2);
     int8x16_t lo, hi;
     unpack(blk + 2, &lo, &hi);
-    sum += static_cast<float>(block_dot(lo, hi, x[i])) * (fp16_to_fp32(d) * x[i].d);
+    sum += static_cast<float>(block_dot(lo, hi, x[i])) * (half_to_float(d) * x[i].d);
   }
   return sum;
 }
@@ -111,7 +118,7 @@ float dot_q6_k(int64_t n, const uint8_t* w, const ActQ8* x) {
   const int8x16_t m32 = vdupq_n_s8(32);
   float32x4_t acc = vdupq_n_f32(0.0f);
   for (int64_t i = 0; i < n / kQKK; ++i) {
-    const float d = fp16_to_fp32(b[i].d);
+    const float d = half_to_float(b[i].d);
     const ActQ8* xb = x + i * (kQKK / kQK);
     for (int half = 0; half < 2; ++half) {
       const uint8_t* ql = b[i].ql + 64 * half;
@@ -193,7 +200,7 @@ inline void dot_q_x4(int64_t n, const uint8_t* w, size_t block_bytes, Unpack unp
     const uint8_t* blk = w + i * block_bytes;
     uint16_t d;
     std::memcpy(&d, blk, 2);
-    const float dw = fp16_to_fp32(d);
+    const float dw = half_to_float(d);
     int8x16_t lo, hi;
     unpack(blk + 2, &lo, &hi);
     for (int t = 0; t < 4; ++t) {
@@ -403,7 +410,7 @@ float dot_k(int64_t n, const uint8_t* w, const ActQ8* x) {
   for (int64_t i = 0; i < n / kQKK; ++i) {
     uint8_t sc[8], m[8];
     kquants::scales_mins(b[i].scales, sc, m);
-    const float d = fp16_to_fp32(b[i].d), dmin = fp16_to_fp32(b[i].dmin);
+    const float d = half_to_float(b[i].d), dmin = half_to_float(b[i].dmin);
     const ActQ8* xb = x + i * (kQKK / kQK);
     uint8x16_t h[2] = {vdupq_n_u8(0), vdupq_n_u8(0)};
     if constexpr (kFive) h[0] = vld1q_u8(b[i].qh), h[1] = vld1q_u8(b[i].qh + 16);
@@ -466,9 +473,9 @@ float dot_legacy(int64_t n, const uint8_t* w, const ActQ8* x) {
     const ActQ8& a = x[i];
     int32x4_t isum = vdotq_s32(vdupq_n_s32(0), vreinterpretq_s8_u8(lo), vld1q_s8(a.qs));
     isum = vdotq_s32(isum, vreinterpretq_s8_u8(hi), vld1q_s8(a.qs + 16));
-    const float d = fp16_to_fp32(dh);
+    const float d = half_to_float(dh);
     acc = vfmaq_n_f32(acc, vcvtq_f32_s32(isum), d * a.d);
-    offsets += (kKind == 0 ? -16.0f * d : fp16_to_fp32(mh)) * a.s;
+    offsets += (kKind == 0 ? -16.0f * d : half_to_float(mh)) * a.s;
   }
   return vaddvq_f32(acc) + offsets;
 }
