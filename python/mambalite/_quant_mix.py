@@ -41,7 +41,8 @@ def _block(qtype: Q) -> int:
 
 
 def _fallback(qtype: Q, cols: int) -> Q:
-    """llama.cpp's tensor_type_fallback: a type whose blocks do not divide the rows."""
+    """llama.cpp's tensor_type_fallback for a type whose blocks do not divide the rows (for the
+    one-type files, whose types have no smaller-block fallback, the converter's F16)."""
     if cols % _block(qtype) == 0:
         return qtype
     qtype = _FALLBACK.get(qtype, qtype)
@@ -74,7 +75,7 @@ def tensor_types(tensors: list[tuple[str, tuple[int, ...]]], type: str, *, n_lay
     names = [name for name, _ in tensors]
     tied = "output.weight" not in names
     if type not in ("q4_0",) + _K_MIXES + ("q6_k",):
-        return [_fallback_plain(base, shape) if is_matrix(name, shape) else Q.F32
+        return [_fallback(base, shape[-1]) if is_matrix(name, shape) else Q.F32
                 for name, shape in tensors]
     n_expert = max(1, n_expert)
     n_attn_v = sum(_is_attn_v(name) for name in names)
@@ -121,8 +122,3 @@ def tensor_types(tensors: list[tuple[str, tuple[int, ...]]], type: str, *, n_lay
 
 def _is_attn_v(name: str) -> bool:
     return any(k in name for k in ("attn_v.weight", "attn_qkv.weight", "attn_kv_b.weight"))
-
-
-def _fallback_plain(qtype: Q, shape: tuple[int, ...]) -> Q:
-    """The converter's rule for one-type files: F16 where the block does not divide the rows."""
-    return qtype if shape[-1] % _block(qtype) == 0 else Q.F16

@@ -28,7 +28,6 @@ from ._quant_mix import FILE_TYPES, HEAD_TYPES, tensor_types
 from ._tokenizer_export import add_tokenizer
 
 Q = gguf.GGMLQuantizationType
-EXPORT_TYPES = FILE_TYPES
 # The GGUF architectures mambalite writes and runs (llama.cpp's names).
 ARCHITECTURES = ("mamba", "mamba2", "granitehybrid", "nemotron_h", "jamba", "falcon-h1")
 
@@ -229,10 +228,10 @@ def export(src: str | os.PathLike, dst: str | os.PathLike, type: str = "f16", *,
         The path written.
     """
     wtype_name = str(type).lower()
-    if wtype_name not in EXPORT_TYPES:
+    if wtype_name not in FILE_TYPES:
         raise ValueError(f"unsupported export type {type!r}; choose one of "
-                         f"{', '.join(EXPORT_TYPES)}")
-    wtype, ftype = EXPORT_TYPES[wtype_name]
+                         f"{', '.join(FILE_TYPES)}")
+    wtype, ftype = FILE_TYPES[wtype_name]
     if head_type not in HEAD_TYPES:
         raise ValueError(f"head_type must be one of {', '.join(HEAD_TYPES)}, got {head_type!r}")
     ckpt = Checkpoint(src)
