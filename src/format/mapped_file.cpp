@@ -68,19 +68,25 @@ MappedFile::MappedFile(const std::string& path, FileMode mode) : path_(path) {
     throw FileError("'" + path + "' is not a regular file", false);
   }
   size_ = static_cast<size_t>(st.st_size);
-  if (mode == FileMode::kAuto) {
+  const bool chosen = mode == FileMode::kAuto;
+  if (chosen) {
     const size_t available = size_ > 0 ? memory_available() : 0;
     mode = size_ > 0 && huge_pages_available() && size_ <= available / 2 ? FileMode::kRead
                                                                          : FileMode::kMap;
   }
+  void* p = MAP_FAILED;
+  const size_t reserved = (size_ + kHugePage - 1) / kHugePage * kHugePage;
   if (size_ > 0 && mode == FileMode::kRead) {
-    const size_t reserved = (size_ + kHugePage - 1) / kHugePage * kHugePage;
-    void* p = ::mmap(nullptr, reserved, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    p = ::mmap(nullptr, reserved, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    if (p == MAP_FAILED && chosen) mode = FileMode::kMap;  // the engine's choice: map instead
+  }
+  if (size_ > 0 && mode == FileMode::kRead) {
     if (p == MAP_FAILED) {
       const int err = errno;
       ::close(fd);
       throw FileError("cannot allocate " + std::to_string(reserved >> 20) + " MB to read '" + path +
-                          "' into: " + std::strerror(err) + "; load it mapped instead",
+                          "' into: " + std::strerror(err) +
+                          "; load it with mmap=True to map it instead",
                       false);
     }
 #if defined(MADV_HUGEPAGE)
@@ -97,7 +103,7 @@ MappedFile::MappedFile(const std::string& path, FileMode mode) : path_(path) {
     reserved_ = reserved;
     mapped_ = false;
   } else if (size_ > 0) {
-    void* p = ::mmap(nullptr, size_, PROT_READ, MAP_SHARED, fd, 0);
+    p = ::mmap(nullptr, size_, PROT_READ, MAP_SHARED, fd, 0);
     if (p == MAP_FAILED) {
       const int err = errno;
       ::close(fd);
