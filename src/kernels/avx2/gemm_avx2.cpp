@@ -233,8 +233,9 @@ void gemm_tile_int(int64_t nb, const typename F::W* w, int64_t ldw, const float*
 // vector meets six broadcasts where the 3-row tile had three, the registers the second vector
 // would take holding rows 3-5 instead (12 accumulators, as in the 3 x 2 tile).
 template <class F, int R>
-void gemm_tile_int8(int64_t nb, const typename F::W* w, int64_t ldw, const float* dw, int64_t ldd,
-                    const typename F::W* pa, const float* ps, int64_t ldp, float* c) {
+void gemm_tile_int_8tokens(int64_t nb, const typename F::W* w, int64_t ldw, const float* dw,
+                           int64_t ldd, const typename F::W* pa, const float* ps, int64_t ldp,
+                           float* c) {
   __m256 f[6];
   for (int r = 0; r < R; ++r) f[r] = _mm256_setzero_ps();
   for (int64_t b = 0; b < nb; ++b, pa += kQK * ldp, ps += F::kScaleRows * ldp) {
@@ -263,9 +264,9 @@ void gemm_rows_int(int64_t K, const typename F::W* w, int64_t ldw, const float* 
   if (v == 1) {
     using Tile = void (*)(int64_t, const typename F::W*, int64_t, const float*, int64_t,
                           const typename F::W*, const float*, int64_t, float*);
-    static constexpr Tile kTiles[6] = {gemm_tile_int8<F, 1>, gemm_tile_int8<F, 2>,
-                                       gemm_tile_int8<F, 3>, gemm_tile_int8<F, 4>,
-                                       gemm_tile_int8<F, 5>, gemm_tile_int8<F, 6>};
+    static constexpr Tile kTiles[6] = {gemm_tile_int_8tokens<F, 1>, gemm_tile_int_8tokens<F, 2>,
+                                       gemm_tile_int_8tokens<F, 3>, gemm_tile_int_8tokens<F, 4>,
+                                       gemm_tile_int_8tokens<F, 5>, gemm_tile_int_8tokens<F, 6>};
     kTiles[std::clamp(m, 1, 6) - 1](nb, w, ldw, dw, ldd, pa, ps, ldp, c);
     return;
   }
