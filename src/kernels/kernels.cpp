@@ -341,6 +341,15 @@ void gemm(const KernelTable& k, const MatView& w, const uint8_t* act, size_t act
     }
     return;
   }
+  // Up to 8 tokens: the table's products on the weight blocks in place, where it has them.
+  if (kind == GemmKind::kU8 && n <= 8 && k.gemm_blocks_u8 != nullptr) {
+    const uint8_t* po = reinterpret_cast<const uint8_t*>(panels);  // ldp 8: (K, 8) values
+    const float* ps = reinterpret_cast<const float*>(po + K * 8);  // then the block words
+    if (k.gemm_blocks_u8(w.type, K, w.row(r0), w.row_bytes, r1 - r0, po, ps, y + r0, ldy,
+                         static_cast<int>(n))) {
+      return;
+    }
+  }
   // Up to kGemmPanels panels share each converted pass of the weights.
   const int64_t passes_per_group = (K + kGemmDepth - 1) / kGemmDepth;
   for (int64_t g0 = 0; g0 < n; g0 += kGemmPanels * kGemmTokens) {
@@ -472,6 +481,13 @@ void gemm(const KernelTable& k, const MatView& w, const uint8_t* act, size_t act
 }  // namespace
 
 bool uses_gemm(const KernelTable& k, GgmlType type, int64_t n) {
+  // The in-place products of small batches (gemm_blocks_u8) beat the 4 x 3 dot tiles from 2
+  // tokens of Q8_0 and from 4 of Q4_0, whose nibbles cost more to unpack (130m: Q8_0 x1.07,
+  // x1.33 and x1.27 at 2, 3 and 4 tokens; Q4_0 x0.89, x0.96 and x1.26).
+  if (k.gemm_blocks_u8 != nullptr && n <= 8 &&
+      ((type == GgmlType::Q8_0 && n >= 2) || (type == GgmlType::Q4_0 && n >= 4))) {
+    return true;
+  }
   switch (type) {
     case GgmlType::F16:   // rows converted by row_to_f32 (F16C), 256 values per pass shared by
     case GgmlType::BF16:  // up to 128 tokens: faster than the tiles that convert as they multiply

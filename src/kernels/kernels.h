@@ -195,6 +195,14 @@ struct KernelTable {
                         const uint8_t* pq, const float* ps, int64_t ldp, int m, int v,
                         float* c) = nullptr;
 
+  // Small batches on gemm_panel_u8's products without its conversion pass: y (n tokens, row
+  // stride ldy) columns [0, rows) = rows of `type` at w (row stride ldw bytes) read in place @ a
+  // pack_panel_u8 panel of ldp 8 (values po, block words ps), for n <= 8. False for types it
+  // does not take (the caller converts them); null in tables without it.
+  bool (*gemm_blocks_u8)(GgmlType type, int64_t K, const uint8_t* w, size_t ldw, int64_t rows,
+                         const uint8_t* po, const float* ps, float* y, int64_t ldy,
+                         int n) = nullptr;
+
   // Tokens per call of the GEMM tiles above (the columns of their output c): 16, two vectors of
   // 8 floats (AVX2), or 32, two of 16 (AVX-512).
   int gemm_cols = 16;

@@ -196,9 +196,10 @@ bool close_blocks(const KernelTable& ref, GgmlType type, const uint8_t* w, const
 // as [0, 2) and [2, 13), so row ranges start off the 4-row tile grid and the GEMM's 6-row tiles
 // end short; 1 token (decode's matrix-vector products, the matvec products where a table has them;
 // 288 values: a group of 8 blocks and a tail block), 5 tokens (4 x 3 and 4 x 2 tiles plus a
-// leftover token), and 8, 13, 32, 37 and 141 (the GEMM, where a table has it: one or two 8-token
-// vectors, a full 32-token panel, a second panel of 5, and a second group of panels after the four
-// that share a converted pass).
+// leftover token; or, with 3 and 5, the in-place products of small batches where a table has
+// them), and 8, 13, 32, 37 and 141 (the GEMM, where a table has it: one or two 8-token vectors, a
+// full 32-token panel, a second panel of 5, and a second group of panels after the four that share
+// a converted pass).
 void test_matmul_tiles(const KernelTable& k, const KernelTable& ref) {
   const std::string isa = k.name;
   for (GgmlType type : {GgmlType::F32, GgmlType::F16, GgmlType::BF16, GgmlType::Q8_0,
@@ -207,7 +208,7 @@ void test_matmul_tiles(const KernelTable& k, const KernelTable& ref) {
     for (int64_t n : {1, 7, 32, 64, 96, 100, 160, 256, 288, 300, 512}) {
       if (blocks && n % 32 != 0) continue;  // odd lengths exercise the float tiles' tails
       if (type == GgmlType::Q6_K && n % 256 != 0) continue;
-      for (int tokens : {1, 5, 8, 13, 32, 37, 141}) {
+      for (int tokens : {1, 3, 5, 8, 13, 32, 37, 141}) {
         const int rows = 13;
         const std::vector<uint8_t> w = random_rows(type, n, rows);
         std::vector<float> x(static_cast<size_t>(tokens * n));

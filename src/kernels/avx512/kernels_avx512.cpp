@@ -753,6 +753,7 @@ KernelTable make_table() {
   k.q8_0_to_u8 = MAMBALITE_AVX512_NS::q8_0_to_u8;
   k.offset_to_u8 = MAMBALITE_AVX512_NS::offset_to_u8;
   k.gemm_panel_u8 = MAMBALITE_AVX512_NS::gemm_panel_u8;
+  k.gemm_blocks_u8 = MAMBALITE_AVX512_NS::gemm_blocks_u8;
   k.gemm_cols = 32;
   k.stream_sum = stream_sum;
   return k;
