@@ -303,6 +303,18 @@ constexpr int64_t kGemmPanels = 4;
 // short to hide the fetch of the next one (2 against 1: +10% at batch 8; 4 and 8 no better).
 constexpr int64_t kGemmPrefetchPasses = 2;
 
+// Whether matmul of n tokens takes the table's products on the weight blocks in place
+// (gemm_blocks_u8), from 2 tokens of Q8_0 and 4 of Q4_0 (against the 4 x 3 dot tiles; 130m batch
+// decode, interleaved: Q8_0 x1.07, x1.33 and x1.27 at 2, 3 and 4 tokens, Q4_0 x0.89, x0.96 and
+// x1.26: its nibbles cost more to unpack) up to 32 and 16 (against the GEMM's conversion pass:
+// Q8_0 x1.53, x1.31 and x1.20 at 8, 16 and 32; Q4_0 x1.08 at 16, x0.98 at 32).
+bool in_place_batch(const KernelTable& k, GgmlType type, int64_t n) {
+  if (k.gemm_blocks_u8 == nullptr) return false;
+  if (type == GgmlType::Q8_0) return n >= 2 && n <= 32;
+  if (type == GgmlType::Q4_0) return n >= 4 && n <= 16;
+  return false;
+}
+
 // matmul through the table's GEMM: rows six at a time, each pass of kGemmDepth values converted
 // once (to fp32, or to bytes or int16 for the integer tiles; F32 rows are read in place) and
 // multiplied into up to kGemmPanels panels of 32 tokens, gemm_cols tokens per tile call.
@@ -341,14 +353,12 @@ void gemm(const KernelTable& k, const MatView& w, const uint8_t* act, size_t act
     }
     return;
   }
-  // Up to 8 tokens: the table's products on the weight blocks in place, where it has them.
-  if (kind == GemmKind::kU8 && n <= 8 && k.gemm_blocks_u8 != nullptr) {
-    const uint8_t* po = reinterpret_cast<const uint8_t*>(panels);  // ldp 8: (K, 8) values
-    const float* ps = reinterpret_cast<const float*>(po + K * 8);  // then the block words
-    if (k.gemm_blocks_u8(w.type, K, w.row(r0), w.row_bytes, r1 - r0, po, ps, y + r0, ldy,
-                         static_cast<int>(n))) {
-      return;
-    }
+  if (in_place_batch(k, w.type, n)) {
+    const uint8_t* pq = reinterpret_cast<const uint8_t*>(panels);  // (K, ldp) values
+    const float* ps = reinterpret_cast<const float*>(pq + K * ((n + 7) / 8 * 8));  // block words
+    k.gemm_blocks_u8(w.type, K, w.row(r0), w.row_bytes, r1 - r0, pq, ps, y + r0, ldy,
+                     static_cast<int>(n));
+    return;
   }
   // Up to kGemmPanels panels share each converted pass of the weights.
   const int64_t passes_per_group = (K + kGemmDepth - 1) / kGemmDepth;
@@ -481,13 +491,7 @@ void gemm(const KernelTable& k, const MatView& w, const uint8_t* act, size_t act
 }  // namespace
 
 bool uses_gemm(const KernelTable& k, GgmlType type, int64_t n) {
-  // The in-place products of small batches (gemm_blocks_u8) beat the 4 x 3 dot tiles from 2
-  // tokens of Q8_0 and from 4 of Q4_0, whose nibbles cost more to unpack (130m: Q8_0 x1.07,
-  // x1.33 and x1.27 at 2, 3 and 4 tokens; Q4_0 x0.89, x0.96 and x1.26).
-  if (k.gemm_blocks_u8 != nullptr && n <= 8 &&
-      ((type == GgmlType::Q8_0 && n >= 2) || (type == GgmlType::Q4_0 && n >= 4))) {
-    return true;
-  }
+  if (in_place_batch(k, type, n)) return true;
   switch (type) {
     case GgmlType::F16:   // rows converted by row_to_f32 (F16C), 256 values per pass shared by
     case GgmlType::BF16:  // up to 128 tokens: faster than the tiles that convert as they multiply

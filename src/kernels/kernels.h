@@ -196,11 +196,11 @@ struct KernelTable {
                         float* c) = nullptr;
 
   // Small batches on gemm_panel_u8's products without its conversion pass: y (n tokens, row
-  // stride ldy) columns [0, rows) = rows of `type` at w (row stride ldw bytes) read in place @ a
-  // pack_panel_u8 panel of ldp 8 (values po, block words ps), for n <= 8. False for types it
-  // does not take (the caller converts them); null in tables without it.
-  bool (*gemm_blocks_u8)(GgmlType type, int64_t K, const uint8_t* w, size_t ldw, int64_t rows,
-                         const uint8_t* po, const float* ps, float* y, int64_t ldy,
+  // stride ldy) columns [0, rows) = rows of Q8_0 or Q4_0 (`type`) at w (row stride ldw bytes)
+  // read in place @ a pack_panel_u8 panel of ldp = n rounded up to 8 (values pq, block words ps),
+  // for n <= 32; matmul decides when (in_place_batch). Null in tables without it.
+  void (*gemm_blocks_u8)(GgmlType type, int64_t K, const uint8_t* w, size_t ldw, int64_t rows,
+                         const uint8_t* pq, const float* ps, float* y, int64_t ldy,
                          int n) = nullptr;
 
   // Tokens per call of the GEMM tiles above (the columns of their output c): 16, two vectors of
