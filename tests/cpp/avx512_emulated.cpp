@@ -3,4 +3,5 @@
 // (-mavx512f ...) in every target that lists it, and this build must not use the real instructions.
 #define MAMBALITE_AVX512_EMULATED
 #include "kernels/avx512/gemm_avx512.cpp"
+#include "kernels/avx512/gemm_blocks_avx512.cpp"
 #include "kernels/avx512/kernels_avx512.cpp"
