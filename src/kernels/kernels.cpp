@@ -276,6 +276,7 @@ bool offset_type(GgmlType type) {
 }
 
 GemmKind gemm_kind(const KernelTable& k, GgmlType type) {
+  if (type == GgmlType::Q6_K && k.gemm_blocks_u8 != nullptr) return GemmKind::kU8;  // in place
   if (type == GgmlType::Q4_0) return k.gemm_panel_u8 != nullptr ? GemmKind::kU8 : GemmKind::kQ4_0;
   if (type == GgmlType::Q8_0) {
     if (k.gemm_panel_u8 != nullptr && k.q8_0_to_u8 != nullptr) return GemmKind::kU8;
@@ -304,15 +305,26 @@ constexpr int64_t kGemmPanels = 4;
 constexpr int64_t kGemmPrefetchPasses = 2;
 
 // Whether matmul of n tokens takes the table's products on the weight blocks in place
-// (gemm_blocks_u8), from 2 tokens of Q8_0 and 4 of Q4_0 (against the 4 x 3 dot tiles; 130m batch
-// decode, interleaved: Q8_0 x1.07, x1.33 and x1.27 at 2, 3 and 4 tokens, Q4_0 x0.89, x0.96 and
-// x1.26: its nibbles cost more to unpack) up to 32 and 16 (against the GEMM's conversion pass:
-// Q8_0 x1.53, x1.31 and x1.20 at 8, 16 and 32; Q4_0 x1.08 at 16, x0.98 at 32).
-bool in_place_batch(const KernelTable& k, GgmlType type, int64_t n) {
+// (gemm_blocks_u8) rather than the 4 x 3 dot tiles below it or the GEMM's conversion pass above.
+// Interleaved runs on 130m, batch decode: Q8_0 x1.07, x1.33, x1.27 at 2, 3, 4 tokens and x1.53,
+// x1.31, x1.20 at 8, 16, 32; Q4_0 (whose nibbles cost more to unpack) x0.89, x0.96, x1.26 at 2,
+// 3, 4 and x1.08, x0.98 at 16, 32; Q4_K_M (Q4_K and Q6_K) x0.79, x1.10, x1.42 at 2, 3, 4 (Q5_K_M
+// x0.94 at 3) and x2.10, x2.04, x2.10 at 8, 16, 32. Prefill 512 (128 tokens a pass): 130m Q8_0
+// x1.11, Q4_0 x1.01, Q4_K_M x1.21; 370m Q8_0 x1.12, Q4_K_M x1.30; mamba2-130m Q8_0 x1.11.
+bool reads_in_place(const KernelTable& k, GgmlType type, int64_t n) {
   if (k.gemm_blocks_u8 == nullptr) return false;
-  if (type == GgmlType::Q8_0) return n >= 2 && n <= 32;
-  if (type == GgmlType::Q4_0) return n >= 4 && n <= 16;
-  return false;
+  switch (type) {
+    case GgmlType::Q8_0:
+      return n >= 2;
+    case GgmlType::Q4_0:
+      return n >= 4 && n <= 16;
+    case GgmlType::Q4_K:
+    case GgmlType::Q5_K:
+    case GgmlType::Q6_K:
+      return n >= 4;
+    default:
+      return false;
+  }
 }
 
 // matmul through the table's GEMM: rows six at a time, each pass of kGemmDepth values converted
@@ -330,6 +342,11 @@ void gemm(const KernelTable& k, const MatView& w, const uint8_t* act, size_t act
   float* wscales = wbuf + kGemmRows * kGemmDepth / 2;  // and (kGemmRows, kGemmDepth / 32) scales
   float c[kGemmPanels][kGemmRows * kGemmTokens];       // per panel, (32 / W) tile outputs (m, W)
   float part[kGemmRows * kGemmTokens];                 // (m, W) one pass's share of one of them
+  const bool in_place = reads_in_place(k, w.type, n);
+  if (in_place && panels != nullptr) {
+    k.gemm_blocks_u8(w.type, K, w.row(r0), w.row_bytes, r1 - r0, panels, n, y + r0, ldy);
+    return;
+  }
   // Offset types: each block's offset o times the activation block's d * sum(q), summed over the
   // row after the products, from the row group's offsets (m, K / 32) and the tokens' block sums
   // gathered once (K / 32, n).
@@ -348,16 +365,14 @@ void gemm(const KernelTable& k, const MatView& w, const uint8_t* act, size_t act
     for (int64_t t0 = 0; t0 < n; t0 += kGemmTokens) {
       const int64_t nt = std::min(kGemmTokens, n - t0);
       pack_panels(k, w.type, act + t0 * act_stride, act_stride, nt, K, scratch);
-      gemm(k, w, act + t0 * act_stride, act_stride, nt, y + t0 * ldy, ldy, r0, r1, scratch,
-           scratch);
+      if (in_place) {  // a short last panel too (Q6_K has no conversion pass)
+        k.gemm_blocks_u8(w.type, K, w.row(r0), w.row_bytes, r1 - r0, scratch, nt, y + t0 * ldy + r0,
+                         ldy);
+      } else {
+        gemm(k, w, act + t0 * act_stride, act_stride, nt, y + t0 * ldy, ldy, r0, r1, scratch,
+             scratch);
+      }
     }
-    return;
-  }
-  if (in_place_batch(k, w.type, n)) {
-    const uint8_t* pq = reinterpret_cast<const uint8_t*>(panels);  // (K, ldp) values
-    const float* ps = reinterpret_cast<const float*>(pq + K * ((n + 7) / 8 * 8));  // block words
-    k.gemm_blocks_u8(w.type, K, w.row(r0), w.row_bytes, r1 - r0, pq, ps, y + r0, ldy,
-                     static_cast<int>(n));
     return;
   }
   // Up to kGemmPanels panels share each converted pass of the weights.
@@ -491,7 +506,7 @@ void gemm(const KernelTable& k, const MatView& w, const uint8_t* act, size_t act
 }  // namespace
 
 bool uses_gemm(const KernelTable& k, GgmlType type, int64_t n) {
-  if (in_place_batch(k, type, n)) return true;
+  if (reads_in_place(k, type, n)) return true;
   switch (type) {
     case GgmlType::F16:   // rows converted by row_to_f32 (F16C), 256 values per pass shared by
     case GgmlType::BF16:  // up to 128 tokens: faster than the tiles that convert as they multiply

@@ -195,13 +195,12 @@ struct KernelTable {
                         const uint8_t* pq, const float* ps, int64_t ldp, int m, int v,
                         float* c) = nullptr;
 
-  // Small batches on gemm_panel_u8's products without its conversion pass: y (n tokens, row
-  // stride ldy) columns [0, rows) = rows of Q8_0 or Q4_0 (`type`) at w (row stride ldw bytes)
-  // read in place @ a pack_panel_u8 panel of ldp = n rounded up to 8 (values pq, block words ps),
-  // for n <= 32; matmul decides when (in_place_batch). Null in tables without it.
+  // gemm_panel_u8's products on weight blocks read in place, without its conversion pass: y (n
+  // tokens, row stride ldy) columns [0, rows) = rows of Q8_0, Q4_0, Q4_K, Q5_K or Q6_K (`type`)
+  // at w (row stride ldw bytes) @ the n tokens' panels as pack_panels packs them (the K-quants'
+  // with offset 0); matmul decides when (reads_in_place). Null in tables without it.
   void (*gemm_blocks_u8)(GgmlType type, int64_t K, const uint8_t* w, size_t ldw, int64_t rows,
-                         const uint8_t* pq, const float* ps, float* y, int64_t ldy,
-                         int n) = nullptr;
+                         const float* panels, int64_t n, float* y, int64_t ldy) = nullptr;
 
   // Tokens per call of the GEMM tiles above (the columns of their output c): 16, two vectors of
   // 8 floats (AVX2), or 32, two of 16 (AVX-512).

@@ -203,11 +203,12 @@ bool close_blocks(const KernelTable& ref, GgmlType type, const uint8_t* w, const
 void test_matmul_tiles(const KernelTable& k, const KernelTable& ref) {
   const std::string isa = k.name;
   for (GgmlType type : {GgmlType::F32, GgmlType::F16, GgmlType::BF16, GgmlType::Q8_0,
-                        GgmlType::Q4_0, GgmlType::Q6_K}) {
+                        GgmlType::Q4_0, GgmlType::Q6_K, GgmlType::Q4_K, GgmlType::Q5_K}) {
+    const bool super = type == GgmlType::Q6_K || type == GgmlType::Q4_K || type == GgmlType::Q5_K;
     const bool blocks = type == GgmlType::Q8_0 || type == GgmlType::Q4_0;
     for (int64_t n : {1, 7, 32, 64, 96, 100, 160, 256, 288, 300, 512}) {
       if (blocks && n % 32 != 0) continue;  // odd lengths exercise the float tiles' tails
-      if (type == GgmlType::Q6_K && n % 256 != 0) continue;
+      if (super && n % 256 != 0) continue;
       for (int tokens : {1, 3, 5, 8, 13, 32, 37, 141}) {
         const int rows = 13;
         const std::vector<uint8_t> w = random_rows(type, n, rows);

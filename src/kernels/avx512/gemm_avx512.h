@@ -24,7 +24,7 @@ void pack_panel_u8(const uint8_t* act, size_t stride, int64_t n, int64_t K, uint
 void q8_0_to_u8(const uint8_t* row, int64_t n, uint8_t* q, float* d);
 void offset_to_u8(GgmlType type, const uint8_t* row, int64_t n, uint8_t* q, float* d, float* o);
 void gemm_blocks_u8(GgmlType type, int64_t K, const uint8_t* w, size_t ldw, int64_t rows,
-                    const uint8_t* pq, const float* ps, float* y, int64_t ldy, int n);
+                    const float* panels, int64_t n, float* y, int64_t ldy);
 void gemm_panel_u8(int64_t K, const uint8_t* w, int64_t ldw, const float* dw, int64_t ldd,
                    const uint8_t* pq, const float* ps, int64_t ldp, int m, int v, float* c);
 
