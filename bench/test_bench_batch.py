@@ -47,9 +47,11 @@ def _prefill_rate(model) -> float:
     return 512 / (time.perf_counter() - t)
 
 
-@pytest.mark.parametrize("shape", ["130m", "370m", "mamba2-130m", "granite-h-350m"])
-def test_batched_decode_throughput(model_file, shape, record_property):
-    model = mambalite.load(model_file(shape, "q8_0"), threads=2)
+@pytest.mark.parametrize("shape, wtype", [("130m", "q8_0"), ("370m", "q8_0"),
+                                          ("mamba2-130m", "q8_0"), ("granite-h-350m", "q8_0"),
+                                          ("130m", "q4_k_m")])
+def test_batched_decode_throughput(model_file, shape, wtype, record_property):
+    model = mambalite.load(model_file(shape, wtype), threads=2)
     sizes = [1, 2, 4, 8, 16]
     rates: dict[int, list[float]] = {n: [] for n in sizes}
     prefill = []
@@ -59,7 +61,7 @@ def test_batched_decode_throughput(model_file, shape, record_property):
         prefill.append(_prefill_rate(model))
     med = {n: statistics.median(v) for n, v in rates.items()}
     p = statistics.median(prefill)
-    line = (f"{shape} q8_0 t2: aggregate decode tok/s " +
+    line = (f"{shape} {wtype} t2: aggregate decode tok/s " +
             ", ".join(f"b{n} {med[n]:.0f} (x{med[n] / med[1]:.2f})" for n in sizes) +
             f"; prefill 512 {p:.0f} tok/s (b8 = {100 * med[8] / p:.0f}% of it)")
     print("\n" + line)
