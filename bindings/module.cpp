@@ -183,6 +183,8 @@ PYBIND11_MODULE(_core, mod) {
       PyErr_SetString(PyExc_ValueError, e.what());
     } catch (const InvalidArgument& e) {
       PyErr_SetString(PyExc_ValueError, e.what());
+    } catch (const ResourceError& e) {
+      PyErr_SetString(PyExc_MemoryError, e.what());
     }
   });
 

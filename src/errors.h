@@ -1,6 +1,6 @@
 // Exception types of the engine. Library code never aborts: it throws one of these, and the
 // Python bindings translate them (FileError -> FileNotFoundError/OSError, FormatError and
-// InvalidArgument -> ValueError, anything else -> RuntimeError).
+// InvalidArgument -> ValueError, ResourceError -> MemoryError, anything else -> RuntimeError).
 #pragma once
 
 #include <stdexcept>
@@ -29,6 +29,13 @@ class FormatError : public std::runtime_error {
 class InvalidArgument : public std::invalid_argument {
  public:
   using std::invalid_argument::invalid_argument;
+};
+
+// Memory the engine needs could not be reserved (a KV cache larger than the address space or
+// the system's overcommit allows).
+class ResourceError : public std::runtime_error {
+ public:
+  using std::runtime_error::runtime_error;
 };
 
 }  // namespace mambalite

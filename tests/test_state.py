@@ -201,3 +201,34 @@ def test_failed_call_leaves_state_unchanged(model):
     with pytest.raises(ValueError, match="out of range"):
         model.prefill(state, [4, 5, 300])
     assert state.to_bytes() == before
+
+
+def _rss_kb() -> int:
+    with open("/proc/self/status") as f:
+        return next(int(line.split()[1]) for line in f if line.startswith("VmRSS:"))
+
+
+def test_bytes_without_their_model_take_memory_as_the_cache_fills(model):
+    """A state restored from bytes alone (`_core.State.from_bytes`, no model to say its n_ctx)
+    reserves the KV capacity the bytes declare but takes memory only as positions fill: a small
+    crafted header declaring 2^24 positions must not cost gigabytes (a fuzzing finding), and one
+    declaring more than the machine can reserve is refused with a ValueError."""
+    import struct
+
+    if not model.n_ctx:
+        pytest.skip("no KV cache")
+    data = model.new_state().to_bytes()
+    arch_len = struct.unpack_from("<I", data, 12)[0]
+    kv_start = 16 + arch_len + 4 * 8 + 16
+    n_kv = struct.unpack_from("<I", data, kv_start)[0]
+    ctx_at = kv_start + 4 + 8 * n_kv + 4
+    assert struct.unpack_from("<q", data, ctx_at)[0] == model.n_ctx
+    big = data[:ctx_at] + struct.pack("<q", 1 << 24) + data[ctx_at + 8:]
+    before = _rss_kb()
+    state = mambalite._core.State.from_bytes(big)
+    assert state.kv_nbytes == model.new_state().kv_nbytes // model.n_ctx * (1 << 24)
+    assert _rss_kb() - before < 64 * 1024
+    widths = b"".join(struct.pack("<q", 1 << 20) for _ in range(n_kv))
+    huge = big[:kv_start + 4] + widths + big[kv_start + 4 + 8 * n_kv:]
+    with pytest.raises(ValueError, match="more than this machine can reserve"):
+        mambalite._core.State.from_bytes(huge)

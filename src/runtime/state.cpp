@@ -7,6 +7,12 @@
 namespace mambalite {
 namespace {
 
+// memcpy that takes empty ranges, whose pointers may be null (a state without Mamba layers has
+// no conv values), which memcpy's contract does not allow.
+void copy_bytes(void* dst, const void* src, size_t n) {
+  if (n > 0) std::memcpy(dst, src, n);
+}
+
 constexpr char kMagic[8] = {'M', 'L', 'S', 'T', 'A', 'T', 'E', '\0'};
 // 2 added conv_dim (version 1 implies conv_dim = d_inner); 3 added the KV caches.
 constexpr uint32_t kVersion = 3;
@@ -94,18 +100,25 @@ size_t StateShape::kv_bytes_per_token() const {
   return b;
 }
 
-State::State(const StateShape& shape)
+State::State(const StateShape& shape, bool populate_kv)
     : shape_(shape),
       conv_(static_cast<size_t>(shape.n_ssm_layers * (shape.d_conv - 1) * shape.conv_dim), 0.0f),
       ssm_(static_cast<size_t>(shape.n_ssm_layers * shape.d_inner * shape.d_state), 0.0f) {
-  kv_.resize(shape.kv_widths.size());
-  for (size_t i = 0; i < kv_.size(); ++i) kv_[i].assign(2 * kv_half_bytes(i), 0);
+  for (size_t i = 0; i < shape.kv_widths.size(); ++i) {
+    kv_.emplace_back(2 * kv_half_bytes(i), populate_kv);
+  }
 }
 
-State::State(const State& o) : shape_(o.shape_), n_tokens_(o.n_tokens_), kv_(o.kv_) {
+State::State(const State& o) : shape_(o.shape_), n_tokens_(o.n_tokens_) {
   o.sync_host();
   conv_ = o.conv_;
   ssm_ = o.ssm_;
+  for (size_t i = 0; i < o.kv_.size(); ++i) {  // the positions in use of K and of V
+    kv_.emplace_back(o.kv_[i].size(), o.kv_[i].populated());
+    const size_t used = shape_.kv_row_bytes(i) * static_cast<size_t>(n_tokens_);
+    copy_bytes(kv_[i].data(), o.kv_[i].data(), used);
+    copy_bytes(kv_[i].data() + kv_half_bytes(i), o.kv_[i].data() + kv_half_bytes(i), used);
+  }
 }
 
 State& State::operator=(const State& o) {
@@ -115,7 +128,7 @@ State& State::operator=(const State& o) {
 
 size_t State::kv_bytes() const {
   size_t b = 0;
-  for (const std::vector<uint8_t>& v : kv_) b += v.size();
+  for (const ZeroedBuffer& v : kv_) b += v.size();
   return b;
 }
 
@@ -256,17 +269,31 @@ State State::from_bytes(std::string_view in, const StateShape* want) {
                           " bytes for a state of shape (" + shape.describe() + ") and " +
                           std::to_string(n_tokens) + " tokens");
   }
-  State s(want != nullptr ? *want : shape);
+  // Without a model the capacity is the bytes' word: reserved, taken only as it fills.
+  auto make = [&]() -> State {
+    if (want != nullptr) return State(*want);
+    try {
+      return State(shape, false);
+    } catch (const ResourceError&) {
+      throw InvalidArgument(
+          "state bytes declare KV caches of " +
+          std::to_string(shape.kv_bytes_per_token() * static_cast<uint64_t>(shape.n_ctx) >> 20) +
+          " MB (" + shape.describe() +
+          "), more than this machine can reserve: they are corrupt, or restore "
+          "them with their model (Model.state_from_bytes)");
+    }
+  };
+  State s = make();
   s.n_tokens_ = n_tokens;
-  std::memcpy(s.conv_.data(), in.data() + pos, s.conv_.size() * sizeof(float));
+  copy_bytes(s.conv_.data(), in.data() + pos, s.conv_.size() * sizeof(float));
   pos += s.conv_.size() * sizeof(float);
-  std::memcpy(s.ssm_.data(), in.data() + pos, s.ssm_.size() * sizeof(float));
+  copy_bytes(s.ssm_.data(), in.data() + pos, s.ssm_.size() * sizeof(float));
   pos += s.ssm_.size() * sizeof(float);
   for (size_t i = 0; i < s.kv_.size(); ++i) {
     const size_t used = s.shape_.kv_row_bytes(i) * static_cast<size_t>(n_tokens);
-    std::memcpy(s.keys(i), in.data() + pos, used);
+    copy_bytes(s.keys(i), in.data() + pos, used);
     pos += used;
-    std::memcpy(s.values(i), in.data() + pos, used);
+    copy_bytes(s.values(i), in.data() + pos, used);
     pos += used;
   }
   return s;

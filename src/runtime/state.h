@@ -13,6 +13,7 @@
 #include "format/ggml_types.h"
 #include "models/config.h"
 #include "runtime/huge_pages.h"
+#include "runtime/zeroed_buffer.h"
 
 namespace mambalite {
 
@@ -54,7 +55,9 @@ class StateMirror {
 
 class State {
  public:
-  explicit State(const StateShape& shape);
+  // populate_kv false: the KV caches take memory as they fill (a state restored from untrusted
+  // bytes without its model; zeroed_buffer.h).
+  explicit State(const StateShape& shape, bool populate_kv = true);
   // Copies take the current values (downloaded from a mirror if it holds them), never the mirror.
   State(const State& o);
   State& operator=(const State& o);
@@ -73,7 +76,7 @@ class State {
   uint8_t* values(size_t slot) { return kv_[slot].data() + kv_half_bytes(slot); }
   size_t n_bytes() const;
   size_t ssm_bytes() const { return (conv_.size() + ssm_.size()) * sizeof(float); }
-  size_t kv_bytes() const;  // allocated for n_ctx positions
+  size_t kv_bytes() const;  // reserved for n_ctx positions (memory is committed as they fill)
 
   // The CPU engine is about to read and change the host values: brings them up to date from the
   // mirror if it holds newer ones, and marks the mirror stale.
@@ -106,7 +109,7 @@ class State {
   mutable std::vector<float> conv_;  // (n_ssm_layers, K-1, conv_dim)
   // (n_ssm_layers, E, N); Mamba-2: (n_ssm_layers, H, P, N)
   mutable std::vector<float, HugePageAllocator<float>> ssm_;
-  std::vector<std::vector<uint8_t>> kv_;  // per attention block: K (n_ctx rows), then V
+  std::vector<ZeroedBuffer> kv_;  // per attention block: K (n_ctx rows), then V
   std::unique_ptr<StateMirror> mirror_;
   mutable bool host_valid_ = true;  // false: the mirror holds newer values
   bool mirror_valid_ = false;       // false: the host holds newer values (or there is no mirror)
