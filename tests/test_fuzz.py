@@ -15,7 +15,7 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 FUZZ = ROOT / "tests" / "fuzz"
-TARGETS = {"fuzz_gguf": "gguf", "fuzz_state": "state"}  # target -> its corpus and regressions
+TARGETS = {"fuzz_gguf": "gguf", "fuzz_state": "state", "fuzz_kernels": "kernels"}  # -> corpus
 SECONDS = int(os.environ.get("MAMBALITE_FUZZ_SECONDS", "45"))
 
 pytestmark = pytest.mark.skipif(shutil.which("clang++") is None or shutil.which("cmake") is None,
