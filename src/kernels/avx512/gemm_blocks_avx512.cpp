@@ -285,7 +285,12 @@ inline __m512i super_values(const uint8_t* sb, int l) {
   const __m512i lo = _mm512_and_si512(j % 2 == 1 ? _mm512_srli_epi16(q, 4) : q, low4);
   if (T == GgmlType::Q4_K) return lo;
   const __m512i qh = broadcast_bytes<G>(reinterpret_cast<const BlockQ5_K*>(sb)->qh + l);
-  const __m512i bit = j < 4 ? _mm512_slli_epi16(qh, 4 - j) : _mm512_srli_epi16(qh, j - 4);
+  __m512i bit;  // bit j of each byte to bit 4 (if constexpr: no shift count below 0, even unused)
+  if constexpr (j < 4) {
+    bit = _mm512_slli_epi16(qh, 4 - j);
+  } else {
+    bit = _mm512_srli_epi16(qh, j - 4);
+  }
   return _mm512_or_si512(lo, _mm512_and_si512(bit, _mm512_set1_epi8(0x10)));
 }
 
