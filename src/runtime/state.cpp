@@ -239,7 +239,12 @@ State State::from_bytes(std::string_view in, const StateShape* want) {
     }
   }
   const bool ssm = shape.n_ssm_layers > 0;
-  if (shape.n_ssm_layers < 0 || shape.n_ssm_layers > lim ||
+  // Every field in range, also those a state without Mamba layers does not use: sizes are
+  // computed from them (a fuzzed d_conv of -2^63 overflowed d_conv - 1).
+  const bool in_range = shape.d_inner >= 0 && shape.d_inner <= lim && shape.d_state >= 0 &&
+                        shape.d_state <= lim && shape.d_conv >= 0 && shape.d_conv <= 64 &&
+                        shape.conv_dim >= 0 && shape.conv_dim <= 2 * lim;
+  if (!in_range || shape.n_ssm_layers < 0 || shape.n_ssm_layers > lim ||
       (ssm && (shape.d_inner <= 0 || shape.d_inner > lim || shape.d_state <= 0 ||
                shape.d_state > lim || shape.d_conv <= 0 || shape.d_conv > 64 ||
                shape.conv_dim < shape.d_inner || shape.conv_dim > 2 * lim)) ||
