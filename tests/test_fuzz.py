@@ -2,13 +2,15 @@
 regression inputs and seed corpora replayed, then each target fuzzed for a bounded time
 ($MAMBALITE_FUZZ_SECONDS, 45 by default) from its seeds. A finding fails the test with the
 sanitizer's report and the input's path; fix it and add the input to tests/fuzz/regressions/.
-Needs cmake, ninja (pip) and clang (Debian's clang package)."""
+Needs cmake, ninja (pip) and clang (Debian's clang package). The tokenizer's target is Python
+(atheris, from the test extra) and runs the same way without them."""
 
 from __future__ import annotations
 
 import os
 import shutil
 import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -18,8 +20,8 @@ FUZZ = ROOT / "tests" / "fuzz"
 TARGETS = {"fuzz_gguf": "gguf", "fuzz_state": "state", "fuzz_kernels": "kernels"}  # -> corpus
 SECONDS = int(os.environ.get("MAMBALITE_FUZZ_SECONDS", "45"))
 
-pytestmark = pytest.mark.skipif(shutil.which("clang++") is None or shutil.which("cmake") is None,
-                                reason="needs clang++ (Debian package clang) and cmake")
+needs_clang = pytest.mark.skipif(shutil.which("clang++") is None or shutil.which("cmake") is None,
+                                 reason="needs clang++ (Debian package clang) and cmake")
 
 
 @pytest.fixture(scope="module")
@@ -52,6 +54,7 @@ def run(binary: Path, args: list[str], env: dict[str, str], timeout: float) -> N
     assert r.returncode == 0, report[-8000:]
 
 
+@needs_clang
 @pytest.mark.parametrize("target", list(TARGETS))
 def test_regressions_and_seeds_replay(fuzzers, env, target):
     kind = TARGETS[target]
@@ -61,6 +64,7 @@ def test_regressions_and_seeds_replay(fuzzers, env, target):
     run(fuzzers[target], [str(p) for p in inputs], env, timeout=600)
 
 
+@needs_clang
 @pytest.mark.parametrize("target", list(TARGETS))
 def test_fuzz_for_a_bounded_time(fuzzers, env, target, tmp_path):
     kind = TARGETS[target]
@@ -68,3 +72,23 @@ def test_fuzz_for_a_bounded_time(fuzzers, env, target, tmp_path):
     shutil.copytree(FUZZ / "corpus" / kind, corpus)
     run(fuzzers[target], [f"-max_total_time={SECONDS}", f"-artifact_prefix={tmp_path}/",
                           str(corpus)], env, timeout=SECONDS + 300)
+
+
+def run_tokenizer_target(args: list[str], timeout: float) -> None:
+    pytest.importorskip("atheris", reason="atheris (test extra, Linux wheels) is not installed")
+    r = subprocess.run([sys.executable, str(FUZZ / "fuzz_tokenizer.py"), "-rss_limit_mb=2048",
+                        "-timeout=20", *args], capture_output=True, text=True, timeout=timeout)
+    assert r.returncode == 0, (r.stdout + r.stderr)[-8000:]
+
+
+def test_tokenizer_regressions_replay():
+    inputs = sorted((FUZZ / "regressions" / "tokenizer").glob("*"))
+    assert len(inputs) >= 3
+    run_tokenizer_target([str(p) for p in inputs], timeout=300)
+
+
+def test_tokenizer_fuzz_for_a_bounded_time(tmp_path):
+    corpus = tmp_path / "corpus"
+    shutil.copytree(FUZZ / "regressions" / "tokenizer", corpus)
+    run_tokenizer_target([f"-max_total_time={SECONDS}", f"-artifact_prefix={tmp_path}/",
+                          str(corpus)], timeout=SECONDS + 300)

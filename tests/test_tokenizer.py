@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 
 import gguf
+import numpy as np
 import pytest
 
 import mambalite
@@ -94,7 +95,10 @@ def test_spm_embedded(spm_file):
         assert tok.encode(text) == [1, *ids]
         assert tok.encode(text, add_bos=False) == ids
         assert tok.decode(ids) == sp.decode(ids)
-    assert tok.unsampleable_ids(610) == list(range(600, 610))
+    # The vocabulary padding, and the pad id the file names (tokenizer.ggml.padding_token_id: 0,
+    # from the model config's pad_token_id; it is the unknown token here).
+    assert tok.pad_id == 0
+    assert tok.unsampleable_ids(610) == [0, *range(600, 610)]
 
 
 def test_spm_special_tokens_written_as_text(spm_file, tmp_path):
@@ -125,3 +129,51 @@ def test_spm_rebuilt_from_ggml_keys(spm_file, tmp_path):
 def test_no_tokenizer_metadata():
     with pytest.raises(ValueError, match="no tokenizer"):
         Tokenizer({"general.architecture": "mamba"})
+
+
+# A damaged or crafted file's tokenizer keys (what tests/fuzz/fuzz_tokenizer.py found and more):
+# each is a ValueError that names the key, never a bare library exception.
+BAD_KEYS = [
+    ({"tokenizer.ggml.tokens": 7}, "tokenizer.ggml.tokens is a int, expected an array of str"),
+    ({"tokenizer.ggml.tokens": ["a", 3]}, "expected an array of strings"),
+    ({"tokenizer.ggml.merges": [["a b"]]}, "tokenizer.ggml.merges is a list"),
+    ({"tokenizer.ggml.model": 1}, "tokenizer.ggml.model is a int, expected a string"),
+    ({"tokenizer.ggml.token_type": [1, 2]}, "has 2 entries for"),
+    ({"tokenizer.ggml.scores": ["x"]}, "expected an array of numbers"),
+    ({"tokenizer.ggml.eos_token_id": "2"}, "eos_token_id is a str"),
+    ({"tokenizer.ggml.bos_token_id": 2**40}, "bos_token_id is 1099511627776, not a token id"),
+    ({"tokenizer.ggml.add_bos_token": 1}, "add_bos_token is a int, expected a bool"),
+    ({"tokenizer.huggingface.json": "{not json"}, r"tokenizer \(tokenizer.huggingface.json\) "
+                                                  "could not be read"),
+]
+
+
+@pytest.mark.parametrize("edit, message", BAD_KEYS)
+def test_damaged_tokenizer_keys(bpe_file, edit, message):
+    md = dict(mambalite.load(bpe_file).metadata, **edit)
+    with pytest.raises(ValueError, match=message):
+        Tokenizer(md)
+
+
+def test_damaged_sentencepiece_model(spm_file):
+    """A model that sentencepiece loads but whose pieces are not UTF-8 is refused at load, not
+    when a piece is first read."""
+    md = dict(mambalite.load(spm_file[1]).metadata)
+    blob = bytes(md["mambalite.tokenizer.sentencepiece_model"])
+    at = blob.index(b"\xe2\x96\x81")  # the first "\u2581" of a piece: its bytes cut short
+    md["mambalite.tokenizer.sentencepiece_model"] = np.frombuffer(
+        blob[:at + 1] + b"x" + blob[at + 2:], dtype=np.uint8)
+    with pytest.raises(ValueError, match="sentencepiece_model\\) could not be read"):
+        Tokenizer(md)
+    md["mambalite.tokenizer.sentencepiece_model"] = np.frombuffer(b"\x0a\xff", dtype=np.uint8)
+    with pytest.raises(ValueError, match="could not be read"):
+        Tokenizer(md)
+
+
+def test_decode_ignores_unknown_ids(bpe_file, spm_file):
+    """Ids the tokenizer does not know (negative, or the model's vocabulary padding) give
+    nothing, as they always did for SentencePiece; huggingface's decode raised OverflowError."""
+    for path in (bpe_file, spm_file[1]):
+        tok = mambalite.load(path).tokenizer
+        ids = tok.encode("Paris", add_bos=False)
+        assert tok.decode([-1, *ids, tok.vocab_size, 2**40]) == tok.decode(ids) != ""

@@ -32,6 +32,7 @@ class Tokenizer:
 
     def __init__(self, metadata: dict[str, Any]) -> None:
         md = metadata
+        _check_metadata(md)
         self._meta_tokens: list[str] = list(md.get("tokenizer.ggml.tokens") or [])
         types = md.get("tokenizer.ggml.token_type")
         self._types = np.asarray(types, dtype=np.int64) if types is not None else None
@@ -44,16 +45,18 @@ class Tokenizer:
         if "tokenizer.huggingface.json" in md:
             from tokenizers import Tokenizer as HFTokenizer
 
-            self._hf = HFTokenizer.from_str(md["tokenizer.huggingface.json"])
+            self._hf = _built("tokenizer.huggingface.json", HFTokenizer.from_str,
+                              md["tokenizer.huggingface.json"])
             self.kind = "huggingface"
         elif SPM_MODEL_KEY in md:
-            self._sp = _load_spm(bytes(np.asarray(md[SPM_MODEL_KEY], dtype=np.uint8)))
+            self._sp = _built(SPM_MODEL_KEY, _load_spm,
+                              bytes(np.asarray(md[SPM_MODEL_KEY], dtype=np.uint8)))
             self.kind = "sentencepiece"
         elif model == "gpt2":
-            self._hf = _rebuild_bpe(md)
+            self._hf = _built("tokenizer.ggml.* (gpt2)", _rebuild_bpe, md)
             self.kind = "gpt2 (rebuilt)"
         elif model == "llama":
-            self._sp = _rebuild_spm(md)
+            self._sp = _built("tokenizer.ggml.* (llama)", _rebuild_spm, md)
             self.kind = "llama (rebuilt)"
         else:
             raise ValueError(
@@ -68,7 +71,7 @@ class Tokenizer:
 
         self.bos_id = special("bos")
         self.eos_id = special("eos")
-        self.pad_id = special("pad")
+        self.pad_id = special("padding")
         self.unk_id = special("unknown")
         # End-of-generation ids: the end-of-sequence token, and the end-of-turn and end-of-message
         # tokens that llama.cpp's converter writes for chat models whose turns end differently.
@@ -136,13 +139,12 @@ class Tokenizer:
         return str(self._meta_tokens[i]) if 0 <= i < len(self._meta_tokens) else ""
 
     def decode(self, ids: Sequence[int], *, skip_special_tokens: bool = True) -> str:
-        """Text of `ids` (invalid UTF-8 becomes U+FFFD)."""
-        ids = [int(i) for i in ids]
+        """Text of `ids` (invalid UTF-8 becomes U+FFFD; ids the tokenizer does not know, such as
+        a model's vocabulary padding, give nothing)."""
+        ids = [i for i in (int(i) for i in ids) if 0 <= i < self.vocab_size]
         if self._hf is not None:
             return self._hf.decode(ids, skip_special_tokens=skip_special_tokens)
-        n = self._sp.get_piece_size()
-        keep = [i for i in ids if 0 <= i < n and not (skip_special_tokens and
-                                                       self._sp.is_control(i))]
+        keep = [i for i in ids if not (skip_special_tokens and self._sp.is_control(i))]
         return self._sp.decode(keep)
 
     def token_texts(self) -> list[str | None]:
@@ -202,6 +204,72 @@ class Tokenizer:
         return sorted(i for i in banned if 0 <= i < n_vocab)
 
 
+_ID_KEYS = ("bos", "eos", "padding", "unknown", "eot", "eom")
+
+
+def _check_metadata(md: dict[str, Any]) -> None:
+    """ValueError unless the tokenizer keys have the GGUF types llama.cpp writes (a crafted or
+    damaged file can give any key any type)."""
+
+    def bad(key: str, want: str) -> ValueError:
+        v = md[key]
+        found = type(v).__name__ + (f" of {v.dtype}" if isinstance(v, np.ndarray) else "")
+        return ValueError(f"the file's {key} is a {found}, expected {want}; the file is damaged "
+                          "or was not written by a GGUF converter: re-export or re-download it")
+
+    def strings(v: Any) -> bool:
+        return isinstance(v, list) and all(isinstance(x, str) for x in v)
+
+    def numbers(v: Any, kinds: str) -> bool:
+        return isinstance(v, np.ndarray) and v.ndim == 1 and v.dtype.kind in kinds or \
+            isinstance(v, list) and all(isinstance(x, (int, float)) and
+                                        not isinstance(x, bool) for x in v)
+
+    for key in ("tokenizer.ggml.model", "tokenizer.ggml.pre", "tokenizer.huggingface.json"):
+        if key in md and not isinstance(md[key], str):
+            raise bad(key, "a string")
+    for key in ("tokenizer.ggml.tokens", "tokenizer.ggml.merges"):
+        if key in md and not strings(md[key]):
+            raise bad(key, "an array of strings")
+    n = len(md.get("tokenizer.ggml.tokens") or [])
+    for key, kinds in (("tokenizer.ggml.token_type", "iu"), ("tokenizer.ggml.scores", "iuf"),
+                       (SPM_MODEL_KEY, "u")):
+        if key not in md:
+            continue
+        if not numbers(md[key], kinds) or kinds == "u" and not isinstance(md[key], np.ndarray):
+            raise bad(key, "an array of " + {"iu": "integers", "iuf": "numbers",
+                                             "u": "bytes (uint8)"}[kinds])
+        if key != SPM_MODEL_KEY and len(md[key]) != n:
+            raise ValueError(f"the file's {key} has {len(md[key])} entries for {n} tokens in "
+                             "tokenizer.ggml.tokens; the file is damaged: re-export or "
+                             "re-download it")
+    for kind in _ID_KEYS:
+        key = f"tokenizer.ggml.{kind}_token_id"
+        if key in md and (isinstance(md[key], bool) or not isinstance(md[key], (int, np.integer))
+                          or not -1 <= int(md[key]) < 2**31):
+            raise bad(key, "a token id (a non-negative integer)") \
+                if not isinstance(md[key], (int, np.integer)) or isinstance(md[key], bool) else \
+                ValueError(f"the file's {key} is {int(md[key])}, not a token id; the file is "
+                           "damaged: re-export or re-download it")
+    if "tokenizer.ggml.add_bos_token" in md and \
+            not isinstance(md["tokenizer.ggml.add_bos_token"], (bool, np.bool_)):
+        raise bad("tokenizer.ggml.add_bos_token", "a bool")
+
+
+def _built(source: str, build, arg):
+    """build(arg), with a library's failure to read the file's tokenizer (tokenizers raises a
+    bare Exception, sentencepiece a RuntimeError or a UnicodeDecodeError, protobuf a DecodeError)
+    as a ValueError that says which of the file's sources it was."""
+    try:
+        return build(arg)
+    except MemoryError:
+        raise
+    except Exception as e:  # noqa: BLE001: the libraries raise no narrower type
+        raise ValueError(f"the file's tokenizer ({source}) could not be read: {e}; the file is "
+                         "damaged or its tokenizer is of a kind mambalite cannot rebuild: "
+                         "re-export it, or pass token ids instead of text") from e
+
+
 def _bytes_to_unicode() -> dict[int, str]:
     """GPT-2's byte -> printable character map used by byte-level BPE vocabularies."""
     bs = list(range(ord("!"), ord("~") + 1)) + list(range(0xA1, 0xAD)) + list(range(0xAE, 0x100))
@@ -226,6 +294,9 @@ def _load_spm(data: bytes):
 
     sp = spm.SentencePieceProcessor()
     sp.LoadFromSerializedProto(data)
+    # A damaged model can load with pieces that are not UTF-8, which fail only when read: read
+    # them all now (one call, milliseconds) so that the file is refused at load.
+    sp.id_to_piece(list(range(sp.get_piece_size())))
     return sp
 
 

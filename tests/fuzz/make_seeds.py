@@ -1,6 +1,8 @@
 """Writes the seed corpora of the fuzz targets (tests/fuzz/README.md): small GGUF files of every
 architecture from random transformers models through `mambalite.export`, in several types, and
-saved states of each model. Run from the repository root: python tests/fuzz/make_seeds.py"""
+saved states of each model, and the two tokenizer files of fuzz_tokenizer.py. Run from the
+repository root: python tests/fuzz/make_seeds.py (python tests/fuzz/make_seeds.py tokenizer for
+the tokenizer files only)."""
 
 from __future__ import annotations
 
@@ -43,11 +45,38 @@ MODELS = [
 ]
 
 
+def tokenizer_seeds(tmp: Path) -> None:
+    """fuzz_tokenizer.py's base files: a byte-level BPE tokenizer (tokenizer.json and the gpt2
+    keys) and a SentencePiece one (the embedded model and the llama keys), on a 1-layer model of
+    width 8 so that the files stay small."""
+    import json
+
+    out_dir = HERE / "corpus" / "tokenizer"
+    out_dir.mkdir(parents=True, exist_ok=True)
+    bpe = helpers.train_bpe_tokenizer()
+    small = dict(hidden_size=8, num_hidden_layers=1)
+    d = helpers.save_checkpoint(helpers.make_hf_model(0, vocab_size=304, **small),
+                                tmp / "bpe", bpe)
+    mambalite.export(d, out_dir / "bpe-gpt2.gguf", "f16", progress=False)
+    sp_dir = tmp / "spm"
+    sp_dir.mkdir()
+    helpers.train_spm(sp_dir)
+    d = helpers.save_checkpoint(helpers.make_hf_model(0, vocab_size=600, **small), tmp / "sp")
+    (d / "tokenizer.model").write_bytes((sp_dir / "sp.model").read_bytes())
+    (d / "tokenizer_config.json").write_text(json.dumps({"add_bos_token": True}))
+    mambalite.export(d, out_dir / "spm-llama.gguf", "f16", progress=False)
+    for f in sorted(out_dir.glob("*.gguf")):
+        print(f.name, f.stat().st_size)
+
+
 def main() -> None:
     gguf_dir, state_dir = HERE / "corpus" / "gguf", HERE / "corpus" / "state"
     for d in (gguf_dir, state_dir):
         d.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory() as tmp:
+        if sys.argv[1:] == ["tokenizer"]:
+            tokenizer_seeds(Path(tmp))
+            return
         for name, build, config, types in MODELS:
             ckpt = helpers.save_checkpoint(build(0, **config), Path(tmp) / name)
             for t in types:
@@ -59,6 +88,7 @@ def main() -> None:
             (state_dir / f"{name}-empty.state").write_bytes(state.to_bytes())
             model.prefill(state, [1, 2, 3])
             (state_dir / f"{name}-3.state").write_bytes(state.to_bytes())
+        tokenizer_seeds(Path(tmp))
 
 
 if __name__ == "__main__":
