@@ -264,7 +264,7 @@ def _built(source: str, build, arg):
         return build(arg)
     except MemoryError:
         raise
-    except Exception as e:  # noqa: BLE001: the libraries raise no narrower type
+    except Exception as e:  # noqa: BLE001 (the libraries raise no narrower type)
         raise ValueError(f"the file's tokenizer ({source}) could not be read: {e}; the file is "
                          "damaged or its tokenizer is of a kind mambalite cannot rebuild: "
                          "re-export it, or pass token ids instead of text") from e
