@@ -67,7 +67,7 @@ class Tokenizer:
 
         def special(kind: str) -> int | None:
             v = md.get(f"tokenizer.ggml.{kind}_token_id")
-            return int(v) if v is not None else None
+            return int(v) if v is not None and int(v) >= 0 else None
 
         self.bos_id = special("bos")
         self.eos_id = special("eos")
@@ -245,12 +245,13 @@ def _check_metadata(md: dict[str, Any]) -> None:
                              "re-download it")
     for kind in _ID_KEYS:
         key = f"tokenizer.ggml.{kind}_token_id"
-        if key in md and (isinstance(md[key], bool) or not isinstance(md[key], (int, np.integer))
-                          or not -1 <= int(md[key]) < 2**31):
-            raise bad(key, "a token id (a non-negative integer)") \
-                if not isinstance(md[key], (int, np.integer)) or isinstance(md[key], bool) else \
-                ValueError(f"the file's {key} is {int(md[key])}, not a token id; the file is "
-                           "damaged: re-export or re-download it")
+        if key not in md:
+            continue
+        if isinstance(md[key], bool) or not isinstance(md[key], (int, np.integer)):
+            raise bad(key, "a token id (a non-negative integer)")
+        if not -1 <= int(md[key]) < 2**31:  # -1: llama.cpp's LLAMA_TOKEN_NULL, no such token
+            raise ValueError(f"the file's {key} is {int(md[key])}, not a token id; the file is "
+                             "damaged: re-export or re-download it")
     if "tokenizer.ggml.add_bos_token" in md and \
             not isinstance(md["tokenizer.ggml.add_bos_token"], (bool, np.bool_)):
         raise bad("tokenizer.ggml.add_bos_token", "a bool")
