@@ -15,7 +15,7 @@ next logits checked finite (a NaN or infinity in a state would reach them). Afte
 must stay within 1 MB and the last rate within 5% of the first (a noisy machine can break the
 latter without a leak: rerun).
 
-    pytest bench/test_soak.py -s            # about an hour per model at 2 threads
+    pytest bench/test_soak.py -s            # 70-90 minutes per model at 2 threads
     SOAK_TOKENS=100000 pytest bench/test_soak.py -s
 """
 
@@ -46,12 +46,14 @@ def _rss_kb() -> int:
 
 def _one_sequence(model: mambalite.Model) -> Iterator[tuple[int, np.ndarray]]:
     """Yields (tokens so far, the next logits) every EVERY tokens of one unbroken sequence."""
-    state, last, produced = model.new_state(), 1, 0
-    for chunk in range(TOKENS // CHUNK):
+    state, last, produced, due, chunk = model.new_state(), 1, 0, EVERY, 0
+    while produced < TOKENS:
+        # A sampled end-of-sequence token ends a call early, so the count is checked, not assumed.
         tokens = list(model.generate_tokens([last], max_new_tokens=CHUNK, state=state,
                                             temperature=0.8, seed=chunk, stop_ids=[]))
-        last, produced = tokens[-1], produced + len(tokens)  # `last` is fed once more: a prompt
-        if produced % EVERY == 0:
+        last, produced, chunk = tokens[-1], produced + len(tokens), chunk + 1  # `last`: a prompt
+        if produced >= due:
+            due += EVERY
             yield produced, model.step(state.copy(), last)  # what the state would give next
 
 
