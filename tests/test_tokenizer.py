@@ -158,10 +158,12 @@ def test_damaged_tokenizer_keys(bpe_file, edit, message):
 def test_null_special_id(bpe_file):
     """-1, llama.cpp's null token, means the model has no such token: never added or stopped at."""
     md = dict(mambalite.load(bpe_file).metadata, **{"tokenizer.ggml.bos_token_id": -1,
+                                                    "tokenizer.ggml.eos_token_id": -1,
                                                     "tokenizer.ggml.add_bos_token": True})
     tok = Tokenizer(md)
-    assert tok.bos_id is None
+    assert tok.bos_id is None and tok.eos_id is None
     assert -1 not in tok.encode("Paris")
+    assert -1 not in tok.end_ids
 
 
 def test_damaged_sentencepiece_model(spm_file):
